@@ -1,0 +1,1 @@
+//! The kmap book (chapters are filled in below).

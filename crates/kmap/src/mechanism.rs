@@ -1,0 +1,247 @@
+//! The map and unmap paths: the only code that writes a task's stack.
+//!
+//! Every operation first *decides* (reads `idx`, checks the request) and only then *acts*, so a
+//! refusal leaves no trace. Deciding before disabling preemption is sound because nothing that
+//! can run in between changes `idx`: a nested interrupt or NMI restores it before it returns
+//! (rule N-2) and the switch hooks never write it (INV-2).
+//!
+//! The order of the acts is the safety argument of the whole design (reference §3.4):
+//! - map pushes `idx` *before* it installs the PTE, so a nested context that arrives in between
+//!   lands above the new cell (INV-1), and records the PTE *before* preemption is enabled again,
+//!   so `sched_out` never sees a slot its cell does not describe (INV-5);
+//! - unmap clears the PTE, invalidates the TLB entry and zeroes the saved value *before* the
+//!   pop, so a nested context never finds a dirty slot at or above `idx` (the 2010 race fix),
+//!   and no stale translation survives a slot becoming empty (INV-6).
+//!
+//! Between every two acts the platform's [`point`](Platform::point) is called behind a compiler
+//! fence: in a kernel that is where a real interrupt may arrive, so the compiler must not move
+//! an act across it; in the simulator it is where one is delivered.
+
+use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
+
+use crate::error::{MapError, UnmapError};
+use crate::platform::{Platform, Point, Report};
+use crate::stack::sealed::{Sealed, StackView};
+use crate::types::{Cell, Frame, Prot, Pte, Slot, VirtAddr};
+
+/// Hand the platform an arrival point. Compiles to nothing on a kernel whose `point` is empty.
+#[inline(always)]
+pub(crate) fn step<P: Platform>(platform: &P, point: Point) {
+    compiler_fence(SeqCst);
+    platform.point(point);
+    compiler_fence(SeqCst);
+}
+
+/// How far a push moves `idx`: 2 with guard cells (every mapping gets an empty neighbour on each
+/// side, rule 1.4), else 1.
+#[inline(always)]
+pub(crate) const fn cell_step<P: Platform>() -> usize {
+    if P::GUARD_CELLS {
+        2
+    } else {
+        1
+    }
+}
+
+/// What a map request asks for.
+#[derive(Clone, Copy)]
+pub(crate) struct Request {
+    pub(crate) frame: Frame,
+    pub(crate) prot: Prot,
+    /// `kmap_local_pfn`: take a slot even for a frame with a direct-map address (rule M-0.3).
+    pub(crate) always_slot: bool,
+    /// `kmap_atomic`: preemption and page faults stay disabled until the unmap (rule A-1).
+    pub(crate) atomic: bool,
+}
+
+/// Where a mapping landed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Placement {
+    /// The frame's permanent address; nothing was pushed.
+    Direct(VirtAddr),
+    /// A slot of the current CPU; its cell was pushed.
+    Slot(VirtAddr),
+}
+
+impl Placement {
+    pub(crate) fn address(self) -> VirtAddr {
+        match self {
+            Placement::Direct(addr) | Placement::Slot(addr) => addr,
+        }
+    }
+}
+
+/// Map `request.frame` for the current context (rules M-0 to M-3, A-1, A-2).
+pub(crate) fn map<P: Platform>(platform: &P, request: Request) -> Result<Placement, MapError> {
+    // Decide.
+    let direct = if request.always_slot || P::FORCE_MAP {
+        None
+    } else {
+        platform.direct_map(request.frame)
+    };
+    let stack = platform.current_stack().view();
+    let idx = stack.idx();
+    let pushed = idx + cell_step::<P>();
+    if direct.is_none() && pushed > stack.cells() {
+        return Err(MapError::Overflow {
+            cells: stack.cells(),
+        });
+    }
+
+    // Act.
+    if request.atomic {
+        platform.preempt_disable();
+        step(platform, Point::AtomicPreemptionDisabled);
+        platform.pagefault_disable();
+        step(platform, Point::AtomicPagefaultsDisabled);
+    }
+    if let Some(addr) = direct {
+        // The fast path: no per-task state, no migration or preemption window (rule M-0.2).
+        return Ok(Placement::Direct(addr));
+    }
+    match map_slot(platform, &stack, request, pushed) {
+        Ok(addr) => Ok(Placement::Slot(addr)),
+        Err(refused) => {
+            if request.atomic {
+                atomic_end(platform);
+            }
+            Err(refused)
+        }
+    }
+}
+
+/// The mapped path, exactly in Linux's order (rule M-1). `pushed` is `idx` after the push.
+fn map_slot<P: Platform>(
+    platform: &P,
+    stack: &StackView<'_>,
+    request: Request,
+    pushed: usize,
+) -> Result<VirtAddr, MapError> {
+    platform.migrate_disable();
+    step(platform, Point::MapMigrationDisabled);
+    platform.preempt_disable();
+    step(platform, Point::MapPreemptionDisabled);
+
+    if platform.in_hardirq() && !platform.irqs_disabled() {
+        platform.report(Report::MapInHardIrqWithIrqsOn);
+    }
+    let cpu = platform.current_cpu();
+    let slot = Slot {
+        cpu,
+        cell: Cell(pushed - 1),
+    };
+    if !platform.read_pte(slot).is_empty() {
+        // INV-1 is broken by someone else; undo our two counters and refuse (Linux: BUG).
+        platform.preempt_enable();
+        platform.migrate_enable();
+        return Err(MapError::SlotNotEmpty { slot });
+    }
+
+    stack.set_home(cpu);
+    stack.set_idx(pushed);
+    step(platform, Point::MapPushed);
+
+    let pte = platform.make_pte(request.frame, request.prot);
+    platform.install_pte(slot, pte);
+    step(platform, Point::MapInstalled);
+
+    stack.set_saved(slot.cell.0, pte);
+    step(platform, Point::MapRecorded);
+
+    platform.preempt_enable();
+    step(platform, Point::MapPreemptionEnabled);
+    Ok(platform.slot_address(slot))
+}
+
+/// The end of an atomic section (rule U-2): page faults, then preemption, enabled again.
+pub(crate) fn atomic_end<P: Platform>(platform: &P) {
+    platform.pagefault_enable();
+    step(platform, Point::AtomicPagefaultsEnabled);
+    platform.preempt_enable();
+    step(platform, Point::AtomicPreemptionEnabled);
+}
+
+/// Unmap the mapping that holds `addr` (rule U-1): any address inside the mapped page is
+/// accepted; a direct-map address is a no-op (as the map of it was); anything else that is not
+/// the current context's top cell on this CPU is refused.
+pub(crate) fn unmap<P: Platform>(
+    platform: &P,
+    addr: VirtAddr,
+    atomic: bool,
+) -> Result<(), UnmapError> {
+    // Decide.
+    let page = addr.align_down(P::PAGE_SIZE);
+    let top = match platform.slot_of(page) {
+        None if P::FORCE_MAP => return Err(UnmapError::NotKmapAddress { addr }),
+        None => None,
+        Some(given) => {
+            let stack = platform.current_stack().view();
+            let idx = stack.idx();
+            if idx == 0 {
+                return Err(UnmapError::EmptyStack);
+            }
+            // `idx > 0` keeps the task on this CPU (INV-4), so the CPU read here stays right.
+            let top = Slot {
+                cpu: platform.current_cpu(),
+                cell: Cell(idx - 1),
+            };
+            if given != top {
+                return Err(UnmapError::NotTopCell { given, top });
+            }
+            Some(top)
+        }
+    };
+
+    // Act.
+    if let Some(top) = top {
+        unmap_top(platform, top);
+    }
+    if atomic {
+        atomic_end(platform);
+    }
+    Ok(())
+}
+
+/// Release the current context's top cell, `top` (rule U-1, steps 3 to 8).
+pub(crate) fn unmap_top<P: Platform>(platform: &P, top: Slot) {
+    let stack = platform.current_stack().view();
+    platform.preempt_disable();
+    step(platform, Point::UnmapPreemptionDisabled);
+
+    platform.clear_pte(top);
+    step(platform, Point::UnmapCleared);
+
+    platform.invalidate_local(platform.slot_address(top));
+    step(platform, Point::UnmapInvalidated);
+
+    stack.set_saved(top.cell.0, Pte::EMPTY);
+    step(platform, Point::UnmapZeroed);
+
+    stack.set_idx(top.cell.0 + 1 - cell_step::<P>());
+    step(platform, Point::UnmapPopped);
+
+    platform.preempt_enable();
+    step(platform, Point::UnmapPreemptionEnabled);
+    platform.migrate_enable();
+    step(platform, Point::UnmapMigrationEnabled);
+}
+
+/// Release every cell at or above depth `base` on the current stack, top first, and return how
+/// many were released. Used by the guard API, whose guards remember the depth they started at.
+pub(crate) fn release_down_to<P: Platform>(platform: &P, base: usize) -> usize {
+    let mut released = 0;
+    loop {
+        let idx = platform.current_stack().view().idx();
+        if idx <= base {
+            return released;
+        }
+        unmap_top(
+            platform,
+            Slot {
+                cpu: platform.current_cpu(),
+                cell: Cell(idx - 1),
+            },
+        );
+        released += 1;
+    }
+}
