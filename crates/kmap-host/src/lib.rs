@@ -92,7 +92,7 @@ pub struct HostPlatform<
 
 impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> HostPlatform<CELLS, GUARD, FORCE> {
     /// A machine with `cpus` CPUs, `frames` frames (`lowmem` of them direct-mapped) and `tasks`
-    /// tasks; task 0 is current on every CPU at first (use [`switch_to`](Self::switch_to)).
+    /// tasks; at first CPU `c` runs task `c % tasks` (then use [`switch_to`](Self::switch_to)).
     ///
     /// # Panics
     ///
@@ -140,7 +140,9 @@ impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> HostPlatform<CELL
             ptes: RefCell::new(vec![Pte::EMPTY; cpus as usize * CELLS]),
             tasks: (0..tasks).map(|_| KmapStack::new()).collect(),
             cpu: StdCell::new(0),
-            current: (0..cpus).map(|_| StdCell::new(0)).collect(),
+            current: (0..cpus as usize)
+                .map(|cpu| StdCell::new(cpu % tasks))
+                .collect(),
             preempt: StdCell::new(0),
             pagefault: StdCell::new(0),
             migrate: (0..tasks).map(|_| StdCell::new(0)).collect(),
