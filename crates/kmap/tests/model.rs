@@ -17,7 +17,11 @@ type Machine = HostPlatform<CELLS>;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Map { frame: u64, atomic: bool, pfn: bool },
+    Map {
+        frame: u64,
+        atomic: bool,
+        pfn: bool,
+    },
     Unmap,
     /// Unmap an address that is not the top cell (refused unless it happens to be the top).
     UnmapCell(usize),
@@ -78,10 +82,21 @@ impl Model {
             prop_assert_eq!(p.task(task).depth(), slots.len(), "depth of task {}", task);
             for cell in 0..CELLS {
                 let expected = slots.get(cell).map_or(Pte::EMPTY, |h| pte(h.frame));
-                prop_assert_eq!(p.task(task).saved(Cell(cell)), expected, "task {} cell {}", task, cell);
+                prop_assert_eq!(
+                    p.task(task).saved(Cell(cell)),
+                    expected,
+                    "task {} cell {}",
+                    task,
+                    cell
+                );
             }
             let migrate = slots.len() as i32;
-            prop_assert_eq!(p.migrate_count(task), migrate, "migrate count of task {}", task);
+            prop_assert_eq!(
+                p.migrate_count(task),
+                migrate,
+                "migrate count of task {}",
+                task
+            );
         }
         for cpu in 0..CPUS {
             let task = self.current[cpu as usize];
@@ -116,7 +131,11 @@ fn check_tlb_hygiene(events: &[Event]) -> Result<(), TestCaseError> {
                 stale.remove(&slot);
             }
             Event::Install(slot, _) => {
-                prop_assert!(!stale.contains(&slot), "{:?} reused before its TLB entry was invalidated", slot);
+                prop_assert!(
+                    !stale.contains(&slot),
+                    "{:?} reused before its TLB entry was invalidated",
+                    slot
+                );
                 prop_assert!(full.insert(slot), "{:?} installed over a live PTE", slot);
             }
             _ => {}
@@ -153,30 +172,52 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         });
                         prop_assert_eq!(addr, expected.as_usize());
                     }
-                    m.stacks[task].push(Held { frame, slot, atomic, addr });
+                    m.stacks[task].push(Held {
+                        frame,
+                        slot,
+                        atomic,
+                        addr,
+                    });
                     m.preempt += atomic as i32;
                 }
             }
             Op::Unmap => {
                 let task = m.task();
-                let Some(top) = m.stacks[task].pop() else { continue };
-                let result = if top.atomic { unmap_atomic(&p, top.addr + 17) } else { unmap(&p, top.addr + 17) };
+                let Some(top) = m.stacks[task].pop() else {
+                    continue;
+                };
+                let result = if top.atomic {
+                    unmap_atomic(&p, top.addr + 17)
+                } else {
+                    unmap(&p, top.addr + 17)
+                };
                 prop_assert_eq!(result, Ok(()));
                 m.preempt -= top.atomic as i32;
             }
             Op::UnmapCell(cell) => {
                 let task = m.task();
-                let addr = p.slot_address(kmap::Slot { cpu: kmap::CpuId(m.cpu), cell: Cell(cell) }).as_usize();
+                let addr = p
+                    .slot_address(kmap::Slot {
+                        cpu: kmap::CpuId(m.cpu),
+                        cell: Cell(cell),
+                    })
+                    .as_usize();
                 let depth = m.depth(task);
                 let top_is_slot = m.stacks[task].last().is_some_and(|h| h.slot);
                 if depth == 0 {
                     prop_assert_eq!(unmap(&p, addr), Err(UnmapError::EmptyStack));
-                } else if cell + 1 != depth || !top_is_slot || m.stacks[task].last().unwrap().atomic {
+                } else if cell + 1 != depth || !top_is_slot || m.stacks[task].last().unwrap().atomic
+                {
                     // Not the top, or the top is a direct mapping or an atomic one (which must
                     // not be released with plain unmap): only try the refused case.
                     if cell + 1 != depth {
                         let refused = matches!(unmap(&p, addr), Err(UnmapError::NotTopCell { .. }));
-                        prop_assert!(refused, "unmap of cell {} under depth {} accepted", cell, depth);
+                        prop_assert!(
+                            refused,
+                            "unmap of cell {} under depth {} accepted",
+                            cell,
+                            depth
+                        );
                     }
                 } else {
                     prop_assert_eq!(unmap(&p, addr), Ok(()));
@@ -185,9 +226,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Switch(next) => {
                 let cpu = m.cpu as usize;
-                let running_elsewhere = m.current.iter().enumerate().any(|(c, &t)| c != cpu && t == next);
-                let pinned_elsewhere = m.depth(next) > 0
-                    && p.task(next).home_cpu() != Some(kmap::CpuId(m.cpu));
+                let running_elsewhere = m
+                    .current
+                    .iter()
+                    .enumerate()
+                    .any(|(c, &t)| c != cpu && t == next);
+                let pinned_elsewhere =
+                    m.depth(next) > 0 && p.task(next).home_cpu() != Some(kmap::CpuId(m.cpu));
                 // A kernel never switches with preemption off, nor a pinned task in elsewhere.
                 if running_elsewhere || pinned_elsewhere || m.preempt > 0 {
                     continue;
