@@ -126,7 +126,7 @@ pub unsafe trait Platform {
 }
 
 /// Something the mechanism noticed that Linux would warn about, or that Linux does not check.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Report {
     /// A mapping was made in hard-interrupt context with interrupts enabled (rule N-1).
     MapInHardIrqWithIrqsOn,
@@ -168,7 +168,7 @@ pub enum Report {
 }
 
 /// Where [`assert_no_mappings`](crate::assert_no_mappings) is called from.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Checkpoint {
     /// On the way back to user space (Linux: `kmap_assert_nomap` in
     /// `exit_to_user_mode_prepare`).

@@ -1,0 +1,258 @@
+//! The crate, plugged into the machine.
+//!
+//! The crate's stack size, guard cells and force-map are compile-time constants of a
+//! [`Platform`], while a scenario chooses them at run time. So this module is the one generic
+//! layer: [`SimPlatform`] implements `Platform` by delegating every method to the (non-generic)
+//! [`Machine`], and [`KmapOps`] is the object through which the machine calls the crate's real
+//! map, unmap and switch code for the layout a run asked for. Everything else in the simulator
+//! is compiled once.
+
+use std::any::Any;
+
+use kmap::{
+    Cell, Checkpoint, CpuId, Frame, KmapStack, MapError, MappingsHeld, Platform, Point, Prot, Pte,
+    Report, Slot, UnmapError, VirtAddr,
+};
+
+use crate::machine::Machine;
+
+/// Stack sizes (cells per task) the simulator is built for.
+pub const SUPPORTED_CELLS: &[usize] = &[1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 33];
+
+/// Page size of the simulated machine.
+pub const PAGE_SIZE: usize = 4096;
+/// Frame `f` of lowmem is at `DIRECT_MAP + f * PAGE_SIZE`.
+pub const DIRECT_MAP: usize = 0x1_0000_0000;
+/// The kmap window: CPU `c`'s cell `i` is at `WINDOW + (c * cells + i) * PAGE_SIZE`.
+pub const WINDOW: usize = 0x10_0000_0000;
+/// PTE bit: present.
+pub const PTE_PRESENT: u64 = 1;
+/// PTE bit: writable.
+pub const PTE_WRITE: u64 = 2;
+
+/// The frame a PTE of this machine maps.
+pub fn pte_frame(pte: Pte) -> u64 {
+    pte.raw() >> 12
+}
+
+/// A task's [`KmapStack`], whatever its size, as the machine inspects it.
+pub trait DynStack: Any {
+    /// `idx`.
+    fn depth(&self) -> usize;
+    /// The saved PTE of a cell.
+    fn saved(&self, cell: usize) -> Pte;
+    /// The number of cells.
+    fn cells(&self) -> usize;
+    /// For [`SimPlatform::current_stack`].
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<const C: usize> DynStack for KmapStack<C> {
+    fn depth(&self) -> usize {
+        KmapStack::depth(self)
+    }
+    fn saved(&self, cell: usize) -> Pte {
+        KmapStack::saved(self, Cell(cell))
+    }
+    fn cells(&self) -> usize {
+        C
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The crate's entry points, for the layout of one run.
+pub trait KmapOps {
+    /// `raw::map` / `map_pfn` / `map_atomic` / `map_atomic_pfn`.
+    fn map(&self, m: &Machine, frame: u64, atomic: bool, pfn: bool) -> Result<usize, MapError>;
+    /// `raw::unmap` / `unmap_atomic`.
+    fn unmap(&self, m: &Machine, addr: usize, atomic: bool) -> Result<(), UnmapError>;
+    /// `sched_out`.
+    fn sched_out(&self, m: &Machine);
+    /// `sched_in`.
+    fn sched_in(&self, m: &Machine);
+    /// `KmapStack::fork` of the current task's stack.
+    fn fork(&self, m: &Machine) -> Box<dyn DynStack>;
+    /// `assert_no_mappings`.
+    fn assert_no_mappings(&self, m: &Machine, at: Checkpoint) -> Result<(), MappingsHeld>;
+    /// A new, empty stack.
+    fn new_stack(&self) -> Box<dyn DynStack>;
+}
+
+/// The machine as a `Platform` with `C` cells, guard cells `G` and force-map `F`.
+pub struct SimPlatform<'m, const C: usize, const G: bool, const F: bool>(pub &'m Machine);
+
+// SAFETY: the machine models every promised fact: (1) `cpu()` is the executing CPU and
+// `current_stack` the current task's stack (fixed for the task's life, in `Machine::stacks`);
+// (2) slots are distinct pages of WINDOW and `slot_of` inverts `slot_address`; (3) accesses go
+// through the modelled MMU, which reaches the installed frame; (4) PTEs have PTE_PRESENT;
+// (5) lowmem is the permanent direct map; (6)-(7) the scheduler honours the counters and calls
+// the hooks per protocol. The crate never dereferences the addresses in the simulator: every
+// access is made by the machine through its MMU, so a broken protocol shows up as a wrong
+// frame or a fault, never as host memory corruption.
+unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatform<'_, C, G, F> {
+    type Stack = KmapStack<C>;
+    const GUARD_CELLS: bool = G;
+    const FORCE_MAP: bool = F;
+    const PAGE_SIZE: usize = PAGE_SIZE;
+    const KERNEL_PROT: Prot = Prot::from_raw(PTE_WRITE);
+
+    fn current_cpu(&self) -> CpuId {
+        CpuId(self.0.cpu() as u32)
+    }
+
+    fn current_stack(&self) -> &KmapStack<C> {
+        self.0
+            .current_stack()
+            .as_any()
+            .downcast_ref()
+            .expect("every stack of a run has the run's layout")
+    }
+
+    fn slot_address(&self, slot: Slot) -> VirtAddr {
+        VirtAddr::new(WINDOW + (slot.cpu.0 as usize * C + slot.cell.0) * PAGE_SIZE)
+    }
+
+    fn slot_of(&self, page: VirtAddr) -> Option<Slot> {
+        let index = page.as_usize().checked_sub(WINDOW)? / PAGE_SIZE;
+        (index < self.0.cpus() * C).then(|| Slot {
+            cpu: CpuId((index / C) as u32),
+            cell: Cell(index % C),
+        })
+    }
+
+    fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
+        (frame.pfn() < self.0.lowmem())
+            .then(|| VirtAddr::new(DIRECT_MAP + frame.pfn() as usize * PAGE_SIZE))
+    }
+
+    fn make_pte(&self, frame: Frame, prot: Prot) -> Pte {
+        Pte::from_raw(frame.pfn() << 12 | (prot.raw() & PTE_WRITE) | PTE_PRESENT)
+    }
+
+    fn read_pte(&self, slot: Slot) -> Pte {
+        self.0.read_pte(slot.cpu.0 as usize, slot.cell.0)
+    }
+
+    fn install_pte(&self, slot: Slot, pte: Pte) {
+        self.0.install_pte(slot.cpu.0 as usize, slot.cell.0, pte)
+    }
+
+    fn clear_pte(&self, slot: Slot) {
+        self.0.clear_pte(slot.cpu.0 as usize, slot.cell.0)
+    }
+
+    fn invalidate_local(&self, page: VirtAddr) {
+        self.0.invalidate_local(page.as_usize())
+    }
+
+    fn preempt_disable(&self) {
+        self.0.preempt_add(1)
+    }
+    fn preempt_enable(&self) {
+        self.0.preempt_add(-1)
+    }
+    fn migrate_disable(&self) {
+        self.0.migrate_add(1)
+    }
+    fn migrate_enable(&self) {
+        self.0.migrate_add(-1)
+    }
+    fn pagefault_disable(&self) {
+        self.0.pagefault_add(1)
+    }
+    fn pagefault_enable(&self) {
+        self.0.pagefault_add(-1)
+    }
+
+    fn in_hardirq(&self) -> bool {
+        self.0.in_interrupt()
+    }
+
+    fn irqs_disabled(&self) -> bool {
+        self.0.irqs_disabled()
+    }
+
+    fn report(&self, report: Report) {
+        self.0.report(report)
+    }
+
+    fn point(&self, point: Point) {
+        self.0.arrive(crate::machine::Label::Crate(point))
+    }
+}
+
+struct Ops<const C: usize, const G: bool, const F: bool>;
+
+impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
+    fn map(&self, m: &Machine, frame: u64, atomic: bool, pfn: bool) -> Result<usize, MapError> {
+        let p = SimPlatform::<C, G, F>(m);
+        let frame = Frame::new(frame);
+        // SAFETY: the simulator never dereferences the pointer (see the Platform impl); LIFO
+        // order is the program's business, and misuse is refused by the crate.
+        let result = unsafe {
+            match (atomic, pfn) {
+                (false, false) => kmap::raw::map(&p, frame),
+                (false, true) => kmap::raw::map_pfn(&p, frame),
+                (true, false) => kmap::raw::map_atomic(&p, frame),
+                (true, true) => kmap::raw::map_atomic_pfn(&p, frame),
+            }
+        };
+        result.map(|addr| addr as usize)
+    }
+
+    fn unmap(&self, m: &Machine, addr: usize, atomic: bool) -> Result<(), UnmapError> {
+        let p = SimPlatform::<C, G, F>(m);
+        // SAFETY: as in `map`.
+        unsafe {
+            if atomic {
+                kmap::raw::unmap_atomic(&p, addr as *const u8)
+            } else {
+                kmap::raw::unmap(&p, addr as *const u8)
+            }
+        }
+    }
+
+    fn sched_out(&self, m: &Machine) {
+        // SAFETY: called by the machine's scheduler in prepare-switch with current = prev.
+        unsafe { kmap::sched_out(&SimPlatform::<C, G, F>(m)) }
+    }
+
+    fn sched_in(&self, m: &Machine) {
+        // SAFETY: called by the machine's scheduler in finish-switch with current = next.
+        unsafe { kmap::sched_in(&SimPlatform::<C, G, F>(m)) }
+    }
+
+    fn fork(&self, m: &Machine) -> Box<dyn DynStack> {
+        let p = SimPlatform::<C, G, F>(m);
+        Box::new(p.current_stack().fork(&p))
+    }
+
+    fn assert_no_mappings(&self, m: &Machine, at: Checkpoint) -> Result<(), MappingsHeld> {
+        kmap::assert_no_mappings(&SimPlatform::<C, G, F>(m), at)
+    }
+
+    fn new_stack(&self) -> Box<dyn DynStack> {
+        Box::new(KmapStack::<C>::new())
+    }
+}
+
+/// The crate's entry points for `cells` cells, guard cells and force-map as given, or `None`
+/// when `cells` is not in [`SUPPORTED_CELLS`].
+pub fn ops_for(cells: usize, guard: bool, force: bool) -> Option<&'static dyn KmapOps> {
+    macro_rules! dispatch {
+        ($($c:literal)*) => {
+            match (cells, guard, force) {
+                $(
+                    ($c, false, false) => Some(&Ops::<$c, false, false>),
+                    ($c, true, false) => Some(&Ops::<$c, true, false>),
+                    ($c, false, true) => Some(&Ops::<$c, false, true>),
+                    ($c, true, true) => Some(&Ops::<$c, true, true>),
+                )*
+                _ => None,
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 16 32 33)
+}

@@ -1,0 +1,288 @@
+//! What a run is made of: the machine, the bounds on injected events, and the programs the
+//! tasks, interrupts and NMIs execute.
+
+use std::fmt;
+
+/// How the scheduler moves kmap slots at a context switch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Protocol {
+    /// The crate's hooks as a kernel must call them: `sched_out` in prepare-switch with
+    /// `current` = prev, `sched_in` in finish-switch with `current` = next.
+    Split,
+    /// The September 2020 RFC: prev's slots cleared and next's installed in one step while
+    /// `current` is still prev, before switching.
+    RfcV1,
+    /// The same single step, done after `current` has become next.
+    SwapAfterCurrent,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Protocol::Split, Protocol::RfcV1, Protocol::SwapAfterCurrent];
+
+    /// The name used on the command line and in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Split => "split",
+            Protocol::RfcV1 => "rfc-v1",
+            Protocol::SwapAfterCurrent => "swap-after-current",
+        }
+    }
+
+    /// The protocol called `name`.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A deliberate fault in the machine, for showing that the oracle catches what it claims to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Mutation {
+    /// The platform drops every TLB invalidation the crate asks for.
+    DropInvalidations,
+}
+
+/// Limits on what may be injected into one execution. `None` is unlimited.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct Bounds {
+    /// Preemptions (involuntary context switches).
+    pub preemptions: Option<u32>,
+    /// Interrupts.
+    pub irqs: Option<u32>,
+    /// NMIs.
+    pub nmis: Option<u32>,
+    /// Switches of the executing CPU (on machines with more than one).
+    pub cpu_switches: Option<u32>,
+}
+
+/// The machine.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct MachineConfig {
+    /// CPUs.
+    pub cpus: usize,
+    /// Physical frames.
+    pub frames: u64,
+    /// Frames below this are direct-mapped (lowmem).
+    pub lowmem: u64,
+    /// Cells of every task's kmap stack (see [`SUPPORTED_CELLS`](crate::SUPPORTED_CELLS)).
+    pub cells: usize,
+    /// The switch protocol.
+    pub protocol: Protocol,
+    /// Debug guard cells (odd cells only).
+    pub guard_cells: bool,
+    /// Lowmem frames are mapped through slots too.
+    pub force_map: bool,
+    /// Model a TLB that keeps stale translations until invalidated.
+    pub tlb: bool,
+    /// A deliberate fault, if any.
+    pub mutation: Option<Mutation>,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            cpus: 1,
+            frames: 64,
+            lowmem: 16,
+            cells: 16,
+            protocol: Protocol::Split,
+            guard_cells: false,
+            force_map: false,
+            tlb: true,
+            mutation: None,
+        }
+    }
+}
+
+/// One operation of a program.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Op {
+    /// `kmap_local_page(frame)`.
+    Map(u64),
+    /// `kmap_atomic(frame)`.
+    MapAtomic(u64),
+    /// `kmap_local_pfn(frame)`: always a slot.
+    MapPfn(u64),
+    /// Release this context's most recent mapping.
+    Unmap,
+    /// Release the mapping of this frame through the raw API (may be refused).
+    UnmapFrame(u64),
+    /// Read every live mapping of this context through the MMU and compare tags.
+    Check,
+    /// Write a fresh tag into this frame through this context's mapping of it.
+    Write(u64),
+    /// Give up the CPU if another task is runnable.
+    Yield,
+    /// Block until the scheduler wakes the task.
+    Sleep,
+    /// Ask to run on this CPU (done once migration is enabled).
+    Migrate(usize),
+    /// Fork a child, which checks it starts with no mappings.
+    Fork,
+    /// Disable interrupts on this CPU.
+    IrqOff,
+    /// Enable interrupts on this CPU.
+    IrqOn,
+    /// Disable preemption.
+    PreemptOff,
+    /// Enable preemption.
+    PreemptOn,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Map(frame) => write!(f, "map {frame}"),
+            Op::MapAtomic(frame) => write!(f, "map_atomic {frame}"),
+            Op::MapPfn(frame) => write!(f, "map_pfn {frame}"),
+            Op::Unmap => write!(f, "unmap"),
+            Op::UnmapFrame(frame) => write!(f, "unmap {frame}"),
+            Op::Check => write!(f, "check"),
+            Op::Write(frame) => write!(f, "write {frame}"),
+            Op::Yield => write!(f, "yield"),
+            Op::Sleep => write!(f, "sleep"),
+            Op::Migrate(cpu) => write!(f, "migrate {cpu}"),
+            Op::Fork => write!(f, "fork"),
+            Op::IrqOff => write!(f, "irq_off"),
+            Op::IrqOn => write!(f, "irq_on"),
+            Op::PreemptOff => write!(f, "preempt_off"),
+            Op::PreemptOn => write!(f, "preempt_on"),
+        }
+    }
+}
+
+impl Op {
+    /// The frame this operation names, if any.
+    pub fn frame(self) -> Option<u64> {
+        match self {
+            Op::Map(f) | Op::MapAtomic(f) | Op::MapPfn(f) | Op::UnmapFrame(f) | Op::Write(f) => {
+                Some(f)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether only a task (not an interrupt or NMI handler) may run it.
+    pub fn task_only(self) -> bool {
+        matches!(self, Op::Yield | Op::Sleep | Op::Migrate(_) | Op::Fork)
+    }
+}
+
+/// A task and its program.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct Task {
+    /// Its name in traces.
+    pub name: String,
+    /// The CPU whose run queue it starts on.
+    pub cpu: usize,
+    /// What it does.
+    pub ops: Vec<Op>,
+}
+
+/// Everything one execution runs.
+#[derive(Clone, PartialEq, Eq, Debug, Hash, Default)]
+pub struct Program {
+    /// The tasks, in the order they are queued (the first task of each CPU runs first).
+    pub tasks: Vec<Task>,
+    /// What every interrupt handler runs.
+    pub irq: Vec<Op>,
+    /// What every NMI handler runs.
+    pub nmi: Vec<Op>,
+}
+
+/// A complete description of a run: machine, bounds, program.
+#[derive(Clone, PartialEq, Eq, Debug, Hash, Default)]
+pub struct Config {
+    /// The machine.
+    pub machine: MachineConfig,
+    /// Limits on injected events.
+    pub bounds: Bounds,
+    /// The programs.
+    pub program: Program,
+}
+
+/// Why a configuration cannot run.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Check that the configuration can run, naming the first problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.machine;
+        let fail = |msg: String| Err(ConfigError(msg));
+        if !(1..=8).contains(&m.cpus) {
+            return fail(format!("cpus must be 1 to 8, not {}", m.cpus));
+        }
+        if !crate::SUPPORTED_CELLS.contains(&m.cells) {
+            return fail(format!(
+                "slots must be one of {:?}, not {}",
+                crate::SUPPORTED_CELLS,
+                m.cells
+            ));
+        }
+        if m.frames == 0 || m.frames > 1 << 20 {
+            return fail(format!("frames must be 1 to {}, not {}", 1 << 20, m.frames));
+        }
+        if m.lowmem > m.frames {
+            return fail(format!(
+                "lowmem ({}) is more than frames ({})",
+                m.lowmem, m.frames
+            ));
+        }
+        if self.program.tasks.is_empty() {
+            return fail("at least one task is needed".into());
+        }
+        let check_ops = |who: &str, ops: &[Op], in_interrupt: bool| -> Result<(), ConfigError> {
+            for op in ops {
+                if let Some(frame) = op.frame() {
+                    if frame >= m.frames {
+                        return Err(ConfigError(format!(
+                            "{who}: `{op}` names frame {frame}, but the machine has {} frames",
+                            m.frames
+                        )));
+                    }
+                }
+                if let Op::Migrate(cpu) = op {
+                    if *cpu >= m.cpus {
+                        return Err(ConfigError(format!(
+                            "{who}: `{op}`, but the machine has {} CPUs",
+                            m.cpus
+                        )));
+                    }
+                }
+                if in_interrupt && op.task_only() {
+                    return Err(ConfigError(format!(
+                        "{who}: `{op}` cannot run in interrupt context"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        for task in &self.program.tasks {
+            if task.cpu >= m.cpus {
+                return fail(format!(
+                    "task {}: cpu {} but the machine has {} CPUs",
+                    task.name, task.cpu, m.cpus
+                ));
+            }
+            check_ops(&format!("task {}", task.name), &task.ops, false)?;
+        }
+        check_ops("irq", &self.program.irq, true)?;
+        check_ops("nmi", &self.program.nmi, true)?;
+        Ok(())
+    }
+}

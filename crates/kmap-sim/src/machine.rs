@@ -1,0 +1,846 @@
+//! The machine: memory with a tag in every frame, the kernel page table's kmap slots, a TLB per
+//! CPU, CPUs with their counters and nested interrupt contexts, tasks, and the oracle that
+//! watches all of it.
+//!
+//! The machine is driven by the real crate code through [`SimPlatform`](crate::adapter) and by
+//! its own scheduler and program interpreter. At every arrival point it asks the
+//! [`Chooser`](crate::Chooser) what happens next; an interrupt or NMI runs right there, nested on
+//! the current stack; a preemption switches tasks right there, on the task's own stack.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use corosensei::Yielder;
+use kmap::{Pte, Report};
+
+pub use crate::trace::Label;
+
+use crate::adapter::{pte_frame, DynStack, KmapOps, DIRECT_MAP, PAGE_SIZE, WINDOW};
+use crate::chooser::{Choice, ChoicePoint, Chooser};
+use crate::config::{Config, Mutation, Op, Protocol};
+use crate::outcome::{ChoiceRecord, Outcome, Refusal, Violation, ViolationKind};
+use crate::trace::{Context, Event, What};
+
+/// What a task's coroutine tells the driver when it gives up the host thread.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Yield {
+    /// Let CPU `n` execute.
+    Step(usize),
+    /// `current` of the executing CPU changed: run it.
+    Switched,
+    /// The execution is over (a violation was found).
+    Abort,
+}
+
+pub(crate) type TaskYielder = Yielder<(), Yield>;
+
+/// A mapping a context holds, as the program sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Held {
+    pub(crate) frame: u64,
+    pub(crate) addr: usize,
+    pub(crate) atomic: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum NestedKind {
+    Irq,
+    Nmi,
+}
+
+pub(crate) struct Nested {
+    pub(crate) kind: NestedKind,
+    pub(crate) mappings: Vec<Held>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Status {
+    Runnable,
+    Running,
+    Sleeping,
+    Exited,
+}
+
+pub(crate) struct TaskState {
+    pub(crate) name: String,
+    pub(crate) cpu: usize,
+    pub(crate) status: Status,
+    pub(crate) idle: bool,
+    pub(crate) ops: Rc<[Op]>,
+    pub(crate) mappings: Vec<Held>,
+    pub(crate) migrate: i32,
+    pub(crate) pending_migration: Option<usize>,
+    /// How many times it became current (to tell whether it ran since a snapshot).
+    pub(crate) runs: u64,
+}
+
+pub(crate) struct Cpu {
+    pub(crate) current: usize,
+    pub(crate) runqueue: VecDeque<usize>,
+    pub(crate) preempt: i32,
+    pub(crate) pagefault: i32,
+    pub(crate) irqs_off: bool,
+    pub(crate) nested: Vec<Nested>,
+    pub(crate) in_scheduler: bool,
+    pub(crate) last_prev: Option<usize>,
+    /// Stacks of prev and next when the switch began (INV-2), with prev's run count.
+    pub(crate) switch_snapshot: Option<SwitchSnapshot>,
+}
+
+pub(crate) struct SwitchSnapshot {
+    pub(crate) prev: usize,
+    pub(crate) prev_runs: u64,
+    pub(crate) prev_stack: (usize, Vec<Pte>),
+    pub(crate) next: usize,
+    pub(crate) next_stack: (usize, Vec<Pte>),
+}
+
+#[derive(Default)]
+pub(crate) struct Used {
+    pub(crate) preemptions: u32,
+    pub(crate) irqs: u32,
+    pub(crate) nmis: u32,
+    pub(crate) cpu_switches: u32,
+}
+
+/// What to record while running.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Keep a step-by-step trace.
+    pub trace: bool,
+    /// Keep every choice point's options (for the explorer).
+    pub record_choices: bool,
+}
+
+pub(crate) struct State {
+    pub(crate) tags: Vec<u64>,
+    pub(crate) expected: Vec<u64>,
+    pub(crate) next_tag: u64,
+    pub(crate) pt: Vec<Pte>,
+    pub(crate) tlb: Vec<HashMap<usize, u64>>,
+    /// Slots cleared and not yet invalidated (INV-6), by slot index.
+    pub(crate) unflushed: HashSet<usize>,
+    pub(crate) cpus: Vec<Cpu>,
+    pub(crate) tasks: Vec<TaskState>,
+    pub(crate) active: usize,
+    pub(crate) executing: Option<usize>,
+    pub(crate) yielders: Vec<*const TaskYielder>,
+    pub(crate) used: Used,
+    pub(crate) choice_index: u64,
+    pub(crate) aborted: bool,
+    pub(crate) last_label: Option<Label>,
+    pub(crate) last_depth: Vec<usize>,
+    pub(crate) outcome: Outcome,
+}
+
+/// The simulated machine of one run.
+pub struct Machine {
+    pub(crate) config: Config,
+    pub(crate) ops: &'static dyn KmapOps,
+    pub(crate) stacks: Box<[OnceCell<Box<dyn DynStack>>]>,
+    pub(crate) st: RefCell<State>,
+    pub(crate) chooser: Rc<RefCell<dyn Chooser>>,
+    pub(crate) options: RunOptions,
+    irq_ops: Rc<[Op]>,
+    nmi_ops: Rc<[Op]>,
+}
+
+impl Machine {
+    /// A machine ready to run `config` (already validated).
+    pub(crate) fn new(
+        config: &Config,
+        chooser: Rc<RefCell<dyn Chooser>>,
+        options: RunOptions,
+    ) -> Machine {
+        let m = &config.machine;
+        let ops =
+            crate::adapter::ops_for(m.cells, m.guard_cells, m.force_map).expect("validated layout");
+        let forks: usize = config
+            .program
+            .tasks
+            .iter()
+            .map(|t| t.ops.iter().filter(|&&op| op == Op::Fork).count())
+            .sum();
+        let capacity = m.cpus + config.program.tasks.len() + forks;
+        let stacks: Box<[OnceCell<Box<dyn DynStack>>]> =
+            (0..capacity).map(|_| OnceCell::new()).collect();
+        let mut tasks = Vec::new();
+        let mut cpus: Vec<Cpu> = (0..m.cpus)
+            .map(|cpu| Cpu {
+                current: cpu,
+                runqueue: VecDeque::new(),
+                preempt: 0,
+                pagefault: 0,
+                irqs_off: false,
+                nested: Vec::new(),
+                in_scheduler: false,
+                last_prev: None,
+                switch_snapshot: None,
+            })
+            .collect();
+        for cpu in 0..m.cpus {
+            let _ = stacks[cpu].set(ops.new_stack());
+            tasks.push(TaskState::new(
+                format!("idle{cpu}"),
+                cpu,
+                Rc::from(Vec::new()),
+                true,
+            ));
+        }
+        for task in &config.program.tasks {
+            let id = tasks.len();
+            let _ = stacks[id].set(ops.new_stack());
+            tasks.push(TaskState::new(
+                task.name.clone(),
+                task.cpu,
+                Rc::from(task.ops.clone()),
+                false,
+            ));
+            cpus[task.cpu].runqueue.push_back(id);
+        }
+        let frames = m.frames as usize;
+        let tags: Vec<u64> = (0..frames as u64).map(|f| 0x7A6_0000 + f).collect();
+        let state = State {
+            expected: tags.clone(),
+            tags,
+            next_tag: 1,
+            pt: vec![Pte::EMPTY; m.cpus * m.cells],
+            tlb: vec![HashMap::new(); m.cpus],
+            unflushed: HashSet::new(),
+            cpus,
+            last_depth: vec![0; capacity],
+            yielders: vec![std::ptr::null(); capacity],
+            tasks,
+            active: 0,
+            executing: None,
+            used: Used::default(),
+            choice_index: 0,
+            aborted: false,
+            last_label: None,
+            outcome: Outcome::default(),
+        };
+        Machine {
+            config: config.clone(),
+            ops,
+            stacks,
+            st: RefCell::new(state),
+            chooser,
+            options,
+            irq_ops: Rc::from(config.program.irq.clone()),
+            nmi_ops: Rc::from(config.program.nmi.clone()),
+        }
+    }
+
+    // ---- facts the platform asks for ------------------------------------------------------
+
+    pub(crate) fn cpus(&self) -> usize {
+        self.config.machine.cpus
+    }
+
+    pub(crate) fn lowmem(&self) -> u64 {
+        self.config.machine.lowmem
+    }
+
+    fn cells(&self) -> usize {
+        self.config.machine.cells
+    }
+
+    /// The executing CPU.
+    pub(crate) fn cpu(&self) -> usize {
+        self.st.borrow().active
+    }
+
+    pub(crate) fn stack(&self, task: usize) -> &dyn DynStack {
+        &**self.stacks[task]
+            .get()
+            .expect("a task's stack exists while it can run")
+    }
+
+    pub(crate) fn current_task(&self) -> usize {
+        let st = self.st.borrow();
+        st.cpus[st.active].current
+    }
+
+    pub(crate) fn current_stack(&self) -> &dyn DynStack {
+        self.stack(self.current_task())
+    }
+
+    pub(crate) fn in_interrupt(&self) -> bool {
+        let st = self.st.borrow();
+        !st.cpus[st.active].nested.is_empty()
+    }
+
+    pub(crate) fn irqs_disabled(&self) -> bool {
+        let st = self.st.borrow();
+        st.cpus[st.active].irqs_off
+    }
+
+    // ---- the page table and the TLB --------------------------------------------------------
+
+    fn slot_index(&self, cpu: usize, cell: usize) -> usize {
+        cpu * self.cells() + cell
+    }
+
+    pub(crate) fn slot_address(&self, cpu: usize, cell: usize) -> usize {
+        WINDOW + self.slot_index(cpu, cell) * PAGE_SIZE
+    }
+
+    pub(crate) fn read_pte(&self, cpu: usize, cell: usize) -> Pte {
+        self.st.borrow().pt[self.slot_index(cpu, cell)]
+    }
+
+    pub(crate) fn install_pte(&self, cpu: usize, cell: usize, pte: Pte) {
+        let index = self.slot_index(cpu, cell);
+        let (unflushed, live) = {
+            let st = self.st.borrow();
+            (st.unflushed.contains(&index), st.pt[index])
+        };
+        if !live.is_empty() {
+            self.violate(
+                ViolationKind::Inv1,
+                format!(
+                    "slot {cpu}.{cell} is installed with frame {} while it still maps frame {}",
+                    pte_frame(pte),
+                    pte_frame(live)
+                ),
+            );
+        }
+        if unflushed {
+            let page = self.slot_address(cpu, cell);
+            let stale = self.st.borrow().tlb[cpu].get(&page).copied();
+            let consequence = match stale {
+                Some(frame) => format!(": CPU {cpu}'s TLB still translates it to frame {frame}"),
+                None => String::new(),
+            };
+            self.violate(
+                ViolationKind::Inv6,
+                format!(
+                    "slot {cpu}.{cell} is reused before its TLB entry was invalidated{consequence}"
+                ),
+            );
+        }
+        self.st.borrow_mut().pt[index] = pte;
+        self.trace(What::Install {
+            cpu,
+            cell,
+            frame: pte_frame(pte),
+        });
+    }
+
+    pub(crate) fn clear_pte(&self, cpu: usize, cell: usize) {
+        let index = self.slot_index(cpu, cell);
+        {
+            let mut st = self.st.borrow_mut();
+            st.pt[index] = Pte::EMPTY;
+            st.unflushed.insert(index);
+        }
+        self.trace(What::Clear { cpu, cell });
+    }
+
+    pub(crate) fn invalidate_local(&self, addr: usize) {
+        if self.config.machine.mutation == Some(Mutation::DropInvalidations) {
+            return;
+        }
+        let page = addr & !(PAGE_SIZE - 1);
+        let index = (page - WINDOW) / PAGE_SIZE;
+        let cell = index % self.cells();
+        {
+            let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            st.tlb[cpu].remove(&page);
+            if index / self.cells() == cpu {
+                st.unflushed.remove(&index);
+            }
+        }
+        self.trace(What::Invalidate { cell });
+    }
+
+    /// Where `addr` leads on the executing CPU: the frame (and whether the TLB served it), or a
+    /// fault.
+    pub(crate) fn translate(&self, addr: usize) -> (Option<u64>, bool) {
+        let m = &self.config.machine;
+        let page = addr & !(PAGE_SIZE - 1);
+        if (DIRECT_MAP..DIRECT_MAP + m.lowmem as usize * PAGE_SIZE).contains(&page) {
+            return (Some(((page - DIRECT_MAP) / PAGE_SIZE) as u64), false);
+        }
+        if !(WINDOW..WINDOW + m.cpus * m.cells * PAGE_SIZE).contains(&page) {
+            return (None, false);
+        }
+        let mut st = self.st.borrow_mut();
+        let cpu = st.active;
+        if m.tlb {
+            if let Some(&frame) = st.tlb[cpu].get(&page) {
+                return (Some(frame), true);
+            }
+        }
+        let pte = st.pt[(page - WINDOW) / PAGE_SIZE];
+        if pte.is_empty() {
+            return (None, false);
+        }
+        let frame = pte_frame(pte);
+        if m.tlb {
+            st.tlb[cpu].insert(page, frame);
+        }
+        (Some(frame), false)
+    }
+
+    /// Read (or, with `write`, write a fresh tag into) the frame `held` maps, through the MMU,
+    /// and check that the access reaches that frame and sees what was last written to it.
+    pub(crate) fn access(&self, held: Held, write: bool) {
+        let (reached, tlb_hit) = self.translate(held.addr);
+        self.trace(What::Access {
+            expected: held.frame,
+            reached,
+            tlb_hit,
+        });
+        let Some(frame) = reached else {
+            self.violate(
+                ViolationKind::Fault,
+                format!("access to frame {} at {:#x} faults", held.frame, held.addr),
+            );
+            return;
+        };
+        let mut st = self.st.borrow_mut();
+        if write {
+            let tag = st.next_tag;
+            st.next_tag += 1;
+            st.tags[frame as usize] = tag;
+            if frame == held.frame {
+                st.expected[frame as usize] = tag;
+                return;
+            }
+        } else if frame == held.frame {
+            let (seen, expected) = (st.tags[frame as usize], st.expected[frame as usize]);
+            drop(st);
+            if seen != expected {
+                self.violate(
+                    ViolationKind::Corrupted,
+                    format!(
+                        "frame {frame} holds tag {seen:#x}, but its owner last wrote {expected:#x}"
+                    ),
+                );
+            }
+            return;
+        }
+        drop(st);
+        let via = if tlb_hit {
+            " through a stale TLB entry"
+        } else {
+            ""
+        };
+        self.violate(
+            ViolationKind::WrongFrame,
+            format!(
+                "{} of frame {} at {:#x} reached frame {frame}{via}",
+                if write { "a write" } else { "a read" },
+                held.frame,
+                held.addr
+            ),
+        );
+    }
+
+    // ---- counters ---------------------------------------------------------------------------
+
+    pub(crate) fn preempt_add(&self, delta: i32) {
+        let negative = {
+            let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            st.cpus[cpu].preempt += delta;
+            st.cpus[cpu].preempt < 0
+        };
+        if negative {
+            self.violate(
+                ViolationKind::Counter,
+                "preemption count went negative".into(),
+            );
+        }
+    }
+
+    pub(crate) fn migrate_add(&self, delta: i32) {
+        let negative = {
+            let mut st = self.st.borrow_mut();
+            let task = st.cpus[st.active].current;
+            st.tasks[task].migrate += delta;
+            st.tasks[task].migrate < 0
+        };
+        if negative {
+            self.violate(
+                ViolationKind::Counter,
+                "migration-disable count went negative".into(),
+            );
+        }
+    }
+
+    pub(crate) fn pagefault_add(&self, delta: i32) {
+        let negative = {
+            let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            st.cpus[cpu].pagefault += delta;
+            st.cpus[cpu].pagefault < 0
+        };
+        if negative {
+            self.violate(
+                ViolationKind::Counter,
+                "page-fault-disable count went negative".into(),
+            );
+        }
+    }
+
+    // ---- reports, refusals, violations, trace ----------------------------------------------
+
+    pub(crate) fn report(&self, report: Report) {
+        self.st.borrow_mut().outcome.reports.push(report);
+        self.trace(What::Report(report));
+        match report {
+            Report::Migrated { from, to } => self.violate(
+                ViolationKind::Inv4,
+                format!(
+                    "a task holding mappings made on CPU {} was switched in on CPU {}",
+                    from.0, to.0
+                ),
+            ),
+            Report::GuardCellNotEmpty { cell } => self.violate(
+                ViolationKind::Inv2,
+                format!("guard cell {} holds a saved PTE", cell.0),
+            ),
+            Report::SavedValueEmpty { cell } => self.violate(
+                ViolationKind::Inv5,
+                format!(
+                    "cell {} is below idx but has no saved PTE at a context switch",
+                    cell.0
+                ),
+            ),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn refuse(&self, message: String) {
+        let (cpu, context) = self.where_now();
+        self.st.borrow_mut().outcome.refusals.push(Refusal {
+            cpu,
+            context,
+            message: message.clone(),
+        });
+        self.trace(What::Refused(message));
+    }
+
+    /// Record a broken rule; the execution stops at the next arrival point.
+    pub(crate) fn violate(&self, kind: ViolationKind, message: String) {
+        let (cpu, context) = self.where_now();
+        {
+            let mut st = self.st.borrow_mut();
+            let label = st
+                .last_label
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "start".into());
+            st.outcome.violations.push(Violation {
+                kind,
+                cpu,
+                context,
+                label,
+                message: message.clone(),
+            });
+            st.aborted = true;
+        }
+        self.trace(What::Violation(format!("{kind}: {message}")));
+    }
+
+    pub(crate) fn aborted(&self) -> bool {
+        self.st.borrow().aborted
+    }
+
+    /// The executing CPU and who runs there.
+    pub(crate) fn where_now(&self) -> (usize, Context) {
+        let st = self.st.borrow();
+        let cpu = &st.cpus[st.active];
+        let context = match cpu.nested.last() {
+            Some(Nested {
+                kind: NestedKind::Nmi,
+                ..
+            }) => Context::Nmi,
+            Some(Nested {
+                kind: NestedKind::Irq,
+                ..
+            }) => Context::Irq(
+                cpu.nested
+                    .iter()
+                    .filter(|n| n.kind == NestedKind::Irq)
+                    .count(),
+            ),
+            None if cpu.in_scheduler => Context::Scheduler,
+            None if st.tasks[cpu.current].idle => Context::Idle,
+            None => Context::Task(st.tasks[cpu.current].name.clone()),
+        };
+        (st.active, context)
+    }
+
+    pub(crate) fn trace(&self, what: What) {
+        if !self.options.trace {
+            return;
+        }
+        let (cpu, context) = self.where_now();
+        self.st
+            .borrow_mut()
+            .outcome
+            .trace
+            .push(Event { cpu, context, what });
+    }
+
+    /// Emit `idx` changes of every task since the last look (trace only).
+    fn trace_depths(&self) {
+        for task in 0..self.stacks.len() {
+            let Some(stack) = self.stacks[task].get() else {
+                continue;
+            };
+            let depth = stack.depth();
+            let last = std::mem::replace(&mut self.st.borrow_mut().last_depth[task], depth);
+            if depth != last {
+                let name = self.st.borrow().tasks[task].name.clone();
+                self.trace(What::Idx {
+                    task: name,
+                    from: last,
+                    to: depth,
+                });
+            }
+        }
+    }
+
+    // ---- arrival points and choices --------------------------------------------------------
+
+    /// An arrival point: anything the chooser decides may happen here, before the next step.
+    pub(crate) fn arrive(&self, label: Label) {
+        let arrival = {
+            let mut st = self.st.borrow_mut();
+            st.last_label = Some(label);
+            st.outcome.stats.points += 1;
+            st.outcome.stats.points - 1
+        };
+        if self.options.trace {
+            self.trace_depths();
+            self.trace(What::Point(label));
+        }
+        loop {
+            if self.aborted() {
+                self.suspend(Yield::Abort);
+                return;
+            }
+            let options = self.options();
+            if options.len() == 1 {
+                return;
+            }
+            let (index, cpu) = {
+                let mut st = self.st.borrow_mut();
+                st.choice_index += 1;
+                st.outcome.stats.choice_points += 1;
+                (st.choice_index - 1, st.active)
+            };
+            let pick = self.chooser.borrow_mut().choose(&ChoicePoint {
+                index,
+                arrival,
+                cpu,
+                label,
+                options: &options,
+            });
+            let choice = options[pick.min(options.len() - 1)];
+            {
+                let mut st = self.st.borrow_mut();
+                if self.options.record_choices {
+                    st.outcome.choices.push(ChoiceRecord {
+                        options: options.clone(),
+                        chosen: pick,
+                    });
+                }
+                if choice != Choice::Continue {
+                    st.outcome.schedule.0.push((index, choice));
+                }
+            }
+            match choice {
+                Choice::Continue => return,
+                Choice::Irq => self.interrupt(NestedKind::Irq),
+                Choice::Nmi => self.interrupt(NestedKind::Nmi),
+                Choice::Preempt => {
+                    self.st.borrow_mut().used.preemptions += 1;
+                    self.schedule(crate::sched::Reason::Preempt);
+                }
+                Choice::Cpu(to) => {
+                    self.st.borrow_mut().used.cpu_switches += 1;
+                    self.trace(What::Step { to });
+                    self.suspend(Yield::Step(to));
+                }
+            }
+        }
+    }
+
+    /// What may happen at this point.
+    fn options(&self) -> Vec<Choice> {
+        let st = self.st.borrow();
+        let bounds = &self.config.bounds;
+        let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
+        let mut options = vec![Choice::Continue];
+        if st.executing.is_none() {
+            return options;
+        }
+        let cpu = &st.cpus[st.active];
+        let in_nmi = cpu.nested.iter().any(|n| n.kind == NestedKind::Nmi);
+        if !cpu.irqs_off && !in_nmi && !self.irq_ops.is_empty() && within(bounds.irqs, st.used.irqs)
+        {
+            options.push(Choice::Irq);
+        }
+        if !in_nmi && !self.nmi_ops.is_empty() && within(bounds.nmis, st.used.nmis) {
+            options.push(Choice::Nmi);
+        }
+        let current = &st.tasks[cpu.current];
+        if cpu.nested.is_empty()
+            && !cpu.in_scheduler
+            && !current.idle
+            && cpu.preempt == 0
+            && !cpu.irqs_off
+            && within(bounds.preemptions, st.used.preemptions)
+            && (!cpu.runqueue.is_empty()
+                || st.tasks.iter().enumerate().any(|(id, t)| {
+                    t.status == Status::Sleeping && t.cpu == st.active && id != cpu.current
+                }))
+        {
+            options.push(Choice::Preempt);
+        }
+        if within(bounds.cpu_switches, st.used.cpu_switches) {
+            for other in (0..st.cpus.len()).filter(|&c| c != st.active) {
+                let c = &st.cpus[other];
+                if !st.tasks[c.current].idle || !c.runqueue.is_empty() {
+                    options.push(Choice::Cpu(other));
+                }
+            }
+        }
+        options
+    }
+
+    /// Give the host thread back to the driver.
+    pub(crate) fn suspend(&self, why: Yield) {
+        let yielder = {
+            let st = self.st.borrow();
+            match st.executing {
+                Some(task) => st.yielders[task],
+                None => return, // on the driver's own stack: the driver checks `aborted`
+            }
+        };
+        // SAFETY: `yielders[task]` was set by the coroutine of `task` when it started, and that
+        // coroutine is the one executing now (the driver sets `executing` around every resume),
+        // so the Yielder it points to is alive on this very stack.
+        unsafe { (*yielder).suspend(why) }
+    }
+
+    /// An interrupt or NMI arrives: its handler runs here, nested, to completion (rules N-1 to
+    /// N-3).
+    pub(crate) fn interrupt(&self, kind: NestedKind) {
+        let task = self.current_task();
+        let entry_depth = self.stack(task).depth();
+        {
+            let mut st = self.st.borrow_mut();
+            match kind {
+                NestedKind::Irq => {
+                    st.used.irqs += 1;
+                    st.outcome.stats.irqs += 1;
+                }
+                NestedKind::Nmi => {
+                    st.used.nmis += 1;
+                    st.outcome.stats.nmis += 1;
+                }
+            }
+        }
+        self.check_above_idx(task, entry_depth, "when an interrupt arrives");
+        let saved_irqs_off = {
+            let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            st.cpus[cpu].nested.push(Nested {
+                kind,
+                mappings: Vec::new(),
+            });
+            let depth = st.cpus[cpu].nested.len();
+            st.outcome.stats.max_nesting = st.outcome.stats.max_nesting.max(depth);
+            std::mem::replace(&mut st.cpus[cpu].irqs_off, true)
+        };
+        let (_, context) = self.where_now();
+        self.trace(What::Enter(context.clone()));
+        let ops = match kind {
+            NestedKind::Irq => self.irq_ops.clone(),
+            NestedKind::Nmi => self.nmi_ops.clone(),
+        };
+        self.run_ops(&ops, None);
+        let left = {
+            let st = self.st.borrow();
+            st.cpus[st.active]
+                .nested
+                .last()
+                .map_or(0, |n| n.mappings.len())
+        };
+        if left > 0 {
+            self.refuse(format!("{context} returned holding {left} mapping(s)"));
+        }
+        let depth = self.stack(task).depth();
+        if depth != entry_depth {
+            self.violate(
+                ViolationKind::Inv3,
+                format!("{context} returned with idx {depth}, but found {entry_depth}"),
+            );
+        }
+        self.check_above_idx(task, entry_depth, "when an interrupt returns");
+        self.trace(What::Exit(context));
+        let mut st = self.st.borrow_mut();
+        let cpu = st.active;
+        st.cpus[cpu].nested.pop();
+        st.cpus[cpu].irqs_off = saved_irqs_off;
+    }
+
+    /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.
+    pub(crate) fn check_above_idx(&self, task: usize, depth: usize, when: &str) {
+        let cpu = self.cpu();
+        let occupied: Vec<(usize, u64)> = (depth..self.cells())
+            .filter_map(|cell| {
+                let pte = self.read_pte(cpu, cell);
+                (!pte.is_empty()).then(|| (cell, pte_frame(pte)))
+            })
+            .collect();
+        if let Some(&(cell, frame)) = occupied.first() {
+            let name = self.st.borrow().tasks[task].name.clone();
+            self.violate(
+                ViolationKind::Inv1,
+                format!(
+                    "{when}, slot {cpu}.{cell} maps frame {frame} but current ({name}) has idx {depth}: \
+                     a mapping made now would land on a live slot"
+                ),
+            );
+        }
+    }
+
+    /// The outcome so far, leaving an empty one.
+    pub(crate) fn take_outcome(&self) -> Outcome {
+        let mut st = self.st.borrow_mut();
+        std::mem::take(&mut st.outcome)
+    }
+
+    /// Whether the protocol is `p`.
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.config.machine.protocol
+    }
+}
+
+impl TaskState {
+    fn new(name: String, cpu: usize, ops: Rc<[Op]>, idle: bool) -> TaskState {
+        TaskState {
+            name,
+            cpu,
+            status: if idle {
+                Status::Running
+            } else {
+                Status::Runnable
+            },
+            idle,
+            ops,
+            mappings: Vec::new(),
+            migrate: 0,
+            pending_migration: None,
+            runs: 0,
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The interpreter of task, interrupt and NMI programs: every operation is preceded by an
+//! arrival point, and calls the crate's real code through the adapter.
+
+use kmap::{Checkpoint, MapError};
+
+use crate::adapter::WINDOW;
+use crate::config::Op;
+use crate::machine::{Held, Label, Machine};
+use crate::outcome::ViolationKind;
+use crate::sched::Reason;
+use crate::trace::What;
+
+impl Machine {
+    /// A task's life: finish the switch that brought it in, run its program, exit.
+    pub(crate) fn task_main(&self, task: usize) {
+        self.finish_switch();
+        let ops = self.st.borrow().tasks[task].ops.clone();
+        self.run_ops(&ops, Some(task));
+        self.exit(task);
+    }
+
+    fn exit(&self, task: usize) {
+        let name = self.st.borrow().tasks[task].name.clone();
+        if let Err(held) = self.ops.assert_no_mappings(self, Checkpoint::TaskExit) {
+            self.refuse(format!("task {name} ended holding {} cell(s)", held.held));
+        } else if self.st.borrow().tasks[task].migrate != 0 {
+            self.violate(
+                ViolationKind::Counter,
+                format!("task {name} ended with migration still disabled"),
+            );
+        }
+        let (preempt, pagefault, irqs_off) = {
+            let st = self.st.borrow();
+            let c = &st.cpus[st.active];
+            (c.preempt, c.pagefault, c.irqs_off)
+        };
+        if preempt != 0 || pagefault != 0 || irqs_off {
+            self.refuse(format!(
+                "task {name} ended with preemption or page faults disabled, or interrupts off"
+            ));
+            let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            let c = &mut st.cpus[cpu];
+            (c.preempt, c.pagefault, c.irqs_off) = (0, 0, false);
+        }
+        self.schedule(Reason::Exit);
+    }
+
+    /// Run `ops` in the current context: the task `task`, or (with `None`) the innermost
+    /// interrupt or NMI handler of the executing CPU.
+    pub(crate) fn run_ops(&self, ops: &[Op], task: Option<usize>) {
+        for &op in ops {
+            self.arrive(Label::BeforeOp(op));
+            {
+                let mut st = self.st.borrow_mut();
+                st.outcome.stats.ops += 1;
+            }
+            self.trace(What::Op(op));
+            self.run_op(op, task);
+            if let Some(task) = task {
+                self.migrate_if_pending(task);
+            }
+        }
+    }
+
+    fn held(&self, task: Option<usize>) -> Vec<Held> {
+        let st = self.st.borrow();
+        match task {
+            Some(task) => st.tasks[task].mappings.clone(),
+            None => st.cpus[st.active]
+                .nested
+                .last()
+                .expect("in a handler")
+                .mappings
+                .clone(),
+        }
+    }
+
+    fn with_held<R>(&self, task: Option<usize>, f: impl FnOnce(&mut Vec<Held>) -> R) -> R {
+        let mut st = self.st.borrow_mut();
+        let cpu = st.active;
+        match task {
+            Some(task) => f(&mut st.tasks[task].mappings),
+            None => f(&mut st.cpus[cpu]
+                .nested
+                .last_mut()
+                .expect("in a handler")
+                .mappings),
+        }
+    }
+
+    fn run_op(&self, op: Op, task: Option<usize>) {
+        match op {
+            Op::Map(frame) => self.map(task, frame, false, false),
+            Op::MapAtomic(frame) => self.map(task, frame, true, false),
+            Op::MapPfn(frame) => self.map(task, frame, false, true),
+            Op::Unmap => match self.held(task).last().copied() {
+                None => self.refuse("`unmap` with nothing mapped in this context".into()),
+                Some(held) => self.unmap(task, held),
+            },
+            Op::UnmapFrame(frame) => match self
+                .held(task)
+                .iter()
+                .rev()
+                .find(|h| h.frame == frame)
+                .copied()
+            {
+                None => self.refuse(format!(
+                    "`unmap {frame}`: frame {frame} is not mapped in this context"
+                )),
+                Some(held) => self.unmap(task, held),
+            },
+            Op::Check => {
+                for held in self.held(task) {
+                    self.access(held, false);
+                }
+            }
+            Op::Write(frame) => match self
+                .held(task)
+                .iter()
+                .rev()
+                .find(|h| h.frame == frame)
+                .copied()
+            {
+                None => self.refuse(format!(
+                    "`write {frame}`: frame {frame} is not mapped in this context"
+                )),
+                Some(held) => self.access(held, true),
+            },
+            Op::Yield | Op::Sleep => {
+                if self.atomic_context() {
+                    self.refuse(format!(
+                        "`{op}` while atomic (preemption disabled or interrupts off)"
+                    ));
+                } else {
+                    self.schedule(if op == Op::Yield {
+                        Reason::Yield
+                    } else {
+                        Reason::Sleep
+                    });
+                }
+            }
+            Op::Migrate(cpu) => {
+                let task = task.expect("validated: task only");
+                self.st.borrow_mut().tasks[task].pending_migration = Some(cpu);
+            }
+            Op::Fork => self.fork(task.expect("validated: task only")),
+            Op::IrqOff | Op::IrqOn => {
+                let mut st = self.st.borrow_mut();
+                let cpu = st.active;
+                st.cpus[cpu].irqs_off = op == Op::IrqOff;
+            }
+            Op::PreemptOff => self.preempt_add(1),
+            Op::PreemptOn => {
+                if self.st.borrow().cpus[self.cpu()].preempt == 0 {
+                    self.refuse("`preempt_on` without `preempt_off`".into());
+                } else {
+                    self.preempt_add(-1);
+                }
+            }
+        }
+    }
+
+    fn atomic_context(&self) -> bool {
+        let st = self.st.borrow();
+        let c = &st.cpus[st.active];
+        c.preempt != 0 || c.irqs_off
+    }
+
+    fn map(&self, task: Option<usize>, frame: u64, atomic: bool, pfn: bool) {
+        self.st.borrow_mut().outcome.stats.kmap_ops += 1;
+        match self.ops.map(self, frame, atomic, pfn) {
+            Ok(addr) => self.with_held(task, |held| {
+                held.push(Held {
+                    frame,
+                    addr,
+                    atomic,
+                })
+            }),
+            Err(refused @ MapError::Overflow { .. }) => {
+                self.refuse(format!("map {frame}: {refused}"))
+            }
+            Err(broken @ MapError::SlotNotEmpty { .. }) => self.violate(
+                ViolationKind::Inv1,
+                format!("map {frame} refused by the crate: {broken}"),
+            ),
+        }
+    }
+
+    fn unmap(&self, task: Option<usize>, held: Held) {
+        self.st.borrow_mut().outcome.stats.kmap_ops += 1;
+        // Any address inside the page will do (rule U-1.1): use one that is not the start.
+        let addr = if held.addr >= WINDOW {
+            held.addr + 0x123
+        } else {
+            held.addr
+        };
+        match self.ops.unmap(self, addr, held.atomic) {
+            Ok(()) => self.with_held(task, |list| {
+                let at = list
+                    .iter()
+                    .rposition(|h| h.addr == held.addr && h.frame == held.frame);
+                list.remove(at.expect("held"));
+            }),
+            Err(refused) => self.refuse(format!("unmap of frame {}: {refused}", held.frame)),
+        }
+    }
+
+    fn fork(&self, parent: usize) {
+        let child = {
+            let st = self.st.borrow();
+            st.tasks.len()
+        };
+        let stack = self.ops.fork(self);
+        let inherited =
+            stack.depth() != 0 || (0..stack.cells()).any(|c| !stack.saved(c).is_empty());
+        if inherited {
+            self.violate(
+                ViolationKind::Fork,
+                "the forked child's kmap stack is not empty".into(),
+            );
+        }
+        let _ = self.stacks[child].set(stack);
+        let mut st = self.st.borrow_mut();
+        let cpu = st.active;
+        let name = format!("{}.child{}", st.tasks[parent].name, child);
+        st.tasks.push(crate::machine::TaskState {
+            name,
+            cpu,
+            status: crate::machine::Status::Runnable,
+            idle: false,
+            ops: std::rc::Rc::from(vec![Op::Check]),
+            mappings: Vec::new(),
+            migrate: 0,
+            pending_migration: None,
+            runs: 0,
+        });
+        st.cpus[cpu].runqueue.push_back(child);
+    }
+
+    /// A requested migration happens once the task may migrate (Linux: at `migrate_enable`).
+    fn migrate_if_pending(&self, task: usize) {
+        let to = {
+            let st = self.st.borrow();
+            let t = &st.tasks[task];
+            match t.pending_migration {
+                Some(to) if t.migrate == 0 && !self.atomic_context_in(&st) => Some(to),
+                _ => None,
+            }
+        };
+        if let Some(to) = to {
+            self.st.borrow_mut().tasks[task].pending_migration = None;
+            if to != self.cpu() {
+                self.schedule(Reason::Migrate(to));
+            }
+        }
+    }
+
+    fn atomic_context_in(&self, st: &crate::machine::State) -> bool {
+        let c = &st.cpus[st.active];
+        c.preempt != 0 || c.irqs_off
+    }
+}

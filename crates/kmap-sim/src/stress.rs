@@ -1,0 +1,207 @@
+//! Random runs: many tasks on several CPUs, interrupts and NMIs that map, every decision drawn
+//! from a seed.
+//!
+//! Each execution is a fresh random [`workload`] run with a [`RandomChooser`]; both follow from
+//! the execution's own seed, which follows from the stress seed and the execution's number. A
+//! violation is reported with that seed, which [`run_one`] replays exactly (with a trace).
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::chooser::{RandomChooser, Rates};
+use crate::config::{Bounds, Config, MachineConfig, Op, Program, Protocol, Task};
+use crate::machine::RunOptions;
+use crate::outcome::{Outcome, Stats, Verdict};
+
+/// Frames of a stress machine, and how many are lowmem.
+const FRAMES: u64 = 512;
+const LOWMEM: u64 = 64;
+/// Frames each context owns (so that tags are unambiguous).
+const FRAMES_PER_TASK: u64 = 8;
+
+/// A random workload for `cpus` CPUs: two to four tasks per CPU that map up to three nested
+/// frames (some lowmem, some atomic), write and check them, yield, sleep, migrate and fork while
+/// holding them; interrupt and NMI handlers that map and check.
+pub fn workload(seed: u64, cpus: usize) -> Config {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (cells, guard_cells, force_map) = match seed % 4 {
+        1 => (33, true, false),
+        2 => (16, false, true),
+        _ => (16, false, false),
+    };
+    let mut tasks = Vec::new();
+    for cpu in 0..cpus {
+        for _ in 0..rng.random_range(2..=4) {
+            let id = tasks.len() as u64;
+            let frames = [
+                id % LOWMEM, // one lowmem frame: the fast path (or a slot under force-map)
+                LOWMEM + id * FRAMES_PER_TASK,
+                LOWMEM + id * FRAMES_PER_TASK + 1,
+                LOWMEM + id * FRAMES_PER_TASK + 2,
+                LOWMEM + id * FRAMES_PER_TASK + 3,
+            ];
+            tasks.push(Task {
+                name: format!("T{id}"),
+                cpu,
+                ops: task_program(&mut rng, &frames, cpus),
+            });
+        }
+    }
+    // Handlers only read: two handlers on different CPUs may map the same frame at once.
+    let irq_frame = FRAMES - 2;
+    let nmi_frame = FRAMES - 1;
+    Config {
+        machine: MachineConfig {
+            cpus,
+            frames: FRAMES,
+            lowmem: LOWMEM,
+            cells,
+            protocol: Protocol::Split,
+            guard_cells,
+            force_map,
+            tlb: true,
+            mutation: None,
+        },
+        bounds: Bounds::default(),
+        program: Program {
+            tasks,
+            irq: vec![
+                Op::Map(irq_frame),
+                Op::Check,
+                Op::Map(3),
+                Op::Check,
+                Op::Unmap,
+                Op::Unmap,
+            ],
+            nmi: vec![Op::MapPfn(nmi_frame), Op::Check, Op::Unmap],
+        },
+    }
+}
+
+fn task_program(rng: &mut SmallRng, frames: &[u64], cpus: usize) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut held: Vec<(u64, bool)> = Vec::new(); // (frame, atomic)
+    let length = rng.random_range(12..=40);
+    while ops.len() < length {
+        let atomic = held.iter().any(|&(_, a)| a);
+        match rng.random_range(0..100) {
+            0..=24 if held.len() < 3 => {
+                let frame = frames[held.len() + rng.random_range(0..=1)];
+                let (op, is_atomic) = match rng.random_range(0..10) {
+                    0 => (Op::MapAtomic(frame), true),
+                    1 => (Op::MapPfn(frame), false),
+                    _ => (Op::Map(frame), false),
+                };
+                if held.iter().any(|&(f, _)| f == frame) {
+                    continue;
+                }
+                ops.push(op);
+                held.push((frame, is_atomic));
+            }
+            25..=39 if !held.is_empty() => {
+                ops.push(Op::Write(held[rng.random_range(0..held.len())].0))
+            }
+            40..=54 => ops.push(Op::Check),
+            55..=64 if !atomic => ops.push(Op::Yield),
+            65..=69 if !atomic => ops.push(Op::Sleep),
+            70..=71 if !atomic && cpus > 1 => ops.push(Op::Migrate(rng.random_range(0..cpus))),
+            72 if !atomic => ops.push(Op::Fork),
+            73..=99 if !held.is_empty() => {
+                held.pop();
+                ops.push(Op::Unmap);
+            }
+            _ => {}
+        }
+    }
+    for _ in held.drain(..).rev() {
+        ops.push(Op::Check);
+        ops.push(Op::Unmap);
+    }
+    ops
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The stress seed.
+    pub seed: u64,
+    /// The switch protocol.
+    pub protocol: Protocol,
+    /// CPUs of every machine.
+    pub cpus: usize,
+    /// Stop after this many calls of the crate's map and unmap...
+    pub kmap_ops: u64,
+    /// ... or after this long, whichever comes first.
+    pub time: Option<Duration>,
+    /// How often events are injected.
+    pub rates: Rates,
+}
+
+/// The first violation a stress run found.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The seed of the execution that found it ([`run_one`] replays it).
+    pub execution_seed: u64,
+    /// That execution's outcome.
+    pub outcome: Outcome,
+}
+
+/// What a stress run did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Executions run.
+    pub executions: u64,
+    /// Everything they did, added up.
+    pub stats: Stats,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// The first violation, if any (the run stops there).
+    pub found: Option<Found>,
+}
+
+/// The seed of execution `n` of a stress run with seed `seed` (SplitMix64).
+pub fn execution_seed(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Run the execution with this seed, as a stress run with these options would.
+pub fn run_one(execution_seed: u64, options: &Options, run: RunOptions) -> Outcome {
+    let mut config = workload(execution_seed, options.cpus);
+    config.machine.protocol = options.protocol;
+    let chooser = RandomChooser::new(execution_seed ^ 0x0C40_1CE5, options.rates);
+    crate::run_with(&config, chooser, run).expect("generated workloads are valid")
+}
+
+/// Run random executions until the operation count or the time is reached, or a violation is
+/// found. `progress` is called after every execution with the totals so far.
+pub fn stress(options: &Options, mut progress: impl FnMut(u64, &Stats)) -> Report {
+    let start = Instant::now();
+    let mut stats = Stats::default();
+    let mut executions = 0;
+    let mut found = None;
+    while stats.kmap_ops < options.kmap_ops && options.time.is_none_or(|t| start.elapsed() < t) {
+        let seed = execution_seed(options.seed, executions);
+        let outcome = run_one(seed, options, RunOptions::default());
+        executions += 1;
+        stats.add(&outcome.stats);
+        progress(executions, &stats);
+        if outcome.verdict() != Verdict::Pass {
+            found = Some(Found {
+                execution_seed: seed,
+                outcome,
+            });
+            break;
+        }
+    }
+    Report {
+        executions,
+        stats,
+        elapsed: start.elapsed(),
+        found,
+    }
+}

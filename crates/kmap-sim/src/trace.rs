@@ -1,0 +1,195 @@
+//! What happened in a run, step by step, for people and for the explorer's timeline.
+
+use std::fmt;
+
+use kmap::{Point, Report};
+
+use crate::config::Op;
+
+/// Where an arrival point is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Label {
+    /// A step of the crate's own code.
+    Crate(Point),
+    /// A task or handler is about to run an operation of its program.
+    BeforeOp(Op),
+    /// The single-step swap of `rfc-v1` / `swap-after-current` cleared one of prev's slots.
+    SwapCleared(usize),
+    /// ... and invalidated its TLB entry.
+    SwapInvalidated(usize),
+    /// ... or installed one of next's saved PTEs.
+    SwapInstalled(usize),
+    /// A CPU is idle (nothing runnable) for a moment.
+    Idle,
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Label::Crate(point) => f.write_str(point.label()),
+            Label::BeforeOp(op) => write!(f, "before `{op}`"),
+            Label::SwapCleared(cell) => write!(f, "swap: cleared prev's cell {cell}"),
+            Label::SwapInvalidated(cell) => write!(f, "swap: invalidated cell {cell}"),
+            Label::SwapInstalled(cell) => write!(f, "swap: installed next's cell {cell}"),
+            Label::Idle => f.write_str("idle"),
+        }
+    }
+}
+
+/// Who is running on a CPU at a step.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub enum Context {
+    /// A task, by name.
+    Task(String),
+    /// The scheduler's switch path (on the outgoing or incoming task's stack).
+    Scheduler,
+    /// The idle loop.
+    Idle,
+    /// An interrupt handler (nesting depth from 1).
+    Irq(usize),
+    /// An NMI handler.
+    Nmi,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Context::Task(name) => write!(f, "task {name}"),
+            Context::Scheduler => f.write_str("scheduler"),
+            Context::Idle => f.write_str("idle"),
+            Context::Irq(1) => f.write_str("IRQ"),
+            Context::Irq(depth) => write!(f, "IRQ#{depth}"),
+            Context::Nmi => f.write_str("NMI"),
+        }
+    }
+}
+
+/// One thing that happened.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub enum What {
+    /// An arrival point passed.
+    Point(Label),
+    /// An operation began.
+    Op(Op),
+    /// A PTE was written into CPU `cpu`'s slot `cell`, mapping `frame`.
+    Install {
+        /// The slot's CPU.
+        cpu: usize,
+        /// The slot's cell.
+        cell: usize,
+        /// The frame.
+        frame: u64,
+    },
+    /// A slot's PTE was cleared.
+    Clear {
+        /// The slot's CPU.
+        cpu: usize,
+        /// The slot's cell.
+        cell: usize,
+    },
+    /// This CPU's TLB entry for a slot was invalidated.
+    Invalidate {
+        /// The slot's cell.
+        cell: usize,
+    },
+    /// A task's `idx` changed.
+    Idx {
+        /// The task.
+        task: String,
+        /// Before.
+        from: usize,
+        /// After.
+        to: usize,
+    },
+    /// An interrupt or NMI handler started.
+    Enter(Context),
+    /// It returned.
+    Exit(Context),
+    /// `current` changed on this CPU.
+    Switch {
+        /// The outgoing task.
+        from: String,
+        /// The incoming task.
+        to: String,
+    },
+    /// The executing CPU changed.
+    Step {
+        /// The CPU that runs next.
+        to: usize,
+    },
+    /// A read or write through a mapping.
+    Access {
+        /// The frame the context expected.
+        expected: u64,
+        /// The frame the MMU reached (`None`: a fault).
+        reached: Option<u64>,
+        /// Whether a TLB entry served it.
+        tlb_hit: bool,
+    },
+    /// The crate reported something.
+    Report(Report),
+    /// The crate, or the machine, refused a misuse.
+    Refused(String),
+    /// The oracle found a broken rule.
+    Violation(String),
+}
+
+impl fmt::Display for What {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            What::Point(label) => write!(f, "{label}"),
+            What::Op(op) => write!(f, "`{op}`"),
+            What::Install { cpu, cell, frame } => write!(f, "slot {cpu}.{cell} := frame {frame}"),
+            What::Clear { cpu, cell } => write!(f, "slot {cpu}.{cell} := empty"),
+            What::Invalidate { cell } => write!(f, "invlpg cell {cell}"),
+            What::Idx { task, from, to } => write!(f, "{task}.idx {from} -> {to}"),
+            What::Enter(context) => write!(f, "{context} enters"),
+            What::Exit(context) => write!(f, "{context} returns"),
+            What::Switch { from, to } => write!(f, "current: {from} -> {to}"),
+            What::Step { to } => write!(f, "CPU {to} runs"),
+            What::Access {
+                expected,
+                reached: Some(frame),
+                tlb_hit,
+            } => {
+                let via = if *tlb_hit { " (TLB)" } else { "" };
+                if frame == expected {
+                    write!(f, "access frame {frame}{via}")
+                } else {
+                    write!(f, "access reached frame {frame}{via}, expected {expected}")
+                }
+            }
+            What::Access {
+                expected,
+                reached: None,
+                ..
+            } => write!(f, "access to frame {expected} FAULTS"),
+            What::Report(report) => write!(f, "report: {report:?}"),
+            What::Refused(why) => write!(f, "refused: {why}"),
+            What::Violation(why) => write!(f, "VIOLATION: {why}"),
+        }
+    }
+}
+
+/// One step of a trace.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct Event {
+    /// The CPU it happened on.
+    pub cpu: usize,
+    /// Who was running there.
+    pub context: Context,
+    /// What happened.
+    pub what: What,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cpu{} {:<12} {}",
+            self.cpu,
+            self.context.to_string(),
+            self.what
+        )
+    }
+}

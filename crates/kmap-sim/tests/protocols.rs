@@ -1,0 +1,313 @@
+//! Each switch protocol on a hand-built situation, the TLB model, nesting, determinism.
+
+use kmap_sim::{
+    run_with, Choice, ChoicePoint, Chooser, Config, Label, MachineConfig, Mutation, NoInjection,
+    Op, Program, Protocol, RunOptions, Task, Verdict, ViolationKind,
+};
+
+/// Takes each `(label, n, choice)` in turn, at the `n`-th arrival (from 1) at `label`.
+struct At {
+    script: Vec<(Label, usize, Choice)>,
+    seen: usize,
+    last_arrival: Option<u64>,
+}
+
+fn at(script: &[(Label, usize, Choice)]) -> At {
+    At {
+        script: script.to_vec(),
+        seen: 0,
+        last_arrival: None,
+    }
+}
+
+impl Chooser for At {
+    fn choose(&mut self, point: &ChoicePoint<'_>) -> usize {
+        let Some(&(label, n, choice)) = self.script.first() else {
+            return 0;
+        };
+        if point.label != label || self.last_arrival == Some(point.arrival) {
+            return 0;
+        }
+        self.last_arrival = Some(point.arrival);
+        self.seen += 1;
+        if self.seen < n {
+            return 0;
+        }
+        match point.options.iter().position(|&c| c == choice) {
+            Some(position) => {
+                self.script.remove(0);
+                self.seen = 0;
+                position
+            }
+            None => 0,
+        }
+    }
+}
+
+fn task(name: &str, ops: &[Op]) -> Task {
+    Task {
+        name: name.into(),
+        cpu: 0,
+        ops: ops.to_vec(),
+    }
+}
+
+fn config(protocol: Protocol, tasks: Vec<Task>, irq: &[Op]) -> Config {
+    Config {
+        machine: MachineConfig {
+            protocol,
+            ..MachineConfig::default()
+        },
+        program: Program {
+            tasks,
+            irq: irq.to_vec(),
+            nmi: vec![],
+        },
+        ..Config::default()
+    }
+}
+
+const IRQ_MAPS: &[Op] = &[Op::Map(40), Op::Check, Op::Unmap];
+
+/// Next (N) holds two mappings and yields to prev (P), which holds none and yields back: the
+/// restore of N's slots is where the interrupt lands.
+fn restore_race(protocol: Protocol) -> Config {
+    config(
+        protocol,
+        vec![
+            task(
+                "N",
+                &[
+                    Op::Map(20),
+                    Op::Map(21),
+                    Op::Yield,
+                    Op::Check,
+                    Op::Unmap,
+                    Op::Unmap,
+                ],
+            ),
+            task("P", &[Op::Yield]),
+        ],
+        IRQ_MAPS,
+    )
+}
+
+#[test]
+fn rfc_v1_an_interrupt_during_the_restore_lands_on_next_s_slot() {
+    let config = restore_race(Protocol::RfcV1);
+    let chooser = at(&[(Label::SwapInstalled(0), 1, Choice::Irq)]);
+    let outcome = run_with(
+        &config,
+        chooser,
+        RunOptions {
+            trace: true,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        outcome.verdict(),
+        Verdict::Violation,
+        "{:#?}",
+        outcome.trace
+    );
+    let violation = &outcome.violations[0];
+    assert_eq!(violation.kind, ViolationKind::Inv1);
+    assert!(violation.message.contains("maps frame 20"), "{violation}");
+    assert!(
+        violation.message.contains("current (P) has idx 0"),
+        "{violation}"
+    );
+}
+
+#[test]
+fn rfc_v1_without_an_interrupt_looks_fine() {
+    let outcome = run_with(
+        &restore_race(Protocol::RfcV1),
+        NoInjection,
+        RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Pass, "{:?}", outcome.violations);
+}
+
+#[test]
+fn split_the_same_interrupt_during_sched_in_is_harmless() {
+    let config = restore_race(Protocol::Split);
+    let chooser = at(&[(Label::Crate(kmap::Point::SchedInInstalled), 1, Choice::Irq)]);
+    let outcome = run_with(&config, chooser, RunOptions::default()).unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Pass, "{:?}", outcome.violations);
+    assert_eq!(outcome.stats.irqs, 1);
+}
+
+/// The mirror image: prev (P) holds two, next (N) holds one, and the swap runs with `current`
+/// already next; an interrupt after the first clear pushes at next's idx = 1, onto prev's Q.
+fn clear_race(protocol: Protocol) -> Config {
+    config(
+        protocol,
+        vec![
+            task("N", &[Op::Map(30), Op::Yield, Op::Check, Op::Unmap]),
+            task(
+                "P",
+                &[Op::Map(20), Op::Map(21), Op::Yield, Op::Unmap, Op::Unmap],
+            ),
+        ],
+        IRQ_MAPS,
+    )
+}
+
+#[test]
+fn swap_after_current_an_interrupt_during_the_clear_lands_on_prev_s_slot() {
+    let chooser = at(&[(Label::SwapInvalidated(0), 2, Choice::Irq)]);
+    let outcome = run_with(
+        &clear_race(Protocol::SwapAfterCurrent),
+        chooser,
+        RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Violation);
+    let violation = &outcome.violations[0];
+    assert_eq!(violation.kind, ViolationKind::Inv1, "{violation}");
+    assert!(
+        violation.message.contains("slot 0.1 maps frame 21"),
+        "{violation}"
+    );
+}
+
+#[test]
+fn split_an_interrupt_during_sched_out_is_harmless() {
+    // sched_out runs with interrupts off; an NMI can still arrive there.
+    let mut config = clear_race(Protocol::Split);
+    config.program.nmi = IRQ_MAPS.to_vec();
+    let chooser = at(&[(
+        Label::Crate(kmap::Point::SchedOutInvalidated),
+        1,
+        Choice::Nmi,
+    )]);
+    let outcome = run_with(&config, chooser, RunOptions::default()).unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Pass, "{:?}", outcome.violations);
+    assert_eq!(outcome.stats.nmis, 1);
+}
+
+/// Frame 20 is mapped and read (so a TLB holds the translation), unmapped, and frame 21 is
+/// mapped into the same slot.
+fn slot_reuse() -> Config {
+    let ops = [
+        Op::Map(20),
+        Op::Check,
+        Op::Unmap,
+        Op::Map(21),
+        Op::Check,
+        Op::Unmap,
+    ];
+    config(Protocol::Split, vec![task("A", &ops)], &[])
+}
+
+#[test]
+fn slot_reuse_is_clean_when_invalidations_happen() {
+    let outcome = run_with(&slot_reuse(), NoInjection, RunOptions::default()).unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Pass, "{:?}", outcome.violations);
+}
+
+#[test]
+fn a_skipped_invalidation_is_caught_with_the_stale_translation_named() {
+    let mut config = slot_reuse();
+    config.machine.mutation = Some(Mutation::DropInvalidations);
+    let outcome = run_with(&config, NoInjection, RunOptions::default()).unwrap();
+    let violation = &outcome.violations[0];
+    assert_eq!(violation.kind, ViolationKind::Inv6, "{violation}");
+    assert!(
+        violation
+            .message
+            .ends_with("CPU 0's TLB still translates it to frame 20"),
+        "{violation}"
+    );
+}
+
+#[test]
+fn a_skipped_invalidation_breaks_inv6_even_without_a_tlb_model() {
+    let mut config = slot_reuse();
+    config.machine.mutation = Some(Mutation::DropInvalidations);
+    config.machine.tlb = false;
+    let outcome = run_with(&config, NoInjection, RunOptions::default()).unwrap();
+    let violation = &outcome.violations[0];
+    assert_eq!(violation.kind, ViolationKind::Inv6);
+    assert!(!violation.message.contains("TLB still"), "{violation}");
+}
+
+#[test]
+fn interrupt_and_nmi_nesting_is_counted_and_balanced() {
+    let mut config = config(
+        Protocol::Split,
+        vec![task("A", &[Op::Map(20), Op::Check, Op::Unmap])],
+        IRQ_MAPS,
+    );
+    config.program.nmi = vec![Op::Map(41), Op::Check, Op::Unmap];
+    let chooser = at(&[
+        (Label::BeforeOp(Op::Check), 1, Choice::Irq),
+        (Label::Crate(kmap::Point::MapPushed), 1, Choice::Nmi),
+    ]);
+    let outcome = run_with(
+        &config,
+        chooser,
+        RunOptions {
+            trace: true,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Pass, "{:?}", outcome.violations);
+    assert_eq!(
+        (
+            outcome.stats.irqs,
+            outcome.stats.nmis,
+            outcome.stats.max_nesting
+        ),
+        (1, 1, 2)
+    );
+    let contexts: Vec<String> = outcome
+        .trace
+        .iter()
+        .filter(|e| matches!(e.what, kmap_sim::What::Enter(_)))
+        .map(|e| e.what.to_string())
+        .collect();
+    assert_eq!(contexts, vec!["IRQ enters", "NMI enters"]);
+}
+
+#[test]
+fn the_same_choices_give_the_same_trace() {
+    let config = kmap_sim::stress::workload(7, 2);
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let chooser = kmap_sim::RandomChooser::new(99, kmap_sim::Rates::default());
+            run_with(
+                &config,
+                chooser,
+                RunOptions {
+                    trace: true,
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(
+        runs[0].stats.switches > 0 && runs[0].stats.irqs > 0,
+        "{:?}",
+        runs[0].stats
+    );
+    assert_eq!(runs[0].trace, runs[1].trace);
+    let replayed = run_with(
+        &config,
+        kmap_sim::Replay::new(runs[0].schedule.clone()),
+        RunOptions {
+            trace: true,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        replayed.trace, runs[0].trace,
+        "the schedule replays the run"
+    );
+}
