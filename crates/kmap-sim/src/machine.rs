@@ -84,6 +84,8 @@ pub(crate) struct Cpu {
     pub(crate) nested: Vec<Nested>,
     pub(crate) in_scheduler: bool,
     pub(crate) last_prev: Option<usize>,
+    /// While a sleeping task's coroutine runs this CPU's idle moment, that task.
+    pub(crate) idle_host: Option<usize>,
     /// Stacks of prev and next when the switch began (INV-2), with prev's run count.
     pub(crate) switch_snapshot: Option<SwitchSnapshot>,
 }
@@ -176,6 +178,7 @@ impl Machine {
                 nested: Vec::new(),
                 in_scheduler: false,
                 last_prev: None,
+                idle_host: None,
                 switch_snapshot: None,
             })
             .collect();
@@ -706,8 +709,7 @@ impl Machine {
         }
         if within(bounds.cpu_switches, st.used.cpu_switches) {
             for other in (0..st.cpus.len()).filter(|&c| c != st.active) {
-                let c = &st.cpus[other];
-                if !st.tasks[c.current].idle || !c.runqueue.is_empty() {
+                if st.has_work(other) {
                     options.push(Choice::Cpu(other));
                 }
             }
@@ -748,7 +750,6 @@ impl Machine {
                 }
             }
         }
-        self.check_above_idx(task, entry_depth, "when an interrupt arrives");
         let saved_irqs_off = {
             let mut st = self.st.borrow_mut();
             let cpu = st.active;
@@ -762,6 +763,7 @@ impl Machine {
         };
         let (_, context) = self.where_now();
         self.trace(What::Enter(context.clone()));
+        self.check_above_idx(task, entry_depth, "when an interrupt arrives");
         let ops = match kind {
             NestedKind::Irq => self.irq_ops.clone(),
             NestedKind::Nmi => self.nmi_ops.clone(),
@@ -822,6 +824,20 @@ impl Machine {
     /// Whether the protocol is `p`.
     pub(crate) fn protocol(&self) -> Protocol {
         self.config.machine.protocol
+    }
+}
+
+impl State {
+    /// The task whose coroutine executes CPU `cpu`'s code, if any.
+    pub(crate) fn runner(&self, cpu: usize) -> Option<usize> {
+        let c = &self.cpus[cpu];
+        c.idle_host
+            .or((!self.tasks[c.current].idle).then_some(c.current))
+    }
+
+    /// Whether CPU `cpu` has something to execute.
+    pub(crate) fn has_work(&self, cpu: usize) -> bool {
+        self.runner(cpu).is_some() || !self.cpus[cpu].runqueue.is_empty()
     }
 }
 

@@ -80,8 +80,11 @@ impl Machine {
             match reason {
                 Reason::Sleep => {
                     // Nothing else to run: the CPU idles (interrupts may arrive), then the
-                    // sleeper is woken and switched back in.
+                    // sleeper is woken and switched back in. The idle moment runs on the
+                    // sleeper's coroutine, which the driver must resume for this CPU.
+                    self.st.borrow_mut().cpus[cpu].idle_host = Some(prev);
                     self.arrive(Label::Idle);
+                    self.st.borrow_mut().cpus[cpu].idle_host = None;
                     self.st.borrow_mut().tasks[prev].status = Status::Running;
                     self.switch(idle, prev);
                     self.finish_switch();

@@ -54,8 +54,7 @@ fn drive(machine: &Rc<Machine>, tasks: &mut Vec<Option<TaskCoroutine>>) {
             return;
         }
         let cpu = machine.cpu();
-        let current = machine.current_task();
-        if machine.is_idle_task(current) {
+        let Some(current) = machine.runner(cpu) else {
             if machine.switch_from_idle(cpu) {
                 continue;
             }
@@ -64,7 +63,7 @@ fn drive(machine: &Rc<Machine>, tasks: &mut Vec<Option<TaskCoroutine>>) {
                 None => return,
             }
             continue;
-        }
+        };
         if tasks.len() <= current {
             tasks.resize_with(current + 1, || None);
         }
@@ -101,18 +100,16 @@ impl Machine {
         self.st.borrow_mut().active = cpu;
     }
 
-    pub(crate) fn is_idle_task(&self, task: usize) -> bool {
-        self.st.borrow().tasks[task].idle
+    /// The task whose coroutine executes CPU `cpu`'s code, if any.
+    pub(crate) fn runner(&self, cpu: usize) -> Option<usize> {
+        self.st.borrow().runner(cpu)
     }
 
-    /// The first CPU after `from` that has a task to run.
+    /// The first CPU after `from` that has something to execute.
     pub(crate) fn cpu_with_work(&self, from: usize) -> Option<usize> {
         let st = self.st.borrow();
         let n = st.cpus.len();
-        (1..=n).map(|i| (from + i) % n).find(|&c| {
-            let cpu = &st.cpus[c];
-            !st.tasks[cpu.current].idle || !cpu.runqueue.is_empty()
-        })
+        (1..=n).map(|i| (from + i) % n).find(|&c| st.has_work(c))
     }
 
     /// At the end of a clean run nothing may be left mapped.
