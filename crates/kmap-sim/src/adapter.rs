@@ -14,7 +14,7 @@ use kmap::{
     Report, Slot, UnmapError, VirtAddr,
 };
 
-use crate::machine::Machine;
+use crate::machine::{Counter, Machine};
 
 /// Stack sizes (cells per task) the simulator is built for.
 pub const SUPPORTED_CELLS: &[usize] = &[1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 33];
@@ -148,22 +148,22 @@ unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatfo
     }
 
     fn preempt_disable(&self) {
-        self.0.preempt_add(1)
+        self.0.count(Counter::Preempt, 1)
     }
     fn preempt_enable(&self) {
-        self.0.preempt_add(-1)
+        self.0.count(Counter::Preempt, -1)
     }
     fn migrate_disable(&self) {
-        self.0.migrate_add(1)
+        self.0.count(Counter::Migrate, 1)
     }
     fn migrate_enable(&self) {
-        self.0.migrate_add(-1)
+        self.0.count(Counter::Migrate, -1)
     }
     fn pagefault_disable(&self) {
-        self.0.pagefault_add(1)
+        self.0.count(Counter::Pagefault, 1)
     }
     fn pagefault_enable(&self) {
-        self.0.pagefault_add(-1)
+        self.0.count(Counter::Pagefault, -1)
     }
 
     fn in_hardirq(&self) -> bool {

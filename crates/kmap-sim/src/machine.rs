@@ -43,6 +43,14 @@ pub(crate) struct Held {
     pub(crate) atomic: bool,
 }
 
+/// A counter the platform keeps for the crate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Counter {
+    Preempt,
+    Migrate,
+    Pagefault,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum NestedKind {
     Irq,
@@ -445,47 +453,24 @@ impl Machine {
 
     // ---- counters ---------------------------------------------------------------------------
 
-    pub(crate) fn preempt_add(&self, delta: i32) {
-        let negative = {
+    /// Move a counter (per CPU for preemption and page faults, per task for migration).
+    pub(crate) fn count(&self, counter: Counter, delta: i32) {
+        let value = {
             let mut st = self.st.borrow_mut();
             let cpu = st.active;
-            st.cpus[cpu].preempt += delta;
-            st.cpus[cpu].preempt < 0
+            let task = st.cpus[cpu].current;
+            let value = match counter {
+                Counter::Preempt => &mut st.cpus[cpu].preempt,
+                Counter::Pagefault => &mut st.cpus[cpu].pagefault,
+                Counter::Migrate => &mut st.tasks[task].migrate,
+            };
+            *value += delta;
+            *value
         };
-        if negative {
+        if value < 0 {
             self.violate(
                 ViolationKind::Counter,
-                "preemption count went negative".into(),
-            );
-        }
-    }
-
-    pub(crate) fn migrate_add(&self, delta: i32) {
-        let negative = {
-            let mut st = self.st.borrow_mut();
-            let task = st.cpus[st.active].current;
-            st.tasks[task].migrate += delta;
-            st.tasks[task].migrate < 0
-        };
-        if negative {
-            self.violate(
-                ViolationKind::Counter,
-                "migration-disable count went negative".into(),
-            );
-        }
-    }
-
-    pub(crate) fn pagefault_add(&self, delta: i32) {
-        let negative = {
-            let mut st = self.st.borrow_mut();
-            let cpu = st.active;
-            st.cpus[cpu].pagefault += delta;
-            st.cpus[cpu].pagefault < 0
-        };
-        if negative {
-            self.violate(
-                ViolationKind::Counter,
-                "page-fault-disable count went negative".into(),
+                format!("the {counter:?} count went negative"),
             );
         }
     }

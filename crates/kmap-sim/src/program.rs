@@ -5,7 +5,7 @@ use kmap::{Checkpoint, MapError};
 
 use crate::adapter::WINDOW;
 use crate::config::Op;
-use crate::machine::{Held, Label, Machine};
+use crate::machine::{Counter, Held, Label, Machine};
 use crate::outcome::ViolationKind;
 use crate::sched::Reason;
 use crate::trace::What;
@@ -76,6 +76,22 @@ impl Machine {
         }
     }
 
+    /// This context's most recent mapping of `frame`; `op` is refused if there is none.
+    fn held_frame(&self, op: Op, task: Option<usize>, frame: u64) -> Option<Held> {
+        let held = self
+            .held(task)
+            .iter()
+            .rev()
+            .find(|h| h.frame == frame)
+            .copied();
+        if held.is_none() {
+            self.refuse(format!(
+                "`{op}`: frame {frame} is not mapped in this context"
+            ));
+        }
+        held
+    }
+
     fn with_held<R>(&self, task: Option<usize>, f: impl FnOnce(&mut Vec<Held>) -> R) -> R {
         let mut st = self.st.borrow_mut();
         let cpu = st.active;
@@ -98,35 +114,21 @@ impl Machine {
                 None => self.refuse("`unmap` with nothing mapped in this context".into()),
                 Some(held) => self.unmap(task, held),
             },
-            Op::UnmapFrame(frame) => match self
-                .held(task)
-                .iter()
-                .rev()
-                .find(|h| h.frame == frame)
-                .copied()
-            {
-                None => self.refuse(format!(
-                    "`unmap {frame}`: frame {frame} is not mapped in this context"
-                )),
-                Some(held) => self.unmap(task, held),
-            },
+            Op::UnmapFrame(frame) => {
+                if let Some(held) = self.held_frame(op, task, frame) {
+                    self.unmap(task, held)
+                }
+            }
             Op::Check => {
                 for held in self.held(task) {
                     self.access(held, false);
                 }
             }
-            Op::Write(frame) => match self
-                .held(task)
-                .iter()
-                .rev()
-                .find(|h| h.frame == frame)
-                .copied()
-            {
-                None => self.refuse(format!(
-                    "`write {frame}`: frame {frame} is not mapped in this context"
-                )),
-                Some(held) => self.access(held, true),
-            },
+            Op::Write(frame) => {
+                if let Some(held) = self.held_frame(op, task, frame) {
+                    self.access(held, true)
+                }
+            }
             Op::Yield | Op::Sleep => {
                 if self.atomic_context() {
                     self.refuse(format!(
@@ -150,12 +152,12 @@ impl Machine {
                 let cpu = st.active;
                 st.cpus[cpu].irqs_off = op == Op::IrqOff;
             }
-            Op::PreemptOff => self.preempt_add(1),
+            Op::PreemptOff => self.count(Counter::Preempt, 1),
             Op::PreemptOn => {
                 if self.st.borrow().cpus[self.cpu()].preempt == 0 {
                     self.refuse("`preempt_on` without `preempt_off`".into());
                 } else {
-                    self.preempt_add(-1);
+                    self.count(Counter::Preempt, -1);
                 }
             }
         }
