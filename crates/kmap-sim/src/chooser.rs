@@ -149,8 +149,9 @@ impl Chooser for RandomChooser {
     }
 }
 
-/// The non-trivial choices of a run: at choice point `index`, `choice` was taken (every other
-/// choice point continued). It replays the run exactly.
+/// The non-trivial choices of a run: at arrival point number `arrival`, `choice` was taken (an
+/// arrival may take several, one after another; every other point continued). It replays the
+/// run exactly, whatever bounds or pruning the run that printed it used.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Hash)]
 pub struct Schedule(pub Vec<(u64, Choice)>);
 
@@ -179,12 +180,12 @@ impl FromStr for Schedule {
         for part in s.split(',') {
             let (index, choice) = part
                 .split_once(':')
-                .ok_or_else(|| format!("`{part}` is not INDEX:CHOICE"))?;
+                .ok_or_else(|| format!("`{part}` is not ARRIVAL:CHOICE"))?;
             let index: u64 = index
                 .parse()
-                .map_err(|_| format!("`{index}` is not a choice point number"))?;
-            if entries.last().is_some_and(|&(last, _)| last >= index) {
-                return Err(format!("choice point {index} is out of order"));
+                .map_err(|_| format!("`{index}` is not an arrival point number"))?;
+            if entries.last().is_some_and(|&(last, _)| last > index) {
+                return Err(format!("arrival point {index} is out of order"));
             }
             entries.push((index, choice.parse()?));
         }
@@ -216,7 +217,7 @@ impl Chooser for Replay {
         let Some(&(index, choice)) = self.schedule.0.get(self.next) else {
             return 0;
         };
-        if index != point.index {
+        if index != point.arrival {
             return 0;
         }
         self.next += 1;

@@ -53,7 +53,7 @@ pub use chooser::{
 pub use config::{
     Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Task,
 };
-pub use machine::RunOptions;
+pub use machine::{ProbeMemo, RunOptions};
 pub use outcome::{ChoiceRecord, Outcome, Refusal, Stats, Verdict, Violation, ViolationKind};
 pub use sim::{run, run_with};
 pub use trace::{Context, Event, Label, What};

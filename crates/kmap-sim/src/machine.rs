@@ -94,6 +94,8 @@ pub(crate) struct Cpu {
     pub(crate) last_prev: Option<usize>,
     /// While a sleeping task's coroutine runs this CPU's idle moment, that task.
     pub(crate) idle_host: Option<usize>,
+    /// The last arrival point on this CPU, and the handler nesting depth there.
+    pub(crate) last_arrival: Option<(Label, usize)>,
     /// Stacks of prev and next when the switch began (INV-2), with prev's run count.
     pub(crate) switch_snapshot: Option<SwitchSnapshot>,
 }
@@ -114,13 +116,63 @@ pub(crate) struct Used {
     pub(crate) cpu_switches: u32,
 }
 
-/// What to record while running.
-#[derive(Clone, Copy, Debug, Default)]
+/// Handler runs already probed clean, by the state they could observe (see [`RunOptions::probe`]).
+#[derive(Default, Debug)]
+pub struct ProbeMemo(HashSet<u64>);
+
+impl ProbeMemo {
+    /// How many distinct handler runs are remembered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What to record while running, and how to treat interrupts.
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Keep a step-by-step trace.
     pub trace: bool,
     /// Keep every choice point's options (for the explorer).
     pub record_choices: bool,
+    /// Offer no event at an arrival point that is provably equivalent to the one before it
+    /// (see [`redundant`]); the explorer's executions are then fewer, and none is lost.
+    pub prune: bool,
+    /// Probe interrupts and NMIs instead of offering them as choices: at every arrival point
+    /// where one can arrive, its handler runs right there; if it runs clean, the machine checks
+    /// that the CPU is exactly as the handler found it (slots, TLB, unflushed slots, the current
+    /// stack, counters) and puts back the arrival numbering, so the run goes on as if nothing
+    /// had happened, which is what a clean handler amounts to. One run then checks a handler at
+    /// every point. A handler run is skipped when one was already probed clean from the same
+    /// observable state (the memo, shared across runs). A probe that finds a violation stays in
+    /// the schedule, which replays it as an ordinary injected event.
+    pub probe: Option<Rc<RefCell<ProbeMemo>>>,
+}
+
+/// Whether offering events at arrival point `here` would only repeat what was offered at the
+/// point `before` it (both as `(label, handler nesting depth)` on the same CPU).
+///
+/// `here` is the arrival point before a program's next operation, and `before` the last step of
+/// the crate's map or unmap in the same context. Between the two the crate returns and the
+/// machine updates the context's own list of mappings: nothing that an interrupt, an NMI, a
+/// preemption or another CPU can change or observe. So an event injected at `here` leads to the
+/// same states as the same event injected at `before`, whose branches are explored already.
+fn redundant(before: Option<(Label, usize)>, here: (Label, usize)) -> bool {
+    use kmap::Point::*;
+    matches!(here.0, Label::BeforeOp(_))
+        && before.is_some_and(|(label, depth)| {
+            depth == here.1
+                && matches!(
+                    label,
+                    Label::Crate(
+                        MapPreemptionEnabled | UnmapMigrationEnabled | AtomicPreemptionEnabled
+                    )
+                )
+        })
 }
 
 pub(crate) struct State {
@@ -138,6 +190,10 @@ pub(crate) struct State {
     pub(crate) yielders: Vec<*const TaskYielder>,
     pub(crate) used: Used,
     pub(crate) choice_index: u64,
+    /// Arrival points passed (numbering for schedules: clean probes give theirs back).
+    pub(crate) arrivals: u64,
+    /// Handler probes in progress (no choice is taken inside one).
+    pub(crate) probing: u32,
     pub(crate) aborted: bool,
     pub(crate) last_label: Option<Label>,
     pub(crate) last_depth: Vec<usize>,
@@ -187,6 +243,7 @@ impl Machine {
                 in_scheduler: false,
                 last_prev: None,
                 idle_host: None,
+                last_arrival: None,
                 switch_snapshot: None,
             })
             .collect();
@@ -227,6 +284,8 @@ impl Machine {
             executing: None,
             used: Used::default(),
             choice_index: 0,
+            arrivals: 0,
+            probing: 0,
             aborted: false,
             last_label: None,
             outcome: Outcome::default(),
@@ -598,15 +657,22 @@ impl Machine {
 
     /// An arrival point: anything the chooser decides may happen here, before the next step.
     pub(crate) fn arrive(&self, label: Label) {
-        let arrival = {
+        let (arrival, redundant) = {
             let mut st = self.st.borrow_mut();
             st.last_label = Some(label);
             st.outcome.stats.points += 1;
-            st.outcome.stats.points - 1
+            st.arrivals += 1;
+            let cpu = st.active;
+            let here = (label, st.cpus[cpu].nested.len());
+            let before = std::mem::replace(&mut st.cpus[cpu].last_arrival, Some(here));
+            (st.arrivals - 1, redundant(before, here))
         };
         if self.options.trace {
             self.trace_depths();
             self.trace(What::Point(label));
+        }
+        if self.options.probe.is_some() && !(redundant && self.options.prune) {
+            self.probe_handlers(arrival);
         }
         loop {
             if self.aborted() {
@@ -615,6 +681,10 @@ impl Machine {
             }
             let options = self.options();
             if options.len() == 1 {
+                return;
+            }
+            if redundant && self.options.prune {
+                self.st.borrow_mut().outcome.stats.pruned += options.len() as u64 - 1;
                 return;
             }
             let (index, cpu) = {
@@ -635,12 +705,13 @@ impl Machine {
                 let mut st = self.st.borrow_mut();
                 if self.options.record_choices {
                     st.outcome.choices.push(ChoiceRecord {
+                        arrival,
                         options: options.clone(),
                         chosen: pick,
                     });
                 }
                 if choice != Choice::Continue {
-                    st.outcome.schedule.0.push((index, choice));
+                    st.outcome.schedule.0.push((arrival, choice));
                 }
             }
             match choice {
@@ -666,17 +737,20 @@ impl Machine {
         let bounds = &self.config.bounds;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
         let mut options = vec![Choice::Continue];
-        if st.executing.is_none() {
+        if st.executing.is_none() || st.probing > 0 {
             return options;
         }
         let cpu = &st.cpus[st.active];
-        let in_nmi = cpu.nested.iter().any(|n| n.kind == NestedKind::Nmi);
-        if !cpu.irqs_off && !in_nmi && !self.irq_ops.is_empty() && within(bounds.irqs, st.used.irqs)
-        {
-            options.push(Choice::Irq);
-        }
-        if !in_nmi && !self.nmi_ops.is_empty() && within(bounds.nmis, st.used.nmis) {
-            options.push(Choice::Nmi);
+        if self.options.probe.is_none() {
+            for kind in [NestedKind::Irq, NestedKind::Nmi] {
+                if self.handler_may_arrive(&st, kind) {
+                    options.push(if kind == NestedKind::Irq {
+                        Choice::Irq
+                    } else {
+                        Choice::Nmi
+                    });
+                }
+            }
         }
         let current = &st.tasks[cpu.current];
         if cpu.nested.is_empty()
@@ -777,6 +851,137 @@ impl Machine {
         let cpu = st.active;
         st.cpus[cpu].nested.pop();
         st.cpus[cpu].irqs_off = saved_irqs_off;
+    }
+
+    /// Whether a handler of `kind` may arrive now: interrupts need interrupts on, nothing
+    /// arrives inside an NMI, a handler needs a program, and the bounds allow it (as a count of
+    /// injected events, or with probing as the nesting depth of that kind).
+    fn handler_may_arrive(&self, st: &State, kind: NestedKind) -> bool {
+        let cpu = &st.cpus[st.active];
+        let in_nmi = cpu.nested.iter().any(|n| n.kind == NestedKind::Nmi);
+        let (program, bound, used) = match kind {
+            NestedKind::Irq => (&self.irq_ops, self.config.bounds.irqs, st.used.irqs),
+            NestedKind::Nmi => (&self.nmi_ops, self.config.bounds.nmis, st.used.nmis),
+        };
+        let used = match self.options.probe {
+            Some(_) => cpu.nested.iter().filter(|n| n.kind == kind).count() as u32,
+            None => used,
+        };
+        !in_nmi
+            && !program.is_empty()
+            && (kind == NestedKind::Nmi || !cpu.irqs_off)
+            && bound.is_none_or(|limit| used < limit)
+    }
+
+    /// Everything of the executing CPU that a handler may touch and must leave as it found it.
+    fn cpu_fingerprint(&self) -> Vec<u64> {
+        let st = self.st.borrow();
+        let cpu = st.active;
+        let c = &st.cpus[cpu];
+        let cells = self.cells();
+        let mut print: Vec<u64> = (0..cells)
+            .map(|cell| st.pt[cpu * cells + cell].raw())
+            .collect();
+        let mut tlb: Vec<(usize, u64)> = st.tlb[cpu]
+            .iter()
+            .map(|(&page, &frame)| (page, frame))
+            .collect();
+        tlb.sort_unstable();
+        print.extend(
+            tlb.into_iter()
+                .flat_map(|(page, frame)| [page as u64, frame]),
+        );
+        print.push(u64::MAX);
+        print.extend(
+            (0..cells)
+                .filter(|cell| st.unflushed.contains(&(cpu * cells + cell)))
+                .map(|cell| cell as u64),
+        );
+        let stack = self.stack(c.current);
+        print.push(stack.depth() as u64);
+        print.extend((0..stack.cells()).map(|cell| stack.saved(cell).raw()));
+        print.extend([
+            c.preempt as u64,
+            c.pagefault as u64,
+            st.tasks[c.current].migrate as u64,
+            c.irqs_off as u64,
+        ]);
+        print
+    }
+
+    /// The state a handler of `kind` can observe from here, hashed: its CPU, the handlers it is
+    /// nested in, and the frames its program names.
+    fn probe_key(&self, kind: NestedKind, fingerprint: &[u64]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let st = self.st.borrow();
+        (kind == NestedKind::Irq, st.active, fingerprint).hash(&mut hasher);
+        for nested in &st.cpus[st.active].nested {
+            (nested.kind == NestedKind::Irq).hash(&mut hasher);
+        }
+        for op in self.irq_ops.iter().chain(self.nmi_ops.iter()) {
+            if let Some(frame) = op.frame() {
+                (st.tags[frame as usize], st.expected[frame as usize]).hash(&mut hasher);
+            }
+        }
+        hasher.finish()
+    }
+
+    /// Run every handler that may arrive here, inline, and check that each leaves no trace.
+    fn probe_handlers(&self, arrival: u64) {
+        let memo = self.options.probe.clone().expect("probing");
+        for kind in [NestedKind::Irq, NestedKind::Nmi] {
+            if self.aborted() || !self.handler_may_arrive(&self.st.borrow(), kind) {
+                continue;
+            }
+            let before = self.cpu_fingerprint();
+            let key = self.probe_key(kind, &before);
+            if memo.borrow().0.contains(&key) {
+                self.st.borrow_mut().outcome.stats.probes_remembered += 1;
+                continue;
+            }
+            let choice = if kind == NestedKind::Irq {
+                Choice::Irq
+            } else {
+                Choice::Nmi
+            };
+            let saved = {
+                let mut st = self.st.borrow_mut();
+                st.outcome.schedule.0.push((arrival, choice));
+                let cpu = st.active;
+                let numbering = (st.arrivals, st.cpus[cpu].last_arrival, st.last_label);
+                (numbering, st.tags.clone(), st.expected.clone(), st.next_tag)
+            };
+            self.st.borrow_mut().probing += 1;
+            self.interrupt(kind);
+            self.st.borrow_mut().probing -= 1;
+            if self.aborted() {
+                return; // the violation's schedule keeps this probe
+            }
+            if self.cpu_fingerprint() != before {
+                let (_, context) = self.where_now();
+                self.violate(
+                    ViolationKind::Inv3,
+                    format!(
+                        "a handler run on top of {context} did not leave the CPU as it found it"
+                    ),
+                );
+                return;
+            }
+            let mut st = self.st.borrow_mut();
+            st.outcome.schedule.0.pop();
+            let cpu = st.active;
+            let ((arrivals, last_arrival, last_label), tags, expected, next_tag) = saved;
+            st.arrivals = arrivals;
+            st.cpus[cpu].last_arrival = last_arrival;
+            st.last_label = last_label;
+            st.tags = tags;
+            st.expected = expected;
+            st.next_tag = next_tag;
+            st.outcome.stats.probes += 1;
+            drop(st);
+            memo.borrow_mut().0.insert(key);
+        }
     }
 
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.

@@ -110,6 +110,12 @@ pub struct Stats {
     pub choice_points: u64,
     /// The deepest nesting of interrupt and NMI handlers.
     pub max_nesting: usize,
+    /// Branches not offered because they were provably equivalent to ones that were.
+    pub pruned: u64,
+    /// Handler runs probed clean (see `RunOptions::probe`).
+    pub probes: u64,
+    /// Handler runs skipped because one was probed clean from the same observable state.
+    pub probes_remembered: u64,
 }
 
 impl Stats {
@@ -124,12 +130,17 @@ impl Stats {
         self.points += other.points;
         self.choice_points += other.choice_points;
         self.max_nesting = self.max_nesting.max(other.max_nesting);
+        self.pruned += other.pruned;
+        self.probes += other.probes;
+        self.probes_remembered += other.probes_remembered;
     }
 }
 
 /// One choice point: what was possible and what was taken.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ChoiceRecord {
+    /// The arrival point it was at.
+    pub arrival: u64,
     /// What was possible (`options[0]` is continue).
     pub options: Vec<Choice>,
     /// The position taken.

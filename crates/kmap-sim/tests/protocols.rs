@@ -311,3 +311,32 @@ fn the_same_choices_give_the_same_trace() {
         "the schedule replays the run"
     );
 }
+
+/// Probing: one run checks an interrupt at every point; the rfc-v1 race is found without a
+/// chooser, its schedule names the probe, and replaying the schedule finds the same violation.
+#[test]
+fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
+    use kmap_sim::{ProbeMemo, Replay};
+    use std::{cell::RefCell, rc::Rc};
+    let probing = RunOptions {
+        probe: Some(Rc::new(RefCell::new(ProbeMemo::default()))),
+        prune: true,
+        ..RunOptions::default()
+    };
+    let config = restore_race(Protocol::RfcV1);
+    let found = run_with(&config, NoInjection, probing.clone()).unwrap();
+    assert_eq!(found.verdict(), Verdict::Violation);
+    assert_eq!(found.schedule.0.len(), 1, "{}", found.schedule);
+    assert_eq!(found.schedule.0[0].1, Choice::Irq);
+    let replayed = run_with(
+        &config,
+        Replay::new(found.schedule.clone()),
+        RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(replayed.violations, found.violations);
+
+    let clean = run_with(&restore_race(Protocol::Split), NoInjection, probing).unwrap();
+    assert_eq!(clean.verdict(), Verdict::Pass, "{:?}", clean.violations);
+    assert!(clean.stats.probes > 10, "{:?}", clean.stats);
+}
