@@ -664,7 +664,7 @@ impl Machine {
             st.arrivals += 1;
             let cpu = st.active;
             let here = (label, st.cpus[cpu].nested.len());
-            let before = std::mem::replace(&mut st.cpus[cpu].last_arrival, Some(here));
+            let before = st.cpus[cpu].last_arrival.replace(here);
             (st.arrivals - 1, redundant(before, here))
         };
         if self.options.trace {
