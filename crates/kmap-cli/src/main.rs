@@ -2,6 +2,7 @@
 //!
 //! With no arguments it runs the demonstration (the main job of `cargo run --release`).
 
+mod check;
 mod demo;
 mod stress;
 
@@ -22,6 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Explore scenarios: every moment an interrupt, an NMI or a preemption can arrive, within
+    /// bounds. Exit status 0 when every verdict is the expected one, 1 when not, 2 for bad input.
+    Check(check::Args),
+    /// Replay one execution from the string `kmap check` printed, with its timeline.
+    Replay(check::ReplayArgs),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
     Stress(stress::Args),
     /// The demonstration (what `kmap` with no command runs).
@@ -31,6 +37,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
+        Command::Check(args) => check::main(&args),
+        Command::Replay(args) => check::replay_main(&args),
         Command::Stress(args) => stress::main(&args),
         Command::Demo(args) => demo::main(&args),
     }

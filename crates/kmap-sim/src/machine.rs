@@ -139,8 +139,10 @@ pub struct RunOptions {
     pub trace: bool,
     /// Keep every choice point's options (for the explorer).
     pub record_choices: bool,
-    /// Offer no event at an arrival point that is provably equivalent to the one before it
-    /// (see [`redundant`]); the explorer's executions are then fewer, and none is lost.
+    /// Offer no event at an arrival point that is provably equivalent to the one before it: the
+    /// point before a program's next operation, right after the last step of a map or unmap in
+    /// the same context (only that context's own bookkeeping runs in between, which no event can
+    /// observe). The explorer's executions are then fewer, and none is lost.
     pub prune: bool,
     /// Probe interrupts and NMIs instead of offering them as choices: at every arrival point
     /// where one can arrive, its handler runs right there; if it runs clean, the machine checks

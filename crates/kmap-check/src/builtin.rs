@@ -1,0 +1,49 @@
+//! The built-in scenarios, compiled into the binary (the files are in `scenarios/`).
+
+/// `(name, file contents)` of every built-in scenario.
+pub const BUILTINS: &[(&str, &str)] = &[
+    (
+        "restore-race",
+        include_str!("../scenarios/restore-race.toml"),
+    ),
+    (
+        "restore-race-split",
+        include_str!("../scenarios/restore-race-split.toml"),
+    ),
+    ("clear-race", include_str!("../scenarios/clear-race.toml")),
+    (
+        "clear-race-split",
+        include_str!("../scenarios/clear-race-split.toml"),
+    ),
+    ("irq-on-nmi", include_str!("../scenarios/irq-on-nmi.toml")),
+    (
+        "preempt-in-windows",
+        include_str!("../scenarios/preempt-in-windows.toml"),
+    ),
+    (
+        "migrate-while-holding",
+        include_str!("../scenarios/migrate-while-holding.toml"),
+    ),
+    ("fork", include_str!("../scenarios/fork.toml")),
+    (
+        "atomic-inside-local",
+        include_str!("../scenarios/atomic-inside-local.toml"),
+    ),
+    ("guard-cells", include_str!("../scenarios/guard-cells.toml")),
+    ("force-map", include_str!("../scenarios/force-map.toml")),
+    ("overflow", include_str!("../scenarios/overflow.toml")),
+    (
+        "out-of-order-unmap",
+        include_str!("../scenarios/out-of-order-unmap.toml"),
+    ),
+    ("three-tasks", include_str!("../scenarios/three-tasks.toml")),
+];
+
+/// The first comment paragraph of a built-in scenario: what it shows.
+pub fn summary(text: &str) -> String {
+    text.lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

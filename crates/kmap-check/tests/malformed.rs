@@ -1,0 +1,63 @@
+//! A malformed scenario names the file, the line and the field.
+
+use kmap_check::scenario::parse;
+
+fn error(text: &str) -> String {
+    parse("bad.toml", "bad", text).unwrap_err().to_string()
+}
+
+#[test]
+fn a_missing_field() {
+    let e = error("[[task]]\nname = \"A\"\n");
+    assert_eq!(e, "bad.toml:1: missing field `ops`");
+}
+
+#[test]
+fn a_wrong_type() {
+    let e = error("[machine]\ncpus = \"two\"\n[[task]]\nname = \"A\"\nops = []\n");
+    assert_eq!(
+        e,
+        "bad.toml:2: field `cpus`: invalid type: string \"two\", expected usize"
+    );
+}
+
+#[test]
+fn an_unknown_operation() {
+    let e = error("[[task]]\nname = \"A\"\nops = [\"map 20\",\n  \"mapp 21\"]\n");
+    assert!(
+        e.starts_with("bad.toml:4: field `task[0].ops[1]`: unknown operation `mapp 21`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_frame_out_of_range() {
+    let e = error("[machine]\nframes = 32\n[[task]]\nname = \"A\"\nops = [\"map 40\"]\n");
+    assert_eq!(
+        e,
+        "bad.toml:5: field `task[0].ops[0]`: frame 40 is out of range: the machine has 32 frames"
+    );
+}
+
+#[test]
+fn an_unknown_field_and_an_unknown_protocol() {
+    let e = error("[machine]\nswitches = \"split\"\n[[task]]\nname = \"A\"\nops = []\n");
+    assert!(
+        e.starts_with("bad.toml:2: field `switches`: unknown field `switches`"),
+        "{e}"
+    );
+    let e = error("[machine]\nswitch = \"rfc-v2\"\n[[task]]\nname = \"A\"\nops = []\n");
+    assert!(
+        e.starts_with("bad.toml:2: field `machine.switch`: `rfc-v2` is not a switch protocol"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_value_out_of_range() {
+    let e = error("[machine]\nslots = 9\n[[task]]\nname = \"A\"\nops = []\n");
+    assert!(
+        e.starts_with("bad.toml:2: field `machine.slots`: 9: must be one of"),
+        "{e}"
+    );
+}

@@ -1,0 +1,128 @@
+//! The `kmap` command as a user runs it: exit statuses, messages, JSON, pictures, replay.
+
+use std::process::{Command, Output};
+
+fn kmap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmap"))
+        .args(args)
+        .output()
+        .expect("kmap runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kmap-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn check_exits_0_when_the_verdict_is_the_expected_one() {
+    let out = kmap(&["check", "restore-race", "restore-race-split"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("replay: kmap replay 'restore-race#"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("broken: INV-1 (slot ownership)"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).is_empty(),
+        "no progress output when not on a terminal"
+    );
+}
+
+#[test]
+fn check_exits_1_when_the_verdict_differs() {
+    let out = kmap(&["check", "restore-race", "--switch", "split"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("FAIL restore-race"));
+}
+
+#[test]
+fn bad_input_exits_2_with_file_line_and_field() {
+    let bad = scratch(
+        "wrong-type.toml",
+        "[machine]\ncpus = \"two\"\n[[task]]\nname = \"A\"\nops = []\n",
+    );
+    let out = kmap(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("wrong-type.toml:2: field `cpus`: invalid type"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let unknown = scratch(
+        "unknown-op.toml",
+        "[[task]]\nname = \"A\"\nops = [\"map 20\", \"jump 3\"]\n",
+    );
+    let out = kmap(&["check", unknown.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr)
+        .contains("unknown-op.toml:3: field `task[0].ops[1]`: unknown operation `jump 3`"));
+
+    for args in [
+        &["check", "no-such-scenario"][..],
+        &["check", "fork", "--shard", "3/2"],
+        &["replay", "garbage"],
+    ] {
+        let out = kmap(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn json_has_the_fields_a_machine_reads() {
+    let out = kmap(&["check", "restore-race", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(value["verdict"], "violation");
+    for key in ["executions", "pruned", "elapsed_ms", "schedule", "trace"] {
+        assert!(!value[key].is_null(), "{key} missing: {value}");
+    }
+    assert!(value["trace"].as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn the_printed_replay_string_replays_the_violation_and_draws_it() {
+    let out = kmap(&["check", "restore-race", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = value["replay"].as_str().unwrap().to_string();
+    let svg = std::env::temp_dir().join(format!("kmap-replay-{}.svg", std::process::id()));
+    let out = kmap(&["replay", &id, "--svg", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a replayed violation exits 1");
+    assert!(text(&out.stdout).contains("broken: INV-1 (slot ownership)"));
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.contains("BROKEN: INV-1"));
+}
+
+#[test]
+fn the_list_names_every_builtin() {
+    let out = kmap(&["check", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    for name in [
+        "restore-race",
+        "clear-race",
+        "three-tasks",
+        "overflow",
+        "out-of-order-unmap",
+    ] {
+        assert!(stdout.contains(name), "{name}");
+    }
+}
