@@ -216,14 +216,15 @@ pub fn explore(config: &Config, search: Search, mut progress: impl FnMut(u64)) -
             depth,
         } => {
             let memo = Rc::new(RefCell::new(ProbeMemo::default()));
-            let base = run(config, kmap_sim::NoInjection, probing(&memo));
+            let nesting = handler_depth(config);
+            let base = run(config, kmap_sim::NoInjection, probing(&memo, nesting));
             let points = base.stats.choice_points.max(1);
             tally.add(base, true);
             for n in 0..executions {
                 let mut rng = SmallRng::seed_from_u64(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let change_points = (0..depth).map(|_| rng.random_range(0..points)).collect();
                 let chooser = Pct { change_points, rng };
-                tally.add(run(config, chooser, probing(&memo)), true);
+                tally.add(run(config, chooser, probing(&memo, nesting)), true);
                 progress(tally.executions);
                 if search.stop_at_violation && tally.verdict == Verdict::Violation {
                     break;
@@ -288,17 +289,40 @@ fn run(config: &Config, chooser: impl Chooser + 'static, options: RunOptions) ->
     kmap_sim::run_with(config, chooser, options).expect("scenarios are validated when loaded")
 }
 
-fn probing(memo: &Rc<RefCell<ProbeMemo>>) -> RunOptions {
+fn probing(memo: &Rc<RefCell<ProbeMemo>>, depth: u32) -> RunOptions {
     RunOptions {
         trace: false,
         record_choices: true,
         prune: true,
         probe: Some(memo.clone()),
+        probe_depth: depth,
     }
 }
 
-/// The depth-first search, deepening by the number of branching events. Returns whether it
+/// The deepest nesting of handlers the bounds allow (an NMI never nests in an NMI).
+fn handler_depth(config: &Config) -> u32 {
+    let b = &config.bounds;
+    let irqs = if config.program.irq.is_empty() {
+        0
+    } else {
+        b.irqs.unwrap_or(1)
+    };
+    let nmis = if config.program.nmi.is_empty() {
+        0
+    } else {
+        b.nmis.unwrap_or(1).min(1)
+    };
+    irqs + nmis
+}
+
+/// The depth-first search, deepening by the number of injected events: branching events
+/// (preemptions, CPU switches) plus the nesting depth of probed handlers. Returns whether it
 /// covered every execution within the bounds.
+///
+/// At each total, every split between branching events and probe depth is searched, fewest
+/// branching events first; so the first violation has as few injected events as any. An
+/// execution is counted once, at the full probe depth (the runs with shallower probes, which
+/// only serve to find a shorter counterexample sooner, are not counted).
 fn exhaustive(
     config: &Config,
     search: Search,
@@ -307,50 +331,78 @@ fn exhaustive(
 ) -> bool {
     let memo = Rc::new(RefCell::new(ProbeMemo::default()));
     let b = &config.bounds;
-    let most = [
+    let most_branches = [
         b.preemptions,
         b.cpu_switches.filter(|_| config.machine.cpus > 1),
     ]
     .iter()
     .map(|bound| bound.unwrap_or(0))
     .sum::<u32>();
-    for budget in 0..=most {
-        let mut path: Vec<Node> = Vec::new();
-        loop {
-            let prefix: Vec<Choice> = path.iter().map(|n| n.options[n.chosen]).collect();
-            let events_in_prefix = prefix.iter().filter(|&&c| c != Choice::Continue).count() as u32;
-            let outcome = run(config, Prefix { prefix, next: 0 }, probing(&memo));
-            let new_points: Vec<_> = outcome.choices[path.len()..].to_vec();
-            // An execution with fewer events than the level was counted at its own level; an
-            // execution belongs to the shard of its first decision (with none, to shard 0).
-            let owned = match owner(&path) {
-                Some((arrival, choice)) => search.shard.owns(arrival, choice),
-                None => search.shard.index == 0,
-            };
-            tally.add(outcome, owned && events_in_prefix == budget);
-            progress(tally.executions);
-            if search.stop_at_violation && tally.verdict == Verdict::Violation {
+    let most_depth = handler_depth(config);
+    for total in 0..=most_branches + most_depth {
+        for depth in (0..=most_depth.min(total)).rev() {
+            let budget = total - depth;
+            if budget > most_branches {
+                continue;
+            }
+            let full = depth == most_depth;
+            if search_level(config, search, budget, depth, full, &memo, tally, progress) {
                 return false;
-            }
-            let allow = events_in_prefix < budget;
-            for record in new_points {
-                let options = if allow {
-                    record.options
-                } else {
-                    vec![Choice::Continue]
-                };
-                path.push(Node {
-                    arrival: record.arrival,
-                    options,
-                    chosen: 0,
-                });
-            }
-            if !backtrack(&mut path, search.shard) {
-                break;
             }
         }
     }
     true
+}
+
+/// Every execution with exactly `budget` branching events (and probes `depth` deep); `true`
+/// when the search stops at a violation.
+#[allow(clippy::too_many_arguments)]
+fn search_level(
+    config: &Config,
+    search: Search,
+    budget: u32,
+    depth: u32,
+    full: bool,
+    memo: &Rc<RefCell<ProbeMemo>>,
+    tally: &mut Tally,
+    progress: &mut impl FnMut(u64),
+) -> bool {
+    let mut path: Vec<Node> = Vec::new();
+    loop {
+        let prefix: Vec<Choice> = path.iter().map(|n| n.options[n.chosen]).collect();
+        let events_in_prefix = prefix.iter().filter(|&&c| c != Choice::Continue).count() as u32;
+        let outcome = run(config, Prefix { prefix, next: 0 }, probing(memo, depth));
+        let new_points: Vec<_> = outcome.choices[path.len()..].to_vec();
+        // An execution with fewer events than the level belongs to a lower level; one belongs
+        // to the shard of its first decision (with none, to shard 0).
+        let owned = match owner(&path) {
+            Some((arrival, choice)) => search.shard.owns(arrival, choice),
+            None => search.shard.index == 0,
+        };
+        let mine = owned && events_in_prefix == budget;
+        let violated = outcome.verdict() == Verdict::Violation;
+        tally.add(outcome, mine && (full || violated));
+        progress(tally.executions);
+        if search.stop_at_violation && tally.verdict == Verdict::Violation {
+            return true;
+        }
+        let allow = events_in_prefix < budget;
+        for record in new_points {
+            let options = if allow {
+                record.options
+            } else {
+                vec![Choice::Continue]
+            };
+            path.push(Node {
+                arrival: record.arrival,
+                options,
+                chosen: 0,
+            });
+        }
+        if !backtrack(&mut path, search.shard) {
+            return false;
+        }
+    }
 }
 
 /// The first branching decision of a path: it decides which shard owns the executions below.

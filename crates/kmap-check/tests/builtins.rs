@@ -55,7 +55,7 @@ fn the_split_design_passes_where_the_rfc_fails() {
 
 #[test]
 fn shards_add_up_to_the_unsharded_search() {
-    for name in ["three-tasks", "migrate-while-holding"] {
+    for name in ["guard-cells", "migrate-while-holding"] {
         let config = resolve(name).unwrap().config;
         let whole = explore(&config, Search::default(), |_| {});
         for count in [2, 3] {
@@ -97,4 +97,18 @@ fn random_and_pct_find_the_race_too() {
         );
         assert_eq!(found.verdict, Verdict::Violation, "{strategy:?}");
     }
+}
+
+#[test]
+fn a_platform_that_drops_invalidations_is_caught_on_a_passing_scenario() {
+    let mut config = resolve("three-tasks").unwrap().config;
+    config.machine.mutation = Some(kmap_sim::Mutation::DropInvalidations);
+    let found = explore(&config, Search::default(), |_| {});
+    let ce = found.counterexample.expect("a violation");
+    assert_eq!(
+        ce.outcome.violations[0].kind,
+        kmap_sim::ViolationKind::Inv6,
+        "{}",
+        ce.outcome.violations[0]
+    );
 }

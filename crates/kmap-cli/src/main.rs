@@ -2,6 +2,7 @@
 //!
 //! With no arguments it runs the demonstration (the main job of `cargo run --release`).
 
+mod bench;
 mod check;
 mod demo;
 mod stress;
@@ -30,6 +31,8 @@ enum Command {
     Replay(check::ReplayArgs),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
     Stress(stress::Args),
+    /// Figures: the explorer on every built-in scenario, and the stress runner.
+    Bench(bench::Args),
     /// The demonstration (what `kmap` with no command runs).
     Demo(demo::Args),
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::main(&args),
         Command::Replay(args) => check::replay_main(&args),
         Command::Stress(args) => stress::main(&args),
+        Command::Bench(args) => bench::main(&args),
         Command::Demo(args) => demo::main(&args),
     }
 }

@@ -153,6 +153,9 @@ pub struct RunOptions {
     /// observable state (the memo, shared across runs). A probe that finds a violation stays in
     /// the schedule, which replays it as an ordinary injected event.
     pub probe: Option<Rc<RefCell<ProbeMemo>>>,
+    /// How deep probes nest: 1 probes handlers on the code of tasks only, 2 also probes an NMI
+    /// inside a probed interrupt, and so on (0: none).
+    pub probe_depth: u32,
 }
 
 /// Whether offering events at arrival point `here` would only repeat what was offered at the
@@ -912,12 +915,12 @@ impl Machine {
     }
 
     /// The state a handler of `kind` can observe from here, hashed: its CPU, the handlers it is
-    /// nested in, and the frames its program names.
-    fn probe_key(&self, kind: NestedKind, fingerprint: &[u64]) -> u64 {
+    /// nested in, the frames its program names, and how deep probes may still nest in it.
+    fn probe_key(&self, kind: NestedKind, fingerprint: &[u64], depth_left: u32) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let st = self.st.borrow();
-        (kind == NestedKind::Irq, st.active, fingerprint).hash(&mut hasher);
+        (kind == NestedKind::Irq, st.active, fingerprint, depth_left).hash(&mut hasher);
         for nested in &st.cpus[st.active].nested {
             (nested.kind == NestedKind::Irq).hash(&mut hasher);
         }
@@ -933,11 +936,15 @@ impl Machine {
     fn probe_handlers(&self, arrival: u64) {
         let memo = self.options.probe.clone().expect("probing");
         for kind in [NestedKind::Irq, NestedKind::Nmi] {
-            if self.aborted() || !self.handler_may_arrive(&self.st.borrow(), kind) {
+            let depth = self.st.borrow().probing;
+            if self.aborted()
+                || depth >= self.options.probe_depth
+                || !self.handler_may_arrive(&self.st.borrow(), kind)
+            {
                 continue;
             }
             let before = self.cpu_fingerprint();
-            let key = self.probe_key(kind, &before);
+            let key = self.probe_key(kind, &before, self.options.probe_depth - depth);
             if memo.borrow().0.contains(&key) {
                 self.st.borrow_mut().outcome.stats.probes_remembered += 1;
                 continue;

@@ -320,6 +320,7 @@ fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
     use std::{cell::RefCell, rc::Rc};
     let probing = RunOptions {
         probe: Some(Rc::new(RefCell::new(ProbeMemo::default()))),
+        probe_depth: 2,
         prune: true,
         ..RunOptions::default()
     };
