@@ -34,27 +34,41 @@ fn main() -> ExitCode {
 }
 
 fn test() -> Result<(), String> {
-    cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
+    cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     // The product crate alone, as a kernel builds it: no_std, no default features.
-    cargo(&["build", "--package", "kmap", "--no-default-features"])?;
-    cargo(&["test", "--workspace"])?;
+    cargo(
+        &["build", "--package", "kmap", "--no-default-features"],
+        &[],
+    )?;
+    cargo(&["test", "--workspace"], &[])?;
+    // The crate docs are its book: a broken link is a broken chapter.
+    cargo(
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     println!("xtask: every check passed");
     Ok(())
 }
 
-/// Run `cargo ARGS` at the workspace root, failing on a non-zero exit.
-fn cargo(args: &[&str]) -> Result<(), String> {
+/// Run `cargo ARGS` at the workspace root with the extra environment `env`, failing on a
+/// non-zero exit.
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("xtask: cargo {}", args.join(" "));
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    println!("xtask: {}cargo {}", shown.concat(), args.join(" "));
     let status = Command::new(cargo)
+        .envs(env.iter().copied())
         .args(args)
         .current_dir(workspace_root())
         .status()
