@@ -18,6 +18,11 @@
 //! `GUARD_CELLS` (debug guard cells: name a `KmapStack<33>` as the stack), `FORCE_MAP` (map lowmem
 //! pages through slots too), `PAGE_SIZE`, `KERNEL_PROT`.
 //!
+//! A complete, working implementation is the demo kernel's, in the repository at
+//! `kernel/src/platform.rs` (about a hundred lines with its comments): it boots under QEMU on two
+//! CPUs, maps highmem frames that have no other kernel address from tasks, interrupts and NMIs,
+//! and `kernel/src/sched.rs` shows where the switch hooks go. `cargo xtask kernel` runs it.
+//!
 //! The shape of an x86_64 implementation (compiled, not run: `invlpg` needs ring 0):
 //!
 //! ```no_run

@@ -11,7 +11,10 @@
 //! | return to user space, task exit | [`assert_no_mappings`](crate::assert_no_mappings) | the task |
 //!
 //! Never write one function that handles prev and next together: that is the 2020 race
-//! ([chapter 1](super::problem)). Each hook looks only at `current`.
+//! ([chapter 1](super::problem)). Each hook looks only at `current`. The demo kernel's
+//! `kernel/src/sched.rs` (in the repository) is a real switch path with both hooks, and a
+//! preemption that happens on the task's own stack; built with `--features rfc-v1` it does the
+//! RFC's single-step swap instead, and its workload catches the corruption on real page tables.
 //!
 //! ```
 //! use kmap::{assert_no_mappings, Checkpoint, KmapStack, Platform};

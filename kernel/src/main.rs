@@ -1,0 +1,162 @@
+//! kdemo: a small x86_64 kernel that uses the `kmap` crate with real page tables, real timer
+//! interrupts and real NMIs, on two CPUs, under QEMU.
+//!
+//! `platform.rs` is how a kernel adopts the crate; `sched.rs` is where the switch hooks go;
+//! `workload.rs` is what runs. Built with `--features rfc-v1`, the scheduler uses the September
+//! 2020 RFC's single-step slot swap instead, and the workload catches the corruption.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod apic;
+mod arch;
+mod boot;
+mod handlers;
+mod interrupts;
+mod mem;
+mod platform;
+mod sched;
+mod serial;
+mod workload;
+
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use kmap::{Frame, Page};
+
+/// CPUs the kernel runs on (QEMU `-smp 2`).
+pub const MAX_CPUS: usize = 2;
+/// Cells of every task's kmap stack.
+pub const CELLS: usize = 16;
+/// Tasks on each CPU: its boot task (NMI sender) and three workers.
+pub const TASKS_PER_CPU: usize = 4;
+/// The kernel's permanent direct map covers this much physical memory (lowmem).
+pub const LOWMEM_MIB: usize = 32;
+/// Highmem frames handed out start here (64 MiB; QEMU runs with 128 MiB).
+pub const HIGHMEM_FIRST_FRAME: u64 = 64 * 256;
+/// The APIC timer's initial count: about 1 ms per tick.
+const TIMER_COUNT: u32 = 62_500;
+/// Ticks (of both CPUs together) before the boot CPU gives up: about 50 s.
+pub const DEADLINE_TICKS: u64 = 100_000;
+/// Ticks between progress reports.
+pub const REPORT_TICKS: u64 = 10_000;
+
+pub static AP_ONLINE: AtomicBool = AtomicBool::new(false);
+
+extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+    static mut ap_booting: u8;
+    static mut ap_stack_top: u64;
+}
+
+/// Spin for about `n` iterations.
+pub fn delay(n: u64) {
+    for _ in 0..n {
+        core::hint::spin_loop();
+    }
+}
+
+fn page(frame: u64) -> Page {
+    // SAFETY: every highmem frame is handed out once, to exactly one owner (a task or one CPU's
+    // interrupt or NMI handler), and highmem has no other kernel address.
+    unsafe { Page::from_frame(Frame::new(frame)) }
+}
+
+#[no_mangle]
+pub extern "C" fn kmain(_start_info: u32) -> ! {
+    serial::init();
+    println!(
+        "kdemo: kmap on real page tables ({} build)",
+        if cfg!(feature = "rfc-v1") {
+            "rfc-v1"
+        } else {
+            "split"
+        }
+    );
+    interrupts::init_idt();
+    interrupts::init_cpu(0);
+    sched::init_percpu(0);
+    platform::map_window();
+
+    let mut next = HIGHMEM_FIRST_FRAME;
+    let mut take = || {
+        next += 1;
+        page(next - 1)
+    };
+    for task in &sched::TASKS {
+        // SAFETY: boot, single CPU, no task runs yet.
+        unsafe { *task.pages.get() = Some([take(), take(), take(), take()]) };
+    }
+    for cpu in &sched::PERCPU {
+        // SAFETY: as above; no handler runs yet.
+        unsafe {
+            *cpu.irq_page.get() = Some(take());
+            *cpu.nmi_page.get() = Some(take());
+        }
+    }
+    workload::fill_handler_pages();
+    for task in 0..sched::NTASKS {
+        if task % TASKS_PER_CPU != 0 {
+            sched::prepare_task(task);
+        }
+    }
+    println!(
+        "kdemo: direct map {} MiB; {} highmem frames from {:#x} reachable only through kmap slots at {:#x}",
+        LOWMEM_MIB,
+        next - HIGHMEM_FIRST_FRAME,
+        HIGHMEM_FIRST_FRAME * 4096,
+        platform::WINDOW
+    );
+
+    // The legacy 8259 PIC would deliver its timer as vector 8 (a "double fault"): mask it all.
+    arch::outb(0x21, 0xFF);
+    arch::outb(0xA1, 0xFF);
+    start_ap();
+    apic::init(TIMER_COUNT);
+    println!(
+        "kdemo: {} CPUs, {} tasks each, timer every ~1 ms; running",
+        MAX_CPUS, TASKS_PER_CPU
+    );
+    arch::enable_interrupts();
+    workload::boot_task(0)
+}
+
+fn start_ap() {
+    // SAFETY: the trampoline's bytes are in the kernel image; 0x8000 is free low memory inside
+    // the identity map; the AP reads ap_booting and ap_stack_top only after the SIPI.
+    unsafe {
+        let start = core::ptr::addr_of!(ap_trampoline_start);
+        let length = core::ptr::addr_of!(ap_trampoline_end) as usize - start as usize;
+        core::ptr::copy_nonoverlapping(start, 0x8000 as *mut u8, length);
+        core::ptr::write_volatile(
+            core::ptr::addr_of_mut!(ap_stack_top),
+            (sched::stack_top(TASKS_PER_CPU) & !15) as u64,
+        );
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(ap_booting), 1);
+    }
+    apic::start_aps(8);
+    for _ in 0..1_000 {
+        if AP_ONLINE.load(Relaxed) {
+            return;
+        }
+        delay(100_000);
+    }
+    println!("kdemo: the second CPU did not start");
+    println!("RESULT: FAIL");
+    arch::exit_qemu(arch::EXIT_FAIL);
+}
+
+#[no_mangle]
+pub extern "C" fn ap_main() -> ! {
+    interrupts::init_cpu(1);
+    sched::init_percpu(1);
+    apic::init(TIMER_COUNT);
+    AP_ONLINE.store(true, Relaxed);
+    arch::enable_interrupts();
+    workload::boot_task(1)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    workload::fail(format_args!("panic: {info}"))
+}

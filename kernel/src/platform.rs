@@ -1,0 +1,147 @@
+//! How this kernel adopts the kmap crate: one `Platform` implementation.
+//!
+//! - The kmap window is one page table (`WINDOW_PT`) hung under the last PML4 entry, so CPU
+//!   `c`'s cell `i` is the page `WINDOW + (c * CELLS + i) * 4 KiB`. Nothing else maps it.
+//! - Install and clear are plain stores to that page table; the one TLB operation is `invlpg`
+//!   on the slot being emptied (installing into an empty slot needs none: rule INV-6).
+//! - The direct map covers lowmem only (`crate::LOWMEM_MIB`): a highmem frame has no kernel
+//!   address but a slot.
+//! - The current CPU and task come from the per-CPU area at GS; the preemption, migration and
+//!   page-fault counts are the scheduler's own (`crate::sched`).
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use kmap::{Cell, CpuId, Frame, KmapStack, Platform, Prot, Pte, Report, Slot, VirtAddr};
+
+use crate::sched::{current_task, percpu};
+use crate::{CELLS, MAX_CPUS};
+
+/// The kmap window: PML4 entry 511.
+pub const WINDOW: usize = 0xFFFF_FF80_0000_0000;
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 2;
+
+#[repr(C, align(4096))]
+pub struct PageTable(pub [AtomicU64; 512]);
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: AtomicU64 = AtomicU64::new(0);
+pub static WINDOW_PDPT: PageTable = PageTable([EMPTY; 512]);
+pub static WINDOW_PD: PageTable = PageTable([EMPTY; 512]);
+pub static WINDOW_PT: PageTable = PageTable([EMPTY; 512]);
+
+extern "C" {
+    static boot_pml4: PageTable;
+}
+
+/// Hang the window's page tables under PML4 entry 511 (statics are identity-mapped, so their
+/// addresses are physical addresses).
+pub fn map_window() {
+    WINDOW_PD.0[0].store(&WINDOW_PT as *const _ as u64 | PRESENT | WRITABLE, Relaxed);
+    WINDOW_PDPT.0[0].store(&WINDOW_PD as *const _ as u64 | PRESENT | WRITABLE, Relaxed);
+    // SAFETY: boot_pml4 is the live top-level table; entry 511 is unused until now.
+    unsafe {
+        boot_pml4.0[511].store(
+            &WINDOW_PDPT as *const _ as u64 | PRESENT | WRITABLE,
+            Relaxed,
+        )
+    };
+}
+
+/// The kernel, as the kmap crate sees it.
+pub struct Kernel;
+
+/// The one instance.
+pub static KERNEL: Kernel = Kernel;
+
+fn index(slot: Slot) -> usize {
+    slot.cpu.0 as usize * CELLS + slot.cell.0
+}
+
+// SAFETY: (1) the CPU number is read from this CPU's GS area and the stack is the current
+// task's, fixed for its life; (2) every slot is its own page of WINDOW, mapped only by
+// WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
+// and invalidate_local is invlpg on this CPU; x86 caches no non-present entry; (4) PTEs carry
+// PRESENT; (5) lowmem is identity-mapped by the boot page tables, permanently, on every CPU;
+// (6) tasks never migrate (each CPU has its own run queue), and the timer preempts only at
+// preemption count 0; (7) sched::schedule calls the hooks in prepare- and finish-switch.
+unsafe impl Platform for Kernel {
+    type Stack = KmapStack<CELLS>;
+    const KERNEL_PROT: Prot = Prot::from_raw(WRITABLE);
+
+    fn current_cpu(&self) -> CpuId {
+        CpuId(percpu().id as u32)
+    }
+
+    fn current_stack(&self) -> &KmapStack<CELLS> {
+        &current_task().kmap
+    }
+
+    fn slot_address(&self, slot: Slot) -> VirtAddr {
+        VirtAddr::new(WINDOW + index(slot) * 4096)
+    }
+
+    fn slot_of(&self, page: VirtAddr) -> Option<Slot> {
+        let i = page.as_usize().checked_sub(WINDOW)? / 4096;
+        (i < MAX_CPUS * CELLS).then_some(Slot {
+            cpu: CpuId((i / CELLS) as u32),
+            cell: Cell(i % CELLS),
+        })
+    }
+
+    fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
+        ((frame.pfn() as usize) < crate::LOWMEM_MIB * 256)
+            .then(|| VirtAddr::new(frame.pfn() as usize * 4096))
+    }
+
+    fn make_pte(&self, frame: Frame, prot: Prot) -> Pte {
+        Pte::from_raw(frame.pfn() << 12 | prot.raw() | PRESENT)
+    }
+
+    fn read_pte(&self, slot: Slot) -> Pte {
+        Pte::from_raw(WINDOW_PT.0[index(slot)].load(Relaxed))
+    }
+
+    fn install_pte(&self, slot: Slot, pte: Pte) {
+        WINDOW_PT.0[index(slot)].store(pte.raw(), Relaxed);
+    }
+
+    fn clear_pte(&self, slot: Slot) {
+        WINDOW_PT.0[index(slot)].store(0, Relaxed);
+    }
+
+    fn invalidate_local(&self, page: VirtAddr) {
+        crate::arch::invlpg(page.as_usize());
+    }
+
+    fn preempt_disable(&self) {
+        percpu().preempt.fetch_add(1, Relaxed);
+    }
+    fn preempt_enable(&self) {
+        percpu().preempt.fetch_sub(1, Relaxed);
+    }
+    fn migrate_disable(&self) {
+        current_task().migrate.fetch_add(1, Relaxed);
+    }
+    fn migrate_enable(&self) {
+        current_task().migrate.fetch_sub(1, Relaxed);
+    }
+    fn pagefault_disable(&self) {
+        percpu().pagefault.fetch_add(1, Relaxed);
+    }
+    fn pagefault_enable(&self) {
+        percpu().pagefault.fetch_sub(1, Relaxed);
+    }
+
+    fn in_hardirq(&self) -> bool {
+        percpu().hardirq.load(Relaxed) > 0
+    }
+
+    fn irqs_disabled(&self) -> bool {
+        !crate::arch::interrupts_enabled()
+    }
+
+    fn report(&self, report: Report) {
+        crate::workload::fail(format_args!("the crate reported {report:?}"));
+    }
+}

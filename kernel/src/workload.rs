@@ -1,0 +1,368 @@
+//! The workload: tasks that map one to three nested highmem frames, write a pattern naming the
+//! task and a counter, get preempted or yield while holding them, and verify every word after;
+//! page copies between two highmem frames through two nested mappings; interrupt and NMI
+//! handlers that map a frame and verify it. Every access goes through a kmap slot: highmem has
+//! no other kernel address. Any wrong word, unexpected fault or refusal stops the machine with
+//! RESULT: FAIL and what, where and in which context.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use kmap::{Local, Mapping, Page};
+
+use crate::platform::{Kernel, KERNEL};
+use crate::sched::{self, percpu};
+use crate::{apic, arch, serial, MAX_CPUS};
+
+const WORDS: usize = 512;
+
+pub static ACCESSES: AtomicU64 = AtomicU64::new(0);
+pub static SWITCHES: AtomicU64 = AtomicU64::new(0);
+pub static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+pub static PREEMPTIONS_HOLDING: AtomicU64 = AtomicU64::new(0);
+pub static YIELDS_HOLDING: AtomicU64 = AtomicU64::new(0);
+pub static COPIES: AtomicU64 = AtomicU64::new(0);
+pub static IRQ_MAPS: AtomicU64 = AtomicU64::new(0);
+pub static NMI_MAPS: AtomicU64 = AtomicU64::new(0);
+pub static NMIS_IN_SCHED_IN: AtomicU64 = AtomicU64::new(0);
+pub static NMIS_IN_SWAP: AtomicU64 = AtomicU64::new(0);
+pub static TICKS: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+pub fn count_switch() {
+    SWITCHES.fetch_add(1, Relaxed);
+}
+
+pub fn count_preemption(holding: bool) {
+    PREEMPTIONS.fetch_add(1, Relaxed);
+    if holding {
+        PREEMPTIONS_HOLDING.fetch_add(1, Relaxed);
+    }
+}
+
+fn context() -> &'static str {
+    let cpu = percpu();
+    if cpu.hardirq.load(Relaxed) > 0 {
+        "interrupt/NMI"
+    } else if cpu.preempt.load(Relaxed) > 0 {
+        "task (preemption off)"
+    } else {
+        "task"
+    }
+}
+
+/// Stop the machine: what went wrong, on which CPU, in which context and task.
+pub fn fail(what: core::fmt::Arguments) -> ! {
+    if !FAILED.swap(true, Relaxed) {
+        let cpu = percpu();
+        serial::print_forced(format_args!(
+            "FAIL on CPU {} in {} (current task {}, kmap depth {}): {what}\n",
+            cpu.id,
+            context(),
+            sched::current_id(),
+            sched::current_task().kmap.depth()
+        ));
+        report();
+        serial::print_forced(format_args!("RESULT: FAIL\n"));
+    }
+    arch::exit_qemu(arch::EXIT_FAIL)
+}
+
+pub fn report() {
+    serial::print_forced(format_args!(
+        "stats: {} verified accesses, {} switches, {} preemptions ({} of tasks holding mappings), \
+         {} yields holding mappings, {} page copies, {} interrupt maps, {} NMI maps, \
+         {} NMIs during sched_in, {} NMIs during the rfc-v1 swap, {} ticks\n",
+        ACCESSES.load(Relaxed),
+        SWITCHES.load(Relaxed),
+        PREEMPTIONS.load(Relaxed),
+        PREEMPTIONS_HOLDING.load(Relaxed),
+        YIELDS_HOLDING.load(Relaxed),
+        COPIES.load(Relaxed),
+        IRQ_MAPS.load(Relaxed),
+        NMI_MAPS.load(Relaxed),
+        NMIS_IN_SCHED_IN.load(Relaxed),
+        NMIS_IN_SWAP.load(Relaxed),
+        TICKS.load(Relaxed),
+    ));
+}
+
+/// The word `word` of page `page` of owner `owner` at round `round`.
+fn pattern(owner: u64, round: u64, page: u64, word: u64) -> u64 {
+    owner << 48 | (round & 0xFF_FFFF) << 24 | page << 16 | word
+}
+
+fn fill(mapping: &mut Mapping<'_, Kernel>, owner: u64, round: u64, page: u64) {
+    let bytes = mapping.bytes_mut();
+    for word in 0..WORDS {
+        // SAFETY: word * 8 + 8 <= 4096, inside the page this mapping's byte view covers.
+        unsafe {
+            core::ptr::write_volatile(
+                bytes.as_mut_ptr().add(word * 8).cast::<u64>(),
+                pattern(owner, round, page, word as u64),
+            )
+        };
+    }
+}
+
+/// Check the words of `mapping` (every `stride`-th) against the pattern; `cell` is the kmap
+/// cell it is expected in, for the report.
+fn verify(
+    mapping: &Mapping<'_, Kernel>,
+    owner: u64,
+    round: u64,
+    page: u64,
+    cell: usize,
+    stride: usize,
+) {
+    let bytes = mapping.bytes();
+    for word in (0..WORDS).step_by(stride) {
+        // SAFETY: as in `fill`, reading.
+        let seen = unsafe { core::ptr::read_volatile(bytes.as_ptr().add(word * 8).cast::<u64>()) };
+        let expected = pattern(owner, round, page, word as u64);
+        if seen != expected {
+            fail(format_args!(
+                "wrong data through slot {}.{cell}: word {word} of page {page} of owner {owner:#x} \
+                 (round {round}) is {seen:#018x}, expected {expected:#018x}",
+                percpu().id
+            ));
+        }
+    }
+    ACCESSES.fetch_add((WORDS / stride) as u64, Relaxed);
+}
+
+fn map<'m>(local: &'m mut Local<'_, Kernel>, page: &'m mut Page) -> Mapping<'m, Kernel> {
+    let frame = page.frame();
+    local
+        .try_map(page)
+        .unwrap_or_else(|refused| refusal(frame, refused))
+}
+
+fn map_in<'c>(parent: &'c mut Mapping<'_, Kernel>, page: &'c mut Page) -> Mapping<'c, Kernel> {
+    let frame = page.frame();
+    parent
+        .try_map(page)
+        .unwrap_or_else(|refused| refusal(frame, refused))
+}
+
+/// A refused map, with whose frame occupies the slot when that is why.
+fn refusal(frame: kmap::Frame, refused: kmap::MapError) -> ! {
+    let cpu = percpu();
+    let during = if cpu.in_swap.load(Relaxed) {
+        " while this CPU was in the rfc-v1 slot swap"
+    } else {
+        ""
+    };
+    if let kmap::MapError::SlotNotEmpty { slot } = refused {
+        use kmap::Platform;
+        let held = crate::platform::KERNEL.read_pte(slot).raw() >> 12;
+        fail(format_args!(
+            "mapping {} refused: slot {}.{} already maps {} ({}), although current's idx is {}{during}: \
+             an interrupt would have overwritten another task's mapping",
+            describe(frame.pfn()),
+            slot.cpu.0,
+            slot.cell.0,
+            describe(held),
+            refused,
+            sched::current_task().kmap.depth()
+        ))
+    }
+    fail(format_args!(
+        "mapping {} refused by the crate: {refused}{during}",
+        describe(frame.pfn())
+    ))
+}
+
+/// Whose page a highmem frame is.
+fn describe(frame: u64) -> DescribeFrame {
+    DescribeFrame(frame)
+}
+
+struct DescribeFrame(u64);
+
+impl core::fmt::Display for DescribeFrame {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let index = self.0.wrapping_sub(crate::HIGHMEM_FIRST_FRAME) as usize;
+        let tasks = sched::NTASKS * 4;
+        if index < tasks {
+            write!(
+                f,
+                "frame {:#x} (page {} of task {})",
+                self.0,
+                index % 4,
+                index / 4
+            )
+        } else if index < tasks + 2 * MAX_CPUS {
+            let which = if (index - tasks).is_multiple_of(2) {
+                "interrupt"
+            } else {
+                "NMI"
+            };
+            write!(
+                f,
+                "frame {:#x} (CPU {}'s {which} page)",
+                self.0,
+                (index - tasks) / 2
+            )
+        } else {
+            write!(f, "frame {:#x}", self.0)
+        }
+    }
+}
+
+/// Hold the mappings a while: yield every fifth round, else spin (the timer preempts), sending
+/// NMIs to the other CPU meanwhile so that some land inside its switch path.
+fn hold(round: u64) {
+    if round.is_multiple_of(5) {
+        YIELDS_HOLDING.fetch_add(1, Relaxed);
+        sched::schedule();
+    } else {
+        for _ in 0..8 {
+            if crate::AP_ONLINE.load(Relaxed) {
+                apic::send_nmi(other_apic_id());
+            }
+            crate::delay(2_500);
+        }
+    }
+}
+
+/// A worker task's life.
+pub fn task_main(task: usize) -> ! {
+    // SAFETY: this task's one handle, for its whole life (it never ends).
+    let mut local = unsafe { Local::new(&KERNEL) };
+    // SAFETY: only this task takes its pages, once.
+    let [a, b, c, d] = unsafe { sched::task_pages(task) };
+    let owner = task as u64 + 1;
+    let mut round = 0u64;
+    loop {
+        round += 1;
+        let depth = 1 + round % 3;
+        {
+            let mut first = map(&mut local, a);
+            fill(&mut first, owner, round, 0);
+            if depth >= 2 {
+                let mut second = map_in(&mut first, b);
+                fill(&mut second, owner, round, 1);
+                if depth >= 3 {
+                    let mut third = map_in(&mut second, c);
+                    fill(&mut third, owner, round, 2);
+                    hold(round);
+                    verify(&third, owner, round, 2, 2, 1);
+                } else {
+                    hold(round);
+                }
+                verify(&second, owner, round, 1, 1, 1);
+            } else {
+                hold(round);
+            }
+            verify(&first, owner, round, 0, 0, 1);
+        }
+        if round.is_multiple_of(4) {
+            // A page copy through two nested mappings, then the copy checked through a third.
+            let mut source = map(&mut local, a);
+            fill(&mut source, owner, round, 3);
+            source.copy_to(d);
+            drop(source);
+            let copy = map(&mut local, d);
+            verify(&copy, owner, round, 3, 0, 1);
+            COPIES.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Fill the handler pages of every CPU with their patterns (at boot, from the boot task).
+pub fn fill_handler_pages() {
+    // SAFETY: the boot task's handle, dropped at the end of this function.
+    let mut local = unsafe { Local::new(&KERNEL) };
+    for cpu in &sched::PERCPU {
+        for (page, owner) in [
+            (&cpu.irq_page, 0xA0 + cpu.id as u64),
+            (&cpu.nmi_page, 0xB0 + cpu.id as u64),
+        ] {
+            // SAFETY: no handler runs yet (interrupts are off, no AP started).
+            let page = unsafe { (*page.get()).as_mut().expect("handed out") };
+            let mut mapping = map(&mut local, page);
+            fill(&mut mapping, owner, 0, 0);
+        }
+    }
+}
+
+/// The timer interrupt's share: map this CPU's page, verify it, unmap; and prod the other CPU
+/// with an NMI.
+pub fn irq_work() {
+    TICKS.fetch_add(1, Relaxed);
+    let cpu = percpu();
+    // SAFETY: this handler's one handle, dropped before it returns.
+    let mut local = unsafe { Local::new(&KERNEL) };
+    // SAFETY: only this CPU's interrupt handler uses this page, and interrupt handlers do not nest.
+    let page = unsafe { (*cpu.irq_page.get()).as_mut().expect("handed out") };
+    let mapping = map(&mut local, page);
+    verify(&mapping, 0xA0 + cpu.id as u64, 0, 0, mapping_cell(), 1);
+    drop(mapping);
+    IRQ_MAPS.fetch_add(1, Relaxed);
+    apic::send_nmi(other_apic_id());
+}
+
+/// An NMI's share: map this CPU's NMI page, verify it, unmap.
+pub fn nmi_work() {
+    let cpu = percpu();
+    if cpu.in_sched_in.load(Relaxed) {
+        NMIS_IN_SCHED_IN.fetch_add(1, Relaxed);
+    }
+    if cpu.in_swap.load(Relaxed) {
+        NMIS_IN_SWAP.fetch_add(1, Relaxed);
+    }
+    // SAFETY: this handler's one handle, dropped before it returns.
+    let mut local = unsafe { Local::new(&KERNEL) };
+    // SAFETY: only this CPU's NMI handler uses this page, and NMIs do not nest.
+    let page = unsafe { (*cpu.nmi_page.get()).as_mut().expect("handed out") };
+    let mapping = map(&mut local, page);
+    verify(&mapping, 0xB0 + cpu.id as u64, 0, 0, mapping_cell(), 8);
+    drop(mapping);
+    NMI_MAPS.fetch_add(1, Relaxed);
+}
+
+fn mapping_cell() -> usize {
+    sched::current_task().kmap.depth().saturating_sub(1)
+}
+
+fn other_apic_id() -> u32 {
+    let me = percpu().id;
+    sched::PERCPU[(me + 1) % MAX_CPUS].apic_id.load(Relaxed)
+}
+
+/// A CPU's boot task: send NMIs to the other CPU, and on the boot CPU watch for the end.
+pub fn boot_task(cpu: usize) -> ! {
+    let start = TICKS.load(Relaxed);
+    let mut last_report = start;
+    loop {
+        if crate::AP_ONLINE.load(Relaxed) {
+            apic::send_nmi(other_apic_id());
+        }
+        crate::delay(2_000);
+        if cpu != 0 {
+            continue;
+        }
+        let enough = ACCESSES.load(Relaxed) >= 1_000_000
+            && PREEMPTIONS_HOLDING.load(Relaxed) >= 2_000
+            && NMIS_IN_SCHED_IN.load(Relaxed) >= 10
+            && NMI_MAPS.load(Relaxed) >= 10_000;
+        let ticks = TICKS.load(Relaxed) - start;
+        if enough || ticks > crate::DEADLINE_TICKS {
+            arch::disable_interrupts();
+            report();
+            if !enough {
+                serial::print_forced(format_args!(
+                    "the workload did not reach its targets before the deadline\n"
+                ));
+                serial::print_forced(format_args!("RESULT: FAIL\n"));
+                arch::exit_qemu(arch::EXIT_FAIL);
+            }
+            serial::print_forced(format_args!("RESULT: PASS\n"));
+            arch::exit_qemu(arch::EXIT_PASS);
+        }
+        if ticks - (last_report - start) >= crate::REPORT_TICKS {
+            last_report = start + ticks;
+            report();
+        }
+    }
+}
