@@ -33,12 +33,12 @@ pub const TASKS_PER_CPU: usize = 4;
 pub const LOWMEM_MIB: usize = 32;
 /// Highmem frames handed out start here (64 MiB; QEMU runs with 128 MiB).
 pub const HIGHMEM_FIRST_FRAME: u64 = 64 * 256;
-/// The APIC timer's initial count: about 1 ms per tick.
-const TIMER_COUNT: u32 = 62_500;
+/// The APIC timer's initial count: about 0.5 ms per tick.
+const TIMER_COUNT: u32 = 31_250;
 /// Ticks (of both CPUs together) before the boot CPU gives up: about 50 s.
-pub const DEADLINE_TICKS: u64 = 100_000;
+pub const DEADLINE_TICKS: u64 = 200_000;
 /// Ticks between progress reports.
-pub const REPORT_TICKS: u64 = 10_000;
+pub const REPORT_TICKS: u64 = 20_000;
 
 pub static AP_ONLINE: AtomicBool = AtomicBool::new(false);
 
@@ -114,7 +114,7 @@ pub extern "C" fn kmain(_start_info: u32) -> ! {
     start_ap();
     apic::init(TIMER_COUNT);
     println!(
-        "kdemo: {} CPUs, {} tasks each, timer every ~1 ms; running",
+        "kdemo: {} CPUs, {} tasks each, timer every ~0.5 ms; running",
         MAX_CPUS, TASKS_PER_CPU
     );
     arch::enable_interrupts();

@@ -216,11 +216,11 @@ fn hold(round: u64) {
         YIELDS_HOLDING.fetch_add(1, Relaxed);
         sched::schedule();
     } else {
-        for _ in 0..8 {
+        for _ in 0..32 {
             if crate::AP_ONLINE.load(Relaxed) {
                 apic::send_nmi(other_apic_id());
             }
-            crate::delay(2_500);
+            crate::delay(600);
         }
     }
 }
