@@ -66,3 +66,9 @@ pub fn start_aps(page: u8) {
         crate::delay(200_000);
     }
 }
+
+/// A fixed interrupt with `vector` to the CPU with APIC id `destination`.
+#[cfg(feature = "bench")]
+pub fn send_fixed(destination: u32, vector: u8) {
+    send(destination, vector as u32 | 1 << 14);
+}

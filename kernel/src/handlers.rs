@@ -27,12 +27,20 @@ pub fn dispatch(frame: &mut Frame, fx: &FxArea) {
         v if v == apic::TIMER_VECTOR as u64 => {
             let cpu = percpu();
             cpu.hardirq.fetch_add(1, Relaxed);
+            #[cfg(feature = "bench")]
+            crate::bench::tick();
+            #[cfg(not(feature = "bench"))]
             workload::irq_work();
             cpu.hardirq.fetch_sub(1, Relaxed);
             apic::eoi();
             if sched::preempt(frame, fx) {
                 workload::count_preemption(sched::current_task().kmap.depth() > 0);
             }
+        }
+        #[cfg(feature = "bench")]
+        v if v == crate::bench::pool::FLUSH_VECTOR as u64 => {
+            crate::bench::pool::flush_ipi();
+            apic::eoi();
         }
         0xFF => {} // spurious
         v => workload::fail(format_args!("unexpected vector {v}")),

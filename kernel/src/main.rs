@@ -7,9 +7,13 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+// The benchmark build runs the benchmarks instead of the workload.
+#![cfg_attr(feature = "bench", allow(dead_code))]
 
 mod apic;
 mod arch;
+#[cfg(feature = "bench")]
+mod bench;
 mod boot;
 mod handlers;
 mod interrupts;
@@ -118,7 +122,27 @@ pub extern "C" fn kmain(_start_info: u32) -> ! {
         MAX_CPUS, TASKS_PER_CPU
     );
     arch::enable_interrupts();
-    workload::boot_task(0)
+    boot_task(0)
+}
+
+/// What a CPU's boot task does: the NMI storm and the watch for the end, or in the benchmark
+/// build the high-priority task.
+fn boot_task(cpu: usize) -> ! {
+    #[cfg(feature = "bench")]
+    bench::high_priority_task(cpu);
+    #[cfg(not(feature = "bench"))]
+    workload::boot_task(cpu)
+}
+
+/// Whether the benchmark's high-priority task of `cpu` sleeps (never, outside that build).
+pub fn bench_sleeping(cpu: usize) -> bool {
+    #[cfg(feature = "bench")]
+    return bench::sleeping(cpu);
+    #[cfg(not(feature = "bench"))]
+    {
+        let _ = cpu;
+        false
+    }
 }
 
 fn start_ap() {
@@ -153,7 +177,7 @@ pub extern "C" fn ap_main() -> ! {
     apic::init(TIMER_COUNT);
     AP_ONLINE.store(true, Relaxed);
     arch::enable_interrupts();
-    workload::boot_task(1)
+    boot_task(1)
 }
 
 #[panic_handler]

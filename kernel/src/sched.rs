@@ -68,6 +68,8 @@ pub struct PerCpu {
     pub hardirq: AtomicI32,
     pub in_sched_in: AtomicBool,
     pub in_swap: AtomicBool,
+    /// A higher-priority task is waiting (set by the timer in the benchmark build).
+    pub need_resched: AtomicBool,
     pub apic_id: AtomicU32,
     next: AtomicUsize,
     /// Pages owned by this CPU's interrupt and NMI handlers.
@@ -89,6 +91,7 @@ const fn percpu_for(id: usize) -> PerCpu {
         hardirq: AtomicI32::new(0),
         in_sched_in: AtomicBool::new(false),
         in_swap: AtomicBool::new(false),
+        need_resched: AtomicBool::new(false),
         apic_id: AtomicU32::new(0),
         next: AtomicUsize::new(0),
         irq_page: UnsafeCell::new(None),
@@ -206,6 +209,9 @@ pub fn prepare_task(task: usize) {
 #[no_mangle]
 extern "C" fn task_start(task: usize) -> ! {
     finish_switch();
+    #[cfg(feature = "bench")]
+    crate::bench::worker(task);
+    #[cfg(not(feature = "bench"))]
     crate::workload::task_main(task)
 }
 
@@ -216,8 +222,7 @@ pub fn schedule() {
     let cpu = percpu();
     cpu.preempt.fetch_add(1, Relaxed);
     let prev = cpu.current.load(Relaxed);
-    let turn = cpu.next.fetch_add(1, Relaxed) + 1;
-    let next = cpu.id * TASKS_PER_CPU + turn % TASKS_PER_CPU;
+    let next = pick_next(cpu, prev);
     if next == prev {
         cpu.preempt.fetch_sub(1, Relaxed);
         if enabled {
@@ -235,6 +240,23 @@ pub fn schedule() {
     finish_switch();
     if !enabled {
         arch::disable_interrupts();
+    }
+}
+
+/// The next task of this CPU's run queue, round robin. In the benchmark build the CPU's first
+/// task has priority while it is awake, and is passed over while it sleeps.
+fn pick_next(cpu: &PerCpu, prev: usize) -> usize {
+    let first = cpu.id * TASKS_PER_CPU;
+    if cfg!(feature = "bench") && prev != first && !crate::bench_sleeping(cpu.id) {
+        cpu.need_resched.store(false, Relaxed);
+        return first;
+    }
+    loop {
+        let turn = cpu.next.fetch_add(1, Relaxed) + 1;
+        let next = first + turn % TASKS_PER_CPU;
+        if !(cfg!(feature = "bench") && next == first && crate::bench_sleeping(cpu.id)) {
+            return next;
+        }
     }
 }
 

@@ -95,12 +95,36 @@ fn qemu() -> Result<&'static str, String> {
 
 /// Build the kernel with `switch` and boot it once, echoing its serial log.
 pub fn boot(switch: Switch) -> Result<Boot, String> {
+    let features: &[&str] = match switch {
+        Switch::Split => &[],
+        Switch::RfcV1 => &["--features", "rfc-v1"],
+    };
+    boot_with(switch, features, TIMEOUT)
+}
+
+/// Boot the benchmark build `runs` times; the `BENCH` lines of each, as Markdown.
+pub fn bench(runs: u32) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    for run in 1..=runs {
+        let boot = boot_with(Switch::Split, &["--features", "bench"], 2 * TIMEOUT)?;
+        if !boot.passed() {
+            return Err(format!("the benchmark kernel failed: {}", boot.describe()));
+        }
+        lines.push(format!(
+            "Boot {run} of {runs} (`cargo build --release --features bench` in `kernel/`):\n"
+        ));
+        lines.push("```".into());
+        lines.extend(boot.log.iter().filter(|l| l.starts_with("BENCH")).cloned());
+        lines.push("```".into());
+    }
+    Ok(lines)
+}
+
+fn boot_with(switch: Switch, features: &[&str], timeout: Duration) -> Result<Boot, String> {
     let qemu = qemu()?;
     let dir = crate::workspace_root().join("kernel");
     let mut args = vec!["build", "--release"];
-    if switch == Switch::RfcV1 {
-        args.extend(["--features", "rfc-v1"]);
-    }
+    args.extend(features);
     crate::cargo(&dir, &args, &[])?;
     let elf = dir.join("target/x86_64-unknown-linux-gnu/release/kdemo");
     println!(
@@ -139,7 +163,7 @@ pub fn boot(switch: Switch) -> Result<Boot, String> {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break status.code();
         }
-        if start.elapsed() > TIMEOUT {
+        if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the project's tasks, so that CI and a developer run exactly the same thing.
 
+mod bench;
 mod kernel;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,9 @@ enum Task {
     /// Every test: formatting, lints (warnings are errors), the whole workspace's tests, doc
     /// tests and compile-fail tests, the docs, and both kernel builds booted under QEMU.
     Test,
+    /// Every benchmark (instruction counts under callgrind, the kernel under QEMU, the explorer),
+    /// written to BENCHMARKS.md with the machine, the command and the date.
+    Bench,
     /// Build the demo kernel and boot it under QEMU; exit 0 only for a run that reached
     /// `RESULT: PASS` (QEMU exit status 33).
     Kernel {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Test => test(),
+        Task::Bench => bench::run(),
         Task::Kernel { switch, boots } => {
             (0..boots).try_for_each(|_| kernel::boot(switch)?.require_pass())
         }

@@ -72,17 +72,23 @@ impl Placement {
 }
 
 /// Map `request.frame` for the current context (rules M-0 to M-3, A-1, A-2).
+#[inline(always)]
 pub(crate) fn map<P: Platform>(platform: &P, request: Request) -> Result<Placement, MapError> {
+    // The fast path: a frame with a direct-map address needs no per-task state, no migration
+    // or preemption window, and cannot be refused (rule M-0.2).
+    if !(request.always_slot || P::FORCE_MAP) {
+        if let Some(addr) = platform.direct_map(request.frame) {
+            if request.atomic {
+                atomic_begin(platform);
+            }
+            return Ok(Placement::Direct(addr));
+        }
+    }
+
     // Decide.
-    let direct = if request.always_slot || P::FORCE_MAP {
-        None
-    } else {
-        platform.direct_map(request.frame)
-    };
     let stack = platform.current_stack().view();
-    let idx = stack.idx();
-    let pushed = idx + cell_step::<P>();
-    if direct.is_none() && pushed > stack.cells() {
+    let pushed = stack.idx() + cell_step::<P>();
+    if pushed > stack.cells() {
         return Err(MapError::Overflow {
             cells: stack.cells(),
         });
@@ -90,14 +96,7 @@ pub(crate) fn map<P: Platform>(platform: &P, request: Request) -> Result<Placeme
 
     // Act.
     if request.atomic {
-        platform.preempt_disable();
-        step(platform, Point::AtomicPreemptionDisabled);
-        platform.pagefault_disable();
-        step(platform, Point::AtomicPagefaultsDisabled);
-    }
-    if let Some(addr) = direct {
-        // The fast path: no per-task state, no migration or preemption window (rule M-0.2).
-        return Ok(Placement::Direct(addr));
+        atomic_begin(platform);
     }
     match map_slot(platform, &stack, request, pushed) {
         Ok(addr) => Ok(Placement::Slot(addr)),
@@ -111,6 +110,7 @@ pub(crate) fn map<P: Platform>(platform: &P, request: Request) -> Result<Placeme
 }
 
 /// The mapped path, exactly in Linux's order (rule M-1). `pushed` is `idx` after the push.
+#[inline(always)]
 fn map_slot<P: Platform>(
     platform: &P,
     stack: &StackView<'_>,
@@ -153,7 +153,17 @@ fn map_slot<P: Platform>(
     Ok(platform.slot_address(slot))
 }
 
+/// The start of an atomic section (rule A-1): preemption, then page faults, disabled.
+#[inline(always)]
+fn atomic_begin<P: Platform>(platform: &P) {
+    platform.preempt_disable();
+    step(platform, Point::AtomicPreemptionDisabled);
+    platform.pagefault_disable();
+    step(platform, Point::AtomicPagefaultsDisabled);
+}
+
 /// The end of an atomic section (rule U-2): page faults, then preemption, enabled again.
+#[inline(always)]
 pub(crate) fn atomic_end<P: Platform>(platform: &P) {
     platform.pagefault_enable();
     step(platform, Point::AtomicPagefaultsEnabled);
@@ -164,6 +174,7 @@ pub(crate) fn atomic_end<P: Platform>(platform: &P) {
 /// Unmap the mapping that holds `addr` (rule U-1): any address inside the mapped page is
 /// accepted; a direct-map address is a no-op (as the map of it was); anything else that is not
 /// the current context's top cell on this CPU is refused.
+#[inline(always)]
 pub(crate) fn unmap<P: Platform>(
     platform: &P,
     addr: VirtAddr,
@@ -203,6 +214,7 @@ pub(crate) fn unmap<P: Platform>(
 }
 
 /// Release the current context's top cell, `top` (rule U-1, steps 3 to 8).
+#[inline(always)]
 pub(crate) fn unmap_top<P: Platform>(platform: &P, top: Slot) {
     let stack = platform.current_stack().view();
     platform.preempt_disable();

@@ -11,6 +11,7 @@ use crate::mechanism::{self, Request};
 use crate::platform::Platform;
 use crate::types::{Frame, Prot, VirtAddr};
 
+#[inline(always)]
 fn request(frame: Frame, prot: Prot, always_slot: bool, atomic: bool) -> Request {
     Request {
         frame,
@@ -34,6 +35,7 @@ fn request(frame: Frame, prot: Prot, always_slot: bool, atomic: bool) -> Request
 ///   that was made before this mapping is released (releasing a guard releases every cell above
 ///   it).
 /// - Accesses through the pointer obey Rust's aliasing rules for the frame's memory.
+#[inline]
 pub unsafe fn map<P: Platform>(platform: &P, frame: Frame) -> Result<*mut u8, MapError> {
     // SAFETY: the caller's obligations are exactly `map_prot`'s.
     unsafe { map_prot(platform, frame, P::KERNEL_PROT) }
@@ -45,6 +47,7 @@ pub unsafe fn map<P: Platform>(platform: &P, frame: Frame) -> Result<*mut u8, Ma
 /// # Safety
 ///
 /// As for [`map`].
+#[inline]
 pub unsafe fn map_prot<P: Platform>(
     platform: &P,
     frame: Frame,
@@ -59,6 +62,7 @@ pub unsafe fn map_prot<P: Platform>(
 /// # Safety
 ///
 /// As for [`map`].
+#[inline]
 pub unsafe fn map_pfn<P: Platform>(platform: &P, frame: Frame) -> Result<*mut u8, MapError> {
     mechanism::map(platform, request(frame, P::KERNEL_PROT, true, false))
         .map(|p| p.address().as_ptr())
@@ -70,6 +74,7 @@ pub unsafe fn map_pfn<P: Platform>(platform: &P, frame: Frame) -> Result<*mut u8
 /// # Safety
 ///
 /// As for [`map`], and the mapping is released with [`unmap_atomic`], never [`unmap`].
+#[inline]
 pub unsafe fn map_atomic<P: Platform>(platform: &P, frame: Frame) -> Result<*mut u8, MapError> {
     mechanism::map(platform, request(frame, P::KERNEL_PROT, false, true))
         .map(|p| p.address().as_ptr())
@@ -80,6 +85,7 @@ pub unsafe fn map_atomic<P: Platform>(platform: &P, frame: Frame) -> Result<*mut
 /// # Safety
 ///
 /// As for [`map_atomic`].
+#[inline]
 pub unsafe fn map_atomic_pfn<P: Platform>(platform: &P, frame: Frame) -> Result<*mut u8, MapError> {
     mechanism::map(platform, request(frame, P::KERNEL_PROT, true, true))
         .map(|p| p.address().as_ptr())
@@ -96,6 +102,7 @@ pub unsafe fn map_atomic_pfn<P: Platform>(platform: &P, frame: Frame) -> Result<
 ///   not yet unmapped; no pointer into that page is used afterwards.
 /// - No live [`Mapping`](crate::Mapping) of this context owns the top cell (guards release
 ///   their own cells).
+#[inline]
 pub unsafe fn unmap<P: Platform>(platform: &P, addr: *const u8) -> Result<(), UnmapError> {
     mechanism::unmap(platform, VirtAddr::new(addr as usize), false)
 }
@@ -106,6 +113,7 @@ pub unsafe fn unmap<P: Platform>(platform: &P, addr: *const u8) -> Result<(), Un
 /// # Safety
 ///
 /// As for [`unmap`], for a page returned by [`map_atomic`] or [`map_atomic_pfn`].
+#[inline]
 pub unsafe fn unmap_atomic<P: Platform>(platform: &P, addr: *const u8) -> Result<(), UnmapError> {
     mechanism::unmap(platform, VirtAddr::new(addr as usize), true)
 }
