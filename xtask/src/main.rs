@@ -70,24 +70,13 @@ fn test() -> Result<(), String> {
         ],
         &[],
     )?;
-    cargo(
-        &kernel,
-        &["clippy", "--release", "--", "-D", "warnings"],
-        &[],
-    )?;
-    cargo(
-        &kernel,
-        &[
-            "clippy",
-            "--release",
-            "--features",
-            "rfc-v1",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[],
-    )?;
+    // Each build of the kernel: the workload (split and rfc-v1) and the benchmarks.
+    for features in [&[][..], &["--features", "rfc-v1"], &["--features", "bench"]] {
+        let mut args = vec!["clippy", "--release"];
+        args.extend(features);
+        args.extend(["--", "-D", "warnings"]);
+        cargo(&kernel, &args, &[])?;
+    }
     // The product crate alone, as a kernel builds it: no_std, no default features.
     cargo(
         &root,
