@@ -258,15 +258,16 @@ pub fn run_with_progress(scenario: &Scenario, search: Search) -> Exploration {
         }
         if bar.is_none() && start.elapsed() > Duration::from_secs(1) {
             let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} {msg} {pos} executions, {per_sec}")
-                    .expect("a valid template"),
-            );
-            b.set_message(scenario.name.clone());
+            b.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
             bar = Some(b);
         }
         if let Some(b) = &bar {
-            b.set_position(executions);
+            let rate = executions as f64 / start.elapsed().as_secs_f64();
+            b.set_message(format!(
+                "{}: {executions} executions, {rate:.0} executions/s",
+                scenario.name
+            ));
+            b.tick();
         }
     });
     if let Some(b) = bar {
