@@ -214,7 +214,8 @@ fn touch(page: &mut [u8]) {
     }
 }
 
-fn stats(phase: Phase, scratch: &mut [u64; SAMPLES]) -> (usize, u64, u64) {
+/// Count, median, 99th percentile and worst of a phase's latencies.
+fn stats(phase: Phase, scratch: &mut [u64; SAMPLES]) -> (usize, u64, u64, u64) {
     let samples = &LATENCY[phase as usize];
     let n = samples.count.load(Relaxed).min(SAMPLES);
     for (i, slot) in scratch.iter_mut().take(n).enumerate() {
@@ -223,28 +224,29 @@ fn stats(phase: Phase, scratch: &mut [u64; SAMPLES]) -> (usize, u64, u64) {
     let values = &mut scratch[..n];
     values.sort_unstable();
     if n == 0 {
-        return (0, 0, 0);
+        return (0, 0, 0, 0);
     }
-    (n, values[n / 2], values[n - 1])
+    (n, values[n / 2], values[n * 99 / 100], values[n - 1])
 }
 
 fn finish() -> ! {
     arch::disable_interrupts();
     let mut scratch = [0u64; SAMPLES];
-    let (na, median_a, worst_a) = stats(Phase::AtomicSections, &mut scratch);
-    let (nl, median_l, worst_l) = stats(Phase::LocalSections, &mut scratch);
+    let (na, median_a, p99_a, worst_a) = stats(Phase::AtomicSections, &mut scratch);
+    let (nl, median_l, p99_l, worst_l) = stats(Phase::LocalSections, &mut scratch);
     let local = OPS[Phase::LocalThroughput as usize].load(Relaxed);
     let pooled = OPS[Phase::PoolThroughput as usize].load(Relaxed);
     let ratio = |a: u64, b: u64| a as f64 / (b.max(1)) as f64;
     serial::print_forced(format_args!(
-        "BENCH latency kmap_atomic sections: {na} wake-ups, median {median_a} TSC, worst {worst_a} TSC\n\
-         BENCH latency kmap_local sections: {nl} wake-ups, median {median_l} TSC, worst {worst_l} TSC\n\
-         BENCH latency ratio (atomic / local): median {:.1}x, worst {:.1}x\n\
+        "BENCH latency kmap_atomic sections: {na} wake-ups, median {median_a} TSC, p99 {p99_a} TSC, worst {worst_a} TSC\n\
+         BENCH latency kmap_local sections: {nl} wake-ups, median {median_l} TSC, p99 {p99_l} TSC, worst {worst_l} TSC\n\
+         BENCH latency ratio (atomic / local): median {:.1}x, p99 {:.1}x, worst {:.1}x\n\
          BENCH throughput kmap_local: {local} map+access+unmap on 2 CPUs in {PHASE_TICKS} ticks\n\
          BENCH throughput global-pool kmap(): {pooled} map+access+unmap on 2 CPUs in {PHASE_TICKS} ticks \
          ({wraps} pool wraps, each a global TLB flush with an IPI)\n\
          BENCH throughput ratio (kmap_local / kmap): {:.1}x\n",
         ratio(median_a, median_l),
+        ratio(p99_a, p99_l),
         ratio(worst_a, worst_l),
         ratio(local, pooled),
         wraps = pool::WRAPS.load(Relaxed),

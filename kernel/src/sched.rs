@@ -238,6 +238,11 @@ pub fn schedule() {
     unsafe { switch_stacks(TASKS[prev].rsp.get(), *TASKS[next].rsp.get()) };
     // Back on prev's stack: it has just been switched in.
     finish_switch();
+    // As Linux's schedule() loops while a reschedule is pending: a wake-up that came while the
+    // switch ran with preemption off is served now, not at the next tick.
+    if cpu.need_resched.load(Relaxed) && cpu.preempt.load(Relaxed) == 0 {
+        schedule();
+    }
     if !enabled {
         arch::disable_interrupts();
     }
@@ -247,8 +252,10 @@ pub fn schedule() {
 /// task has priority while it is awake, and is passed over while it sleeps.
 fn pick_next(cpu: &PerCpu, prev: usize) -> usize {
     let first = cpu.id * TASKS_PER_CPU;
-    if cfg!(feature = "bench") && prev != first && !crate::bench_sleeping(cpu.id) {
+    if cfg!(feature = "bench") && !crate::bench_sleeping(cpu.id) {
+        // Awake (perhaps woken while it was on its way to sleep): it runs, or keeps running.
         cpu.need_resched.store(false, Relaxed);
+        let _ = prev;
         return first;
     }
     loop {

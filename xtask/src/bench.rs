@@ -70,7 +70,18 @@ pub fn run() -> Result<(), String> {
     let _ = writeln!(
         report,
         "Absolute times under emulation mean little; each ratio compares two measurements made in the \
-         same boot. `cargo xtask bench` boots `kernel/` built with `--features bench`.\n"
+         same boot. `cargo xtask bench` boots `kernel/` built with `--features bench` three times.\n\n\
+         Latency: on each CPU a high-priority task is woken by every timer tick (0.5 ms) while three \
+         workers run long mapped sections; the latency is the TSC from the wake-up in the timer \
+         interrupt to the task running. With `kmap_atomic`-style sections (preemption off while \
+         mapped) the wake-up waits for the section to end; with `kmap_local` sections the timer \
+         preempts the worker. The single worst of 4096 samples is at the mercy of the host \
+         scheduling QEMU's threads on this 2-core machine and swings from boot to boot; the 99th \
+         percentile is the robust figure for the tail.\n\n\
+         Throughput: the workers of both CPUs map one of 16 pages of their own, write and read 16 \
+         words, and unmap, for the same number of ticks, with kmap_local and then with a global-pool \
+         `kmap()` built in the benchmark only as a baseline (32 slots, one lock, reference counts, a \
+         global TLB flush with an IPI to the other CPU whenever the pool wraps).\n"
     );
     match kernel::bench(3) {
         Ok(lines) => {
