@@ -30,17 +30,7 @@ pub fn render(timeline: &Timeline, title: &str, footer: &str) -> String {
     let widths: Vec<usize> = timeline
         .columns
         .iter()
-        .map(|&column| {
-            let longest = timeline
-                .rows
-                .iter()
-                .filter(|r| r.column == column)
-                .map(|r| r.text.chars().count())
-                .max()
-                .unwrap_or(10)
-                .clamp(18, 70);
-            (longest as f64 * CHAR) as usize + 16
-        })
+        .map(|&column| (timeline.longest(column).clamp(18, 70) as f64 * CHAR) as usize + 16)
         .collect();
     let step_width = 44;
     let width = step_width + widths.iter().sum::<usize>() + 20;

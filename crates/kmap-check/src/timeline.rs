@@ -190,21 +190,24 @@ impl Timeline {
         format!("cpu{} {}", column.0, column.1.name())
     }
 
+    /// The length of the longest row of `column`, in characters (0 for none).
+    pub fn longest(&self, column: (usize, Lane)) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.column == column)
+            .map(|r| r.text.chars().count())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The timeline as text, columns at most `width` characters wide.
     pub fn render(&self, width: usize) -> String {
         let widths: Vec<usize> = self
             .columns
             .iter()
             .map(|&column| {
-                let longest = self
-                    .rows
-                    .iter()
-                    .filter(|r| r.column == column)
-                    .map(|r| r.text.chars().count());
-                longest
-                    .chain([Self::header(column).len()])
-                    .max()
-                    .unwrap_or(8)
+                self.longest(column)
+                    .max(Self::header(column).len())
                     .min(width)
             })
             .collect();

@@ -44,6 +44,14 @@ impl Chooser for At {
     }
 }
 
+/// Options that keep the step-by-step trace.
+fn traced() -> RunOptions {
+    RunOptions {
+        trace: true,
+        ..RunOptions::default()
+    }
+}
+
 fn task(name: &str, ops: &[Op]) -> Task {
     Task {
         name: name.into(),
@@ -96,15 +104,7 @@ fn restore_race(protocol: Protocol) -> Config {
 fn rfc_v1_an_interrupt_during_the_restore_lands_on_next_s_slot() {
     let config = restore_race(Protocol::RfcV1);
     let chooser = at(&[(Label::SwapInstalled(0), 1, Choice::Irq)]);
-    let outcome = run_with(
-        &config,
-        chooser,
-        RunOptions {
-            trace: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let outcome = run_with(&config, chooser, traced()).unwrap();
     assert_eq!(
         outcome.verdict(),
         Verdict::Violation,
@@ -247,15 +247,7 @@ fn interrupt_and_nmi_nesting_is_counted_and_balanced() {
         (Label::BeforeOp(Op::Check), 1, Choice::Irq),
         (Label::Crate(kmap::Point::MapPushed), 1, Choice::Nmi),
     ]);
-    let outcome = run_with(
-        &config,
-        chooser,
-        RunOptions {
-            trace: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let outcome = run_with(&config, chooser, traced()).unwrap();
     assert_eq!(outcome.verdict(), Verdict::Pass, "{:?}", outcome.violations);
     assert_eq!(
         (
@@ -280,15 +272,7 @@ fn the_same_choices_give_the_same_trace() {
     let runs: Vec<_> = (0..2)
         .map(|_| {
             let chooser = kmap_sim::RandomChooser::new(99, kmap_sim::Rates::default());
-            run_with(
-                &config,
-                chooser,
-                RunOptions {
-                    trace: true,
-                    ..RunOptions::default()
-                },
-            )
-            .unwrap()
+            run_with(&config, chooser, traced()).unwrap()
         })
         .collect();
     assert!(
@@ -300,10 +284,7 @@ fn the_same_choices_give_the_same_trace() {
     let replayed = run_with(
         &config,
         kmap_sim::Replay::new(runs[0].schedule.clone()),
-        RunOptions {
-            trace: true,
-            ..RunOptions::default()
-        },
+        traced(),
     )
     .unwrap();
     assert_eq!(
