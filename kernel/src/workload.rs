@@ -274,35 +274,61 @@ pub fn fill_handler_pages() {
     // SAFETY: the boot task's handle, dropped at the end of this function.
     let mut local = unsafe { Local::new(&KERNEL) };
     for cpu in &sched::PERCPU {
-        for (page, owner) in [
-            (&cpu.irq_page, 0xA0 + cpu.id as u64),
-            (&cpu.nmi_page, 0xB0 + cpu.id as u64),
+        for (page, handler) in [
+            (&cpu.irq_page, Handler::Interrupt),
+            (&cpu.nmi_page, Handler::Nmi),
         ] {
             // SAFETY: no handler runs yet (interrupts are off, no AP started).
             let page = unsafe { (*page.get()).as_mut().expect("handed out") };
             let mut mapping = map(&mut local, page);
-            fill(&mut mapping, owner, 0, 0);
+            fill(&mut mapping, handler_owner(handler, cpu.id), 0, 0);
         }
     }
 }
 
-/// The timer interrupt's share: map this CPU's page, verify it, unmap; and prod the other CPU
-/// with an NMI.
-pub fn irq_work() {
-    TICKS.fetch_add(1, Relaxed);
-    let cpu = percpu();
+/// Which of a CPU's two handler pages.
+#[derive(Clone, Copy)]
+enum Handler {
+    Interrupt,
+    Nmi,
+}
+
+/// The owner a handler page's pattern names.
+fn handler_owner(handler: Handler, cpu: usize) -> u64 {
+    match handler {
+        Handler::Interrupt => 0xA0 + cpu as u64,
+        Handler::Nmi => 0xB0 + cpu as u64,
+    }
+}
+
+/// A handler's share: map this CPU's page for `handler`, verify it (every `stride`-th word),
+/// unmap.
+fn check_handler_page(handler: Handler, page: &mut Page, stride: usize) {
     // SAFETY: this handler's one handle, dropped before it returns.
     let mut local = unsafe { Local::new(&KERNEL) };
-    // SAFETY: only this CPU's interrupt handler uses this page, and interrupt handlers do not nest.
-    let page = unsafe { (*cpu.irq_page.get()).as_mut().expect("handed out") };
     let mapping = map(&mut local, page);
-    verify(&mapping, 0xA0 + cpu.id as u64, 0, 0, mapping_cell(), 1);
-    drop(mapping);
+    verify(
+        &mapping,
+        handler_owner(handler, percpu().id),
+        0,
+        0,
+        mapping_cell(),
+        stride,
+    );
+}
+
+/// The timer interrupt's share: check this CPU's interrupt page; and prod the other CPU with an
+/// NMI.
+pub fn irq_work() {
+    TICKS.fetch_add(1, Relaxed);
+    // SAFETY: only this CPU's interrupt handler uses this page, and interrupt handlers do not nest.
+    let page = unsafe { (*percpu().irq_page.get()).as_mut().expect("handed out") };
+    check_handler_page(Handler::Interrupt, page, 1);
     IRQ_MAPS.fetch_add(1, Relaxed);
     apic::send_nmi(other_apic_id());
 }
 
-/// An NMI's share: map this CPU's NMI page, verify it, unmap.
+/// An NMI's share: count where it landed, check this CPU's NMI page.
 pub fn nmi_work() {
     let cpu = percpu();
     if cpu.in_sched_in.load(Relaxed) {
@@ -311,13 +337,9 @@ pub fn nmi_work() {
     if cpu.in_swap.load(Relaxed) {
         NMIS_IN_SWAP.fetch_add(1, Relaxed);
     }
-    // SAFETY: this handler's one handle, dropped before it returns.
-    let mut local = unsafe { Local::new(&KERNEL) };
     // SAFETY: only this CPU's NMI handler uses this page, and NMIs do not nest.
     let page = unsafe { (*cpu.nmi_page.get()).as_mut().expect("handed out") };
-    let mapping = map(&mut local, page);
-    verify(&mapping, 0xB0 + cpu.id as u64, 0, 0, mapping_cell(), 8);
-    drop(mapping);
+    check_handler_page(Handler::Nmi, page, 8);
     NMI_MAPS.fetch_add(1, Relaxed);
 }
 
