@@ -37,6 +37,26 @@ pub const BUILTINS: &[(&str, &str)] = &[
         include_str!("../scenarios/out-of-order-unmap.toml"),
     ),
     ("three-tasks", include_str!("../scenarios/three-tasks.toml")),
+    (
+        "restore-race-silent",
+        include_str!("../scenarios/restore-race-silent.toml"),
+    ),
+    (
+        "lowmem-irq-rfc",
+        include_str!("../scenarios/lowmem-irq-rfc.toml"),
+    ),
+    (
+        "drop-invalidations",
+        include_str!("../scenarios/drop-invalidations.toml"),
+    ),
+    (
+        "no-sched-out",
+        include_str!("../scenarios/no-sched-out.toml"),
+    ),
+    (
+        "exit-then-preempt",
+        include_str!("../scenarios/exit-then-preempt.toml"),
+    ),
 ];
 
 /// The first comment paragraph of a built-in scenario: what it shows.

@@ -7,21 +7,25 @@
 //!
 //! Interrupts and NMIs are not decisions: the machine *probes* them at every arrival point
 //! where one can arrive (see [`kmap_sim::RunOptions::probe`]), because a handler that runs clean
-//! provably leaves its CPU as it found it. Only preemptions and switches of the executing CPU
-//! branch the search, within the scenario's bounds.
+//! provably leaves its CPU as it found it. A handler that leaves a trace is undone and becomes
+//! a decision there: a *lasting* handler, run as a real event whose effects persist. So the
+//! search branches on preemptions, switches of the executing CPU and lasting handlers, within
+//! the scenario's bounds; the bounds on interrupts and NMIs are nesting depths of probes.
 //!
-//! The depth-first search deepens by the number of branching events (0, 1, 2, … up to the
+//! The depth-first search deepens by the number of injected events (0, 1, 2, … up to the
 //! bounds), so the first violation found has as few injected events as any. `--shard I/N`
 //! partitions the executions by their first branching decision.
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kmap_sim::{
-    Choice, ChoicePoint, Chooser, Config, Outcome, ProbeMemo, RunOptions, Schedule, Stats, Verdict,
+    Choice, ChoicePoint, Chooser, Config, Hazard, Outcome, ProbeMemo, RunOptions, Schedule, Stats,
+    Verdict,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -104,7 +108,16 @@ pub struct Exploration {
     pub counterexample: Option<Counterexample>,
     /// Whether the search covered every execution within the bounds (exhaustive, not stopped).
     pub complete: bool,
+    /// The hazards the executions survived or that led to the violation (each rule, point and
+    /// context once; at most [`HAZARDS_KEPT`]).
+    pub hazards: Vec<Hazard>,
+    /// The fingerprints of the final states of the executions counted, when asked for
+    /// ([`Search::fingerprints`]).
+    pub final_states: BTreeSet<u64>,
 }
+
+/// How many distinct hazards an exploration keeps.
+pub const HAZARDS_KEPT: usize = 64;
 
 /// Options for a search.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +128,11 @@ pub struct Search {
     pub shard: Shard,
     /// Stop at the first violation (the counterexample is then a shortest one).
     pub stop_at_violation: bool,
+    /// Offer no event at arrival points provably equivalent to the one before them (see
+    /// [`kmap_sim::RunOptions::prune`]).
+    pub prune: bool,
+    /// Collect the fingerprint of every final state ([`Exploration::final_states`]).
+    pub fingerprints: bool,
 }
 
 impl Default for Search {
@@ -123,6 +141,8 @@ impl Default for Search {
             strategy: Strategy::Exhaustive,
             shard: Shard::WHOLE,
             stop_at_violation: true,
+            prune: true,
+            fingerprints: false,
         }
     }
 }
@@ -159,15 +179,19 @@ struct Tally {
     stats: Stats,
     verdict: Verdict,
     found: Option<Outcome>,
+    hazards: Vec<Hazard>,
+    fingerprints: Option<BTreeSet<u64>>,
 }
 
 impl Tally {
-    fn new() -> Tally {
+    fn new(search: &Search) -> Tally {
         Tally {
             executions: 0,
             stats: Stats::default(),
             verdict: Verdict::Pass,
             found: None,
+            hazards: Vec::new(),
+            fingerprints: search.fingerprints.then(BTreeSet::new),
         }
     }
 
@@ -175,6 +199,17 @@ impl Tally {
         if counted {
             self.executions += 1;
             self.stats.add(&outcome.stats);
+            if let Some(set) = &mut self.fingerprints {
+                set.insert(outcome.final_state);
+            }
+            for hazard in &outcome.hazards {
+                let known = self.hazards.iter().any(|h| {
+                    h.rule == hazard.rule && h.label == hazard.label && h.context == hazard.context
+                });
+                if !known && self.hazards.len() < HAZARDS_KEPT {
+                    self.hazards.push(hazard.clone());
+                }
+            }
         }
         let verdict = outcome.verdict();
         let worse = matches!(
@@ -193,7 +228,7 @@ impl Tally {
 /// number run so far.
 pub fn explore(config: &Config, search: Search, mut progress: impl FnMut(u64)) -> Exploration {
     let start = Instant::now();
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(&search);
     let complete = match search.strategy {
         Strategy::Exhaustive => exhaustive(config, search, &mut tally, &mut progress),
         Strategy::Random { seed, executions } => {
@@ -217,14 +252,21 @@ pub fn explore(config: &Config, search: Search, mut progress: impl FnMut(u64)) -
         } => {
             let memo = Rc::new(RefCell::new(ProbeMemo::default()));
             let nesting = handler_depth(config);
-            let base = run(config, kmap_sim::NoInjection, probing(&memo, nesting));
+            let base = run(
+                config,
+                kmap_sim::NoInjection,
+                probing(&memo, nesting, search.prune),
+            );
             let points = base.stats.choice_points.max(1);
             tally.add(base, true);
             for n in 0..executions {
                 let mut rng = SmallRng::seed_from_u64(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let change_points = (0..depth).map(|_| rng.random_range(0..points)).collect();
                 let chooser = Pct { change_points, rng };
-                tally.add(run(config, chooser, probing(&memo, nesting)), true);
+                tally.add(
+                    run(config, chooser, probing(&memo, nesting, search.prune)),
+                    true,
+                );
                 progress(tally.executions);
                 if search.stop_at_violation && tally.verdict == Verdict::Violation {
                     break;
@@ -245,6 +287,8 @@ pub fn explore(config: &Config, search: Search, mut progress: impl FnMut(u64)) -
         elapsed: start.elapsed(),
         counterexample,
         complete: complete && !(search.stop_at_violation && tally.verdict == Verdict::Violation),
+        hazards: tally.hazards,
+        final_states: tally.fingerprints.unwrap_or_default(),
     }
 }
 
@@ -254,15 +298,16 @@ pub fn counterexample(config: &Config, schedule: Schedule) -> Counterexample {
     Counterexample { schedule, outcome }
 }
 
-/// The counterexample for `schedule`, with trailing events dropped as long as the verdict stays
-/// the same (dropping the last event never renumbers the others). A probe can find a violation
-/// inside a nested probe, for example an NMI inside an interrupt, when the interrupt alone
-/// already breaks the rule.
+/// The counterexample for `schedule`, with trailing events dropped as long as the verdict and
+/// the kind of violation stay the same (dropping the last event never renumbers the others). A
+/// probe can find a violation inside a nested probe, for example an NMI inside an interrupt,
+/// when the interrupt alone already leads to it.
 pub fn shortest(config: &Config, schedule: Schedule) -> Counterexample {
+    let kind = |ce: &Counterexample| ce.outcome.violations.first().map(|v| v.kind);
     let mut best = counterexample(config, schedule);
     while let Some((_, rest)) = best.schedule.0.split_last() {
         let shorter = counterexample(config, Schedule(rest.to_vec()));
-        if shorter.outcome.verdict() != best.outcome.verdict() {
+        if shorter.outcome.verdict() != best.outcome.verdict() || kind(&shorter) != kind(&best) {
             break;
         }
         best = shorter;
@@ -289,34 +334,35 @@ fn run(config: &Config, chooser: impl Chooser + 'static, options: RunOptions) ->
     kmap_sim::run_with(config, chooser, options).expect("scenarios are validated when loaded")
 }
 
-fn probing(memo: &Rc<RefCell<ProbeMemo>>, depth: u32) -> RunOptions {
+fn probing(memo: &Rc<RefCell<ProbeMemo>>, depth: u32, prune: bool) -> RunOptions {
     RunOptions {
         trace: false,
         record_choices: true,
-        prune: true,
+        prune,
         probe: Some(memo.clone()),
         probe_depth: depth,
     }
 }
 
-/// The deepest nesting of handlers the bounds allow (an NMI never nests in an NMI).
+/// The deepest nesting of handlers the bounds allow (nothing nests in a handler of its own
+/// kind, so an NMI inside an interrupt at most).
 fn handler_depth(config: &Config) -> u32 {
     let b = &config.bounds;
     let irqs = if config.program.irq.is_empty() {
         0
     } else {
-        b.irqs.unwrap_or(1)
+        b.irq_depth.unwrap_or(1).min(1)
     };
     let nmis = if config.program.nmi.is_empty() {
         0
     } else {
-        b.nmis.unwrap_or(1).min(1)
+        b.nmi_depth.unwrap_or(1).min(1)
     };
     irqs + nmis
 }
 
 /// The depth-first search, deepening by the number of injected events: branching events
-/// (preemptions, CPU switches) plus the nesting depth of probed handlers. Returns whether it
+/// (preemptions, CPU switches, lasting handlers) plus the nesting depth of probed handlers. Returns whether it
 /// covered every execution within the bounds.
 ///
 /// At each total, every split between branching events and probe depth is searched, fewest
@@ -334,6 +380,7 @@ fn exhaustive(
     let most_branches = [
         b.preemptions,
         b.cpu_switches.filter(|_| config.machine.cpus > 1),
+        b.lasting_handlers.filter(|_| handler_depth(config) > 0),
     ]
     .iter()
     .map(|bound| bound.unwrap_or(0))
@@ -371,7 +418,11 @@ fn search_level(
     loop {
         let prefix: Vec<Choice> = path.iter().map(|n| n.options[n.chosen]).collect();
         let events_in_prefix = prefix.iter().filter(|&&c| c != Choice::Continue).count() as u32;
-        let outcome = run(config, Prefix { prefix, next: 0 }, probing(memo, depth));
+        let outcome = run(
+            config,
+            Prefix { prefix, next: 0 },
+            probing(memo, depth, search.prune),
+        );
         let new_points: Vec<_> = outcome.choices[path.len()..].to_vec();
         // An execution with fewer events than the level belongs to a lower level; one belongs
         // to the shard of its first decision (with none, to shard 0).

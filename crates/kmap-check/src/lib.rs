@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use kmap_sim::{Config, Protocol, Schedule};
+use kmap_sim::{Config, Mutation, Protocol, Schedule};
 
 pub use explore::{explore, Exploration, Search, Shard, Strategy};
 pub use scenario::{Scenario, ScenarioError};
@@ -52,14 +52,20 @@ pub struct Overrides {
     pub debug_guards: Option<bool>,
     /// Force-map.
     pub force_map: Option<bool>,
+    /// A machine mutation.
+    pub mutation: Option<Mutation>,
+    /// Strict checking: hazards are violations.
+    pub strict: Option<bool>,
     /// Preemption bound.
     pub preemptions: Option<u32>,
-    /// Interrupt bound.
-    pub irqs: Option<u32>,
-    /// NMI bound.
-    pub nmis: Option<u32>,
+    /// How deep interrupts nest (0 or 1).
+    pub irq_depth: Option<u32>,
+    /// How deep NMIs nest (0 or 1).
+    pub nmi_depth: Option<u32>,
     /// CPU-switch bound.
     pub cpu_switches: Option<u32>,
+    /// Lasting-handler bound.
+    pub lasting_handlers: Option<u32>,
 }
 
 impl Overrides {
@@ -71,11 +77,14 @@ impl Overrides {
         m.tlb = self.tlb.unwrap_or(m.tlb);
         m.guard_cells = self.debug_guards.unwrap_or(m.guard_cells);
         m.force_map = self.force_map.unwrap_or(m.force_map);
+        m.mutation = self.mutation.or(m.mutation);
+        config.strict = self.strict.unwrap_or(config.strict);
         let b = &mut config.bounds;
         b.preemptions = self.preemptions.or(b.preemptions);
-        b.irqs = self.irqs.or(b.irqs);
-        b.nmis = self.nmis.or(b.nmis);
+        b.irq_depth = self.irq_depth.or(b.irq_depth);
+        b.nmi_depth = self.nmi_depth.or(b.nmi_depth);
         b.cpu_switches = self.cpu_switches.or(b.cpu_switches);
+        b.lasting_handlers = self.lasting_handlers.or(b.lasting_handlers);
     }
 
     /// The machine changes as `key=value` pairs (the bounds do not change what a schedule
@@ -96,6 +105,12 @@ impl Overrides {
         }
         if let Some(v) = self.force_map {
             pairs.push(("force_map".into(), v.to_string()));
+        }
+        if let Some(v) = self.mutation {
+            pairs.push(("mutation".into(), v.name().into()));
+        }
+        if let Some(v) = self.strict {
+            pairs.push(("strict".into(), v.to_string()));
         }
         pairs
     }
@@ -121,6 +136,18 @@ impl Overrides {
             "tlb" => self.tlb = Some(flag(value)?),
             "debug_guards" => self.debug_guards = Some(flag(value)?),
             "force_map" => self.force_map = Some(flag(value)?),
+            "mutation" => {
+                self.mutation = Some(
+                    Mutation::from_name(value)
+                        .ok_or(format!("`{value}` is not a machine mutation"))?,
+                )
+            }
+            "bug_on" => {
+                if !flag(value)? {
+                    self.mutation = Some(Mutation::NoBugOn);
+                }
+            }
+            "strict" => self.strict = Some(flag(value)?),
             _ => {
                 return Err(format!(
                     "`{key}` is not a machine setting of a replay string"

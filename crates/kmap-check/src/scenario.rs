@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use kmap_sim::{Bounds, Config, MachineConfig, Op, Program, Protocol, Task, Verdict};
+use kmap_sim::{Bounds, Config, MachineConfig, Mutation, Op, Program, Protocol, Task, Verdict};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -19,6 +19,8 @@ pub struct Scenario {
     pub config: Config,
     /// The verdict the scenario expects.
     pub expect: Verdict,
+    /// Things worth knowing about how the file was read (old names of settings, say).
+    pub notes: Vec<String>,
 }
 
 /// A scenario that cannot be used, and where.
@@ -77,6 +79,8 @@ struct MachineSection {
     debug_guards: bool,
     force_map: bool,
     tlb: bool,
+    bug_on: bool,
+    mutation: Option<Spanned<String>>,
 }
 
 impl Default for MachineSection {
@@ -91,6 +95,8 @@ impl Default for MachineSection {
             debug_guards: m.guard_cells,
             force_map: m.force_map,
             tlb: m.tlb,
+            bug_on: true,
+            mutation: None,
         }
     }
 }
@@ -99,18 +105,26 @@ impl Default for MachineSection {
 #[serde(deny_unknown_fields, default)]
 struct BoundsSection {
     preemptions: u32,
-    irqs: u32,
-    nmis: u32,
+    irq_depth: Option<Spanned<u32>>,
+    nmi_depth: Option<Spanned<u32>>,
+    /// The old name of `irq_depth`.
+    irqs: Option<Spanned<u32>>,
+    /// The old name of `nmi_depth`.
+    nmis: Option<Spanned<u32>>,
     cpu_switches: u32,
+    lasting_handlers: u32,
 }
 
 impl Default for BoundsSection {
     fn default() -> Self {
         BoundsSection {
             preemptions: 2,
-            irqs: 1,
-            nmis: 1,
+            irq_depth: None,
+            nmi_depth: None,
+            irqs: None,
+            nmis: None,
             cpu_switches: 2,
+            lasting_handlers: 1,
         }
     }
 }
@@ -138,12 +152,15 @@ struct HandlerSection {
 #[serde(deny_unknown_fields)]
 struct ExpectSection {
     verdict: Spanned<String>,
+    #[serde(default)]
+    strict: bool,
 }
 
 impl Default for ExpectSection {
     fn default() -> Self {
         ExpectSection {
             verdict: Spanned::new(0..0, "pass".into()),
+            strict: false,
         }
     }
 }
@@ -196,6 +213,34 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             ),
         )
     })?;
+    let mutation = match &m.mutation {
+        None => None,
+        Some(name) => Some(Mutation::from_name(name.get_ref()).ok_or_else(|| {
+            at(
+                name.span(),
+                Some("machine.mutation".into()),
+                format!(
+                    "`{}` is not a machine mutation (drop-invalidations, no-bug-on, no-sched-out)",
+                    name.get_ref()
+                ),
+            )
+        })?),
+    };
+    let mutation = match (mutation, m.bug_on) {
+        (None, false) => Some(Mutation::NoBugOn),
+        (Some(other), false) if other != Mutation::NoBugOn => {
+            return Err(ScenarioError {
+                file: file.into(),
+                line: None,
+                field: Some("machine.bug_on".into()),
+                message: format!(
+                    "`bug_on = false` is the mutation no-bug-on; a scenario has one mutation, \
+                     and this one names {other}"
+                ),
+            });
+        }
+        (mutation, _) => mutation,
+    };
     let machine = MachineConfig {
         cpus: *m.cpus.get_ref(),
         frames: *m.frames.get_ref(),
@@ -205,7 +250,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
         guard_cells: m.debug_guards,
         force_map: m.force_map,
         tlb: m.tlb,
-        mutation: None,
+        mutation,
     };
     let check = |ok: bool,
                  value: &dyn fmt::Display,
@@ -335,6 +380,45 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
         }
     };
     let b = &parsed.bounds;
+    let mut notes = Vec::new();
+    let mut depth = |new: &Option<Spanned<u32>>,
+                     old: &Option<Spanned<u32>>,
+                     name: &str,
+                     old_name: &str|
+     -> Result<u32, ScenarioError> {
+        let field = format!("bounds.{name}");
+        match (new, old) {
+            (Some(_), Some(old)) => Err(at(
+                old.span(),
+                Some(format!("bounds.{old_name}")),
+                format!("`{old_name}` is the old name of `{name}`: give one of them"),
+            )),
+            (Some(value), None) => {
+                check(
+                    *value.get_ref() <= 1,
+                    value.get_ref(),
+                    value.span(),
+                    &field,
+                    "must be 0 or 1: a handler runs with interrupts off, so nothing of its \
+                     kind nests in it"
+                        .into(),
+                )?;
+                Ok(*value.get_ref())
+            }
+            (None, Some(value)) => {
+                let depth = (*value.get_ref()).min(1);
+                notes.push(format!(
+                    "`{old_name} = {}` is read as `{name} = {depth}`: handlers are probed at \
+                     every point, so the bound is how deep they nest (0 or 1), not how many arrive",
+                    value.get_ref()
+                ));
+                Ok(depth)
+            }
+            (None, None) => Ok(1),
+        }
+    };
+    let irq_depth = depth(&b.irq_depth, &b.irqs, "irq_depth", "irqs")?;
+    let nmi_depth = depth(&b.nmi_depth, &b.nmis, "nmi_depth", "nmis")?;
     Ok(Scenario {
         name: parsed.name.unwrap_or_else(|| default_name.into()),
         source: file.into(),
@@ -342,13 +426,16 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             machine,
             bounds: Bounds {
                 preemptions: Some(b.preemptions),
-                irqs: Some(b.irqs),
-                nmis: Some(b.nmis),
+                irq_depth: Some(irq_depth),
+                nmi_depth: Some(nmi_depth),
                 cpu_switches: Some(b.cpu_switches),
+                lasting_handlers: Some(b.lasting_handlers),
             },
             program: Program { tasks, irq, nmi },
+            strict: parsed.expect.strict,
         },
         expect,
+        notes,
     })
 }
 

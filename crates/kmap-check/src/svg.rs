@@ -1,5 +1,5 @@
 //! The timeline as a swimlane picture (SVG): one lane per CPU and context, one row per step,
-//! handlers and the broken rule in colour.
+//! handlers in colour, hazards marked in amber and the consequence highlighted in red.
 
 use std::fmt::Write as _;
 
@@ -89,12 +89,18 @@ pub fn render(timeline: &Timeline, title: &str, footer: &str) -> String {
             RowKind::Op => ("#1a4fa0", "bold"),
             RowKind::Context => ("#5f6368", "normal"),
             RowKind::Note => ("#b06000", "normal"),
+            RowKind::Hazard => ("#b06000", "bold"),
             RowKind::Step => ("#202124", "normal"),
         };
-        if row.kind == RowKind::Violation {
+        if matches!(row.kind, RowKind::Violation | RowKind::Hazard) {
+            let colour = if row.kind == RowKind::Violation {
+                "#fad2cf"
+            } else {
+                "#fef0c7"
+            };
             let _ = writeln!(
                 svg,
-                r##"<rect x="{}" y="{}" width="{}" height="{ROW}" fill="#fad2cf"/>"##,
+                r##"<rect x="{}" y="{}" width="{}" height="{ROW}" fill="{colour}"/>"##,
                 lane_x[lane],
                 y - 13,
                 widths[lane] - 4

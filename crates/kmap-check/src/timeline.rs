@@ -1,6 +1,9 @@
 //! A counterexample as a timeline a person can read: one column per CPU and context (task,
 //! scheduler, IRQ, NMI), one row per step with its arrival point, the slot and `idx` changes it
-//! made, and the broken rule at the end.
+//! made, the hazards (rules broken with no consequence yet) where they happened, and the
+//! consequence at the end. Rows follow the trace's order exactly.
+
+use std::ops::Range;
 
 use std::fmt::Write as _;
 
@@ -51,7 +54,9 @@ pub enum RowKind {
     Context,
     /// The crate refused something, or reported it.
     Note,
-    /// The broken rule.
+    /// A rule broken with no consequence yet.
+    Hazard,
+    /// The consequence: what the kernel suffers.
     Violation,
 }
 
@@ -64,6 +69,8 @@ pub struct Row {
     pub text: String,
     /// What it is.
     pub kind: RowKind,
+    /// The events of the trace it shows (by index): rows cover the trace in order.
+    pub events: Range<usize>,
 }
 
 /// The rows and columns of a traced run.
@@ -111,39 +118,67 @@ fn change(what: &What) -> Option<String> {
 }
 
 impl Timeline {
-    /// The timeline of a traced outcome.
+    /// The timeline of a traced outcome. A step's changes (slot, TLB, `idx`, accesses) show on
+    /// the row of the arrival point that follows them in the same column; when anything of
+    /// another column comes first, they get a row of their own there, so that rows never
+    /// reorder the trace. Platform calls are not shown.
     pub fn of(outcome: &Outcome) -> Timeline {
         let mut timeline = Timeline::default();
-        let mut pending: Vec<((usize, Lane), String)> = Vec::new();
-        let push = |timeline: &mut Timeline, column: (usize, Lane), text: String, kind: RowKind| {
+        // Changes waiting for their arrival point: the column, the texts, the first event.
+        let mut pending: Option<((usize, Lane), Vec<String>, usize)> = None;
+        let push = |timeline: &mut Timeline, column, text, kind, events| {
             if !timeline.columns.contains(&column) {
                 timeline.columns.push(column);
             }
-            timeline.rows.push(Row { column, text, kind });
+            timeline.rows.push(Row {
+                column,
+                text,
+                kind,
+                events,
+            });
         };
-        for Event { cpu, context, what } in &outcome.trace {
+        let flush = |timeline: &mut Timeline, pending: &mut Option<_>, end: usize| {
+            if let Some((column, texts, start)) = pending.take() {
+                let texts: Vec<String> = texts;
+                push(
+                    timeline,
+                    column,
+                    format!("[{}]", texts.join(", ")),
+                    RowKind::Step,
+                    start..end,
+                );
+            }
+        };
+        for (index, Event { cpu, context, what }) in outcome.trace.iter().enumerate() {
             let column = (*cpu, Lane::of(context));
+            if matches!(what, What::Call(_)) {
+                continue;
+            }
+            if pending.as_ref().is_some_and(|(c, _, _)| *c != column) {
+                flush(&mut timeline, &mut pending, index);
+            }
             if let Some(change) = change(what) {
-                pending.push((column, change));
+                match &mut pending {
+                    Some((_, texts, _)) => texts.push(change),
+                    None => pending = Some((column, vec![change], index)),
+                }
                 continue;
             }
             let (text, kind) = match what {
                 // A crate or swap step's changes show on the row of the point after it; the
                 // changes of an operation show on a row of their own before the next one.
-                What::Point(label @ Label::BeforeOp(_)) => (label.to_string(), RowKind::Step),
-                What::Point(label) => {
-                    let changes: Vec<String> = pending
-                        .iter()
-                        .filter(|(c, _)| *c == column)
-                        .map(|(_, text)| text.clone())
-                        .collect();
-                    pending.retain(|(c, _)| *c != column);
-                    if changes.is_empty() {
-                        (label.to_string(), RowKind::Step)
-                    } else {
-                        (format!("{label}  [{}]", changes.join(", ")), RowKind::Step)
-                    }
+                What::Point(label @ Label::BeforeOp(_)) => {
+                    flush(&mut timeline, &mut pending, index);
+                    (label.to_string(), RowKind::Step)
                 }
+                What::Point(label) => match pending.take() {
+                    Some((_, changes, start)) => {
+                        let text = format!("{label}  [{}]", changes.join(", "));
+                        push(&mut timeline, column, text, RowKind::Step, start..index + 1);
+                        continue;
+                    }
+                    None => (label.to_string(), RowKind::Step),
+                },
                 What::Op(op) => match context {
                     Context::Task(name) => (format!("{name}: `{op}`"), RowKind::Op),
                     _ => (format!("`{op}`"), RowKind::Op),
@@ -152,35 +187,21 @@ impl Timeline {
                     (what.to_string(), RowKind::Context)
                 }
                 What::Report(_) | What::Refused(_) => (what.to_string(), RowKind::Note),
+                What::Hazard(why) => (format!("hazard: {why}"), RowKind::Hazard),
                 What::Violation(_) => {
-                    let rule = outcome
+                    let text = outcome
                         .violations
                         .first()
-                        .map(|v| v.kind.to_string())
+                        .map(|v| format!("{}: {}", v.kind.name().to_uppercase(), v.message))
                         .unwrap_or_default();
-                    (format!("BROKEN: {rule}"), RowKind::Violation)
+                    (text, RowKind::Violation)
                 }
                 _ => continue,
             };
-            // Changes not followed by a step point of their own column show on a row of their
-            // own, before the next row there.
-            let (here, elsewhere): (Vec<_>, Vec<_>) =
-                pending.drain(..).partition(|(c, _)| *c == column);
-            pending = elsewhere;
-            if !here.is_empty() {
-                let texts: Vec<String> = here.into_iter().map(|(_, text)| text).collect();
-                push(
-                    &mut timeline,
-                    column,
-                    format!("[{}]", texts.join(", ")),
-                    RowKind::Step,
-                );
-            }
-            push(&mut timeline, column, text, kind);
+            flush(&mut timeline, &mut pending, index);
+            push(&mut timeline, column, text, kind, index..index + 1);
         }
-        for (column, text) in pending {
-            push(&mut timeline, column, format!("[{text}]"), RowKind::Step);
-        }
+        flush(&mut timeline, &mut pending, outcome.trace.len());
         timeline.columns.sort();
         timeline
     }

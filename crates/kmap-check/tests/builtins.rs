@@ -105,9 +105,12 @@ fn a_platform_that_drops_invalidations_is_caught_on_a_passing_scenario() {
     config.machine.mutation = Some(kmap_sim::Mutation::DropInvalidations);
     let found = explore(&config, Search::default(), |_| {});
     let ce = found.counterexample.expect("a violation");
-    assert_eq!(
-        ce.outcome.violations[0].kind,
-        kmap_sim::ViolationKind::Inv6,
+    let kind = ce.outcome.violations[0].kind;
+    assert!(
+        matches!(
+            kind,
+            kmap_sim::ViolationKind::Corruption | kmap_sim::ViolationKind::Leak
+        ),
         "{}",
         ce.outcome.violations[0]
     );

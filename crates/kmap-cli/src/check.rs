@@ -12,7 +12,7 @@ use kmap_check::timeline::Timeline;
 use kmap_check::{
     builtin, explore, Exploration, Overrides, ReplayId, Scenario, Search, Shard, Strategy,
 };
-use kmap_sim::{Protocol, Verdict};
+use kmap_sim::{Mutation, Protocol, Verdict};
 
 use crate::stress::parse_protocol;
 
@@ -44,18 +44,30 @@ pub struct Args {
     /// Force-map lowmem frames.
     #[arg(long)]
     pub force_map: Option<bool>,
+    /// A machine mutation: drop-invalidations, no-bug-on or no-sched-out.
+    #[arg(long, value_parser = parse_mutation)]
+    pub mutation: Option<Mutation>,
+    /// Strict checking: a hazard (a rule broken with no consequence yet) is a violation.
+    #[arg(long)]
+    pub strict: bool,
     /// Bound on preemptions per execution.
     #[arg(long)]
     pub preemptions: Option<u32>,
-    /// Bound on interrupts (nesting depth, as they are probed at every point).
-    #[arg(long)]
-    pub irqs: Option<u32>,
-    /// Bound on NMIs.
-    #[arg(long)]
-    pub nmis: Option<u32>,
-    /// Bound on switches of the executing CPU.
+    /// How deep interrupts nest, 0 or 1 (they are probed at every point; old name: --irqs).
+    #[arg(long, alias = "irqs")]
+    pub irq_depth: Option<u32>,
+    /// How deep NMIs nest, 0 or 1 (old name: --nmis).
+    #[arg(long, alias = "nmis")]
+    pub nmi_depth: Option<u32>,
+    /// Bound on switches of the executing CPU per execution.
     #[arg(long)]
     pub cpu_switches: Option<u32>,
+    /// Bound on lasting handlers (handlers that leave a trace, run as real events) per execution.
+    #[arg(long)]
+    pub lasting_handlers: Option<u32>,
+    /// Explore every branch, even those provably equivalent to explored ones.
+    #[arg(long)]
+    pub no_prune: bool,
     /// exhaustive (default), random or pct.
     #[arg(long, default_value = "exhaustive")]
     pub strategy: String,
@@ -77,6 +89,12 @@ pub struct Args {
     /// Print a machine-readable result.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_mutation(text: &str) -> Result<Mutation, String> {
+    Mutation::from_name(text).ok_or_else(|| {
+        format!("`{text}` is not a machine mutation (drop-invalidations, no-bug-on, no-sched-out)")
+    })
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
@@ -103,10 +121,13 @@ impl Args {
             tlb: self.tlb,
             debug_guards: self.debug_guards,
             force_map: self.force_map,
+            mutation: self.mutation,
+            strict: self.strict.then_some(true),
             preemptions: self.preemptions,
-            irqs: self.irqs,
-            nmis: self.nmis,
+            irq_depth: self.irq_depth,
+            nmi_depth: self.nmi_depth,
             cpu_switches: self.cpu_switches,
+            lasting_handlers: self.lasting_handlers,
         }
     }
 
@@ -131,7 +152,8 @@ impl Args {
         Ok(Search {
             strategy,
             shard: self.shard.unwrap_or(Shard::WHOLE),
-            stop_at_violation: true,
+            prune: !self.no_prune,
+            ..Search::default()
         })
     }
 }
@@ -205,6 +227,9 @@ pub fn main(args: &Args) -> ExitCode {
     let mut all_ok = true;
     let mut results = Vec::new();
     for mut scenario in scenarios {
+        for note in &scenario.notes {
+            eprintln!("note: {}: {note}", scenario.source);
+        }
         overrides.apply(&mut scenario.config);
         if let Err(e) = scenario.config.validate() {
             eprintln!("error: {}: {e}", scenario.source);
@@ -280,13 +305,21 @@ fn bounds_text(scenario: &Scenario) -> String {
     let b = &scenario.config.bounds;
     let n = |v: Option<u32>| v.map_or("any".to_string(), |v| v.to_string());
     let mut text = format!(
-        "{} preemptions, interrupts {} deep, NMIs {} deep",
+        "{} preemptions, {} lasting handlers; interrupts nest {} deep, NMIs {} deep",
         n(b.preemptions),
-        n(b.irqs),
-        n(b.nmis)
+        n(b.lasting_handlers),
+        n(b.irq_depth),
+        n(b.nmi_depth)
     );
     if scenario.config.machine.cpus > 1 {
         text.push_str(&format!(", {} CPU switches", n(b.cpu_switches)));
+    }
+    let m = &scenario.config.machine;
+    if let Some(mutation) = m.mutation {
+        text.push_str(&format!("; machine mutation {mutation}"));
+    }
+    if scenario.config.strict {
+        text.push_str("; strict (hazards are violations)");
     }
     text
 }
@@ -308,7 +341,16 @@ pub fn print_checked(checked: &Checked, with_timeline: bool) {
         if e.complete { " (complete)" } else { "" }
     );
     println!("     bounds: {}", bounds_text(s));
-    let Some(ce) = &e.counterexample else { return };
+    let Some(ce) = &e.counterexample else {
+        if !e.hazards.is_empty() {
+            println!(
+                "     {} hazard(s) survived with no consequence, first: {}",
+                e.hazards.len(),
+                e.hazards[0]
+            );
+        }
+        return;
+    };
     println!("     replay: kmap replay '{}'", checked.replay_id(ce));
     match ce.outcome.verdict() {
         Verdict::Violation => {
@@ -317,10 +359,13 @@ pub fn print_checked(checked: &Checked, with_timeline: bool) {
                 ce.events(),
                 ce.outcome.violations[0]
             );
+            for hazard in &ce.outcome.hazards {
+                println!("     led there: hazard {hazard}");
+            }
             if with_timeline {
                 println!();
                 print!("{}", Timeline::of(&ce.outcome).render(48));
-                println!("\n     broken: {}\n", ce.outcome.violations[0]);
+                println!("\n     consequence: {}\n", ce.outcome.violations[0]);
             }
         }
         _ => {
@@ -346,7 +391,7 @@ pub fn write_svg(path: &PathBuf, checked: &Checked, ce: &Counterexample) -> std:
         .outcome
         .violations
         .first()
-        .map(|v| format!("broken: {v}"))
+        .map(|v| format!("consequence: {v}"))
         .or_else(|| {
             ce.outcome
                 .refusals
@@ -380,12 +425,19 @@ pub fn json(checked: &Checked) -> serde_json::Value {
         "schedule": ce.map(|c| c.schedule.to_string()),
         "replay": ce.map(|c| checked.replay_id(c).to_string()),
         "violation": ce.and_then(|c| c.outcome.violations.first()).map(|v| serde_json::json!({
-            "rule": v.kind.to_string(),
+            "kind": v.kind.name(),
             "cpu": v.cpu,
             "context": v.context.to_string(),
             "after": v.label,
             "message": v.message,
         })),
+        "hazards": ce.map_or(&e.hazards, |c| &c.outcome.hazards).iter().map(|h| serde_json::json!({
+            "rule": h.rule.to_string(),
+            "cpu": h.cpu,
+            "context": h.context.to_string(),
+            "after": h.label,
+            "message": h.message,
+        })).collect::<Vec<_>>(),
         "refusal": ce.and_then(|c| c.outcome.refusals.first()).map(|r| r.message.clone()),
         "trace": ce.map(|c| c.outcome.trace.iter().map(|event| event.to_string()).collect::<Vec<_>>()),
     })
@@ -433,6 +485,8 @@ pub fn replay_main(args: &ReplayArgs) -> ExitCode {
         elapsed: start.elapsed(),
         counterexample: Some(ce),
         complete: false,
+        hazards: Vec::new(),
+        final_states: Default::default(),
     };
     let checked = Checked {
         scenario,
@@ -452,8 +506,11 @@ pub fn replay_main(args: &ReplayArgs) -> ExitCode {
     } else {
         print!("{}", Timeline::of(&ce.outcome).render(48));
         println!("verdict: {}", ce.outcome.verdict());
+        for hazard in &ce.outcome.hazards {
+            println!("hazard: {hazard}");
+        }
         for violation in &ce.outcome.violations {
-            println!("broken: {violation}");
+            println!("consequence: {violation}");
         }
         for refusal in &ce.outcome.refusals {
             println!("refused: {}", refusal.message);

@@ -61,6 +61,18 @@ pub fn main(args: &Args) -> ExitCode {
     }
     lines.push(line(&race, "restore race under rfc-v1"));
 
+    println!("== 1b. The same race on a kernel without the BUG_ON check (`bug_on = false`)\n");
+    let silent = check("restore-race-silent", Overrides::default());
+    print_checked(&silent, true);
+    if let Some(ce) = &silent.exploration.counterexample {
+        let path = args.svg.with_file_name("restore-race-silent.svg");
+        match write_svg(&path, &silent, ce) {
+            Ok(()) => println!("     the same timeline as a picture: {}\n", path.display()),
+            Err(e) => println!("     (could not write {}: {e})\n", path.display()),
+        }
+    }
+    lines.push(line(&silent, "restore race without BUG_ON"));
+
     println!("== 2. The same situation and bounds under the split design (sched_out / sched_in)\n");
     let split = check(
         "restore-race",
@@ -81,7 +93,7 @@ pub fn main(args: &Args) -> ExitCode {
     println!("== 3. Every built-in scenario\n");
     for (name, _) in builtin::BUILTINS
         .iter()
-        .filter(|(n, _)| *n != "restore-race")
+        .filter(|(n, _)| !["restore-race", "restore-race-silent"].contains(n))
     {
         let checked = check(name, Overrides::default());
         print_checked(&checked, false);

@@ -31,7 +31,11 @@ fn check_exits_0_when_the_verdict_is_the_expected_one() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("broken: INV-1 (slot ownership)"),
+        stdout.contains("consequence: crash on CPU 0 in IRQ"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("led there: hazard INV-1 (slot ownership)"),
         "{stdout}"
     );
     assert!(
@@ -106,9 +110,18 @@ fn the_printed_replay_string_replays_the_violation_and_draws_it() {
     let svg = std::env::temp_dir().join(format!("kmap-replay-{}.svg", std::process::id()));
     let out = kmap(&["replay", &id, "--svg", svg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "a replayed violation exits 1");
-    assert!(text(&out.stdout).contains("broken: INV-1 (slot ownership)"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("consequence: crash"), "{stdout}");
+    assert!(
+        stdout.contains("hazard: INV-1 (slot ownership)"),
+        "{stdout}"
+    );
     let picture = std::fs::read_to_string(&svg).unwrap();
-    assert!(picture.starts_with("<svg") && picture.contains("BROKEN: INV-1"));
+    assert!(picture.starts_with("<svg") && picture.contains("CRASH: map 40"));
+    assert!(
+        picture.contains("hazard: INV-1"),
+        "the hazard is marked in the picture"
+    );
 }
 
 #[test]

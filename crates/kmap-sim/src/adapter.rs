@@ -45,6 +45,15 @@ pub trait DynStack: Any {
     fn cells(&self) -> usize;
     /// For [`SimPlatform::current_stack`].
     fn as_any(&self) -> &dyn Any;
+    /// Everything the stack holds ([`kmap::StackState`]), to put back with [`restore`](Self::restore).
+    fn save(&self) -> Box<dyn Any>;
+    /// Put back what [`save`](Self::save) returned.
+    ///
+    /// # Safety
+    ///
+    /// As for [`KmapStack::restore`]: `saved` came from this stack in this execution, and the
+    /// machine is put back to that moment too.
+    unsafe fn restore(&self, saved: &dyn Any);
 }
 
 impl<const C: usize> DynStack for KmapStack<C> {
@@ -59,6 +68,16 @@ impl<const C: usize> DynStack for KmapStack<C> {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn save(&self) -> Box<dyn Any> {
+        Box::new(self.state())
+    }
+    unsafe fn restore(&self, saved: &dyn Any) {
+        let state = saved
+            .downcast_ref::<kmap::StackState<C>>()
+            .expect("saved from a stack of the same layout");
+        // SAFETY: the caller's obligations are `KmapStack::restore`'s.
+        unsafe { KmapStack::restore(self, state) }
     }
 }
 
@@ -99,10 +118,12 @@ unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatfo
     const KERNEL_PROT: Prot = Prot::from_raw(PTE_WRITE);
 
     fn current_cpu(&self) -> CpuId {
-        CpuId(self.0.cpu() as u32)
+        self.0.call("current_cpu");
+        CpuId(self.0.read_cpu() as u32)
     }
 
     fn current_stack(&self) -> &KmapStack<C> {
+        self.0.call("current_stack");
         self.0
             .current_stack()
             .as_any()
@@ -132,45 +153,62 @@ unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatfo
     }
 
     fn read_pte(&self, slot: Slot) -> Pte {
-        self.0.read_pte(slot.cpu.0 as usize, slot.cell.0)
+        self.0.call("read_pte");
+        // Without the BUG_ON, the crate's "slot must be free" check sees every slot free.
+        if self.0.config.machine.bug_on() {
+            self.0.read_pte(slot.cpu.0 as usize, slot.cell.0)
+        } else {
+            Pte::EMPTY
+        }
     }
 
     fn install_pte(&self, slot: Slot, pte: Pte) {
+        self.0.call("install_pte");
         self.0.install_pte(slot.cpu.0 as usize, slot.cell.0, pte)
     }
 
     fn clear_pte(&self, slot: Slot) {
+        self.0.call("clear_pte");
         self.0.clear_pte(slot.cpu.0 as usize, slot.cell.0)
     }
 
     fn invalidate_local(&self, page: VirtAddr) {
+        self.0.call("invalidate_local");
         self.0.invalidate_local(page.as_usize())
     }
 
     fn preempt_disable(&self) {
+        self.0.call("preempt_disable");
         self.0.count(Counter::Preempt, 1)
     }
     fn preempt_enable(&self) {
+        self.0.call("preempt_enable");
         self.0.count(Counter::Preempt, -1)
     }
     fn migrate_disable(&self) {
+        self.0.call("migrate_disable");
         self.0.count(Counter::Migrate, 1)
     }
     fn migrate_enable(&self) {
+        self.0.call("migrate_enable");
         self.0.count(Counter::Migrate, -1)
     }
     fn pagefault_disable(&self) {
+        self.0.call("pagefault_disable");
         self.0.count(Counter::Pagefault, 1)
     }
     fn pagefault_enable(&self) {
+        self.0.call("pagefault_enable");
         self.0.count(Counter::Pagefault, -1)
     }
 
     fn in_hardirq(&self) -> bool {
+        self.0.call("in_hardirq");
         self.0.in_interrupt()
     }
 
     fn irqs_disabled(&self) -> bool {
+        self.0.call("irqs_disabled");
         self.0.irqs_disabled()
     }
 

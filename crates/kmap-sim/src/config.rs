@@ -41,24 +41,70 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// A deliberate fault in the machine, for showing that the oracle catches what it claims to.
+/// A deliberate fault in the machine, for showing that the oracle catches what it claims to,
+/// and what a kernel would suffer from it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum Mutation {
     /// The platform drops every TLB invalidation the crate asks for.
     DropInvalidations,
+    /// The kernel has no `BUG_ON(!pte_none)`: the platform's `read_pte` answers "empty" to the
+    /// crate's slot check, and the switch installs over live slots without complaint. The
+    /// same as `bug_on = false`.
+    NoBugOn,
+    /// The scheduler forgets `sched_out` (under `split`): prev's slots stay mapped while next
+    /// runs.
+    NoSchedOut,
 }
 
-/// Limits on what may be injected into one execution. `None` is unlimited.
+impl Mutation {
+    /// Every mutation.
+    pub const ALL: [Mutation; 3] = [
+        Mutation::DropInvalidations,
+        Mutation::NoBugOn,
+        Mutation::NoSchedOut,
+    ];
+
+    /// The name used on the command line and in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::DropInvalidations => "drop-invalidations",
+            Mutation::NoBugOn => "no-bug-on",
+            Mutation::NoSchedOut => "no-sched-out",
+        }
+    }
+
+    /// The mutation called `name`.
+    pub fn from_name(name: &str) -> Option<Mutation> {
+        Mutation::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl fmt::Display for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Limits on what one execution may contain. `None` is unlimited.
+///
+/// Interrupts and NMIs are bounded by how deep they nest, not by how many arrive: the
+/// explorer probes a handler at every arrival point, and a probe that leaves its CPU as it found
+/// it amounts to no event at all. A handler that leaves a trace (a stale TLB entry, a slot it
+/// overwrote) is a *lasting* handler: it is offered as a real event whose effects persist, and
+/// those are bounded by count.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
 pub struct Bounds {
-    /// Preemptions (involuntary context switches).
+    /// Preemptions (involuntary context switches) per execution.
     pub preemptions: Option<u32>,
-    /// Interrupts.
-    pub irqs: Option<u32>,
-    /// NMIs.
-    pub nmis: Option<u32>,
-    /// Switches of the executing CPU (on machines with more than one).
+    /// How deep interrupts nest: 0 (none) or 1 (an interrupt cannot nest in an interrupt:
+    /// handlers run with interrupts off).
+    pub irq_depth: Option<u32>,
+    /// How deep NMIs nest: 0 or 1 (an NMI does not nest in an NMI).
+    pub nmi_depth: Option<u32>,
+    /// Switches of the executing CPU (on machines with more than one) per execution.
     pub cpu_switches: Option<u32>,
+    /// Handlers whose effects last (see above) per execution.
+    pub lasting_handlers: Option<u32>,
 }
 
 /// The machine.
@@ -82,6 +128,14 @@ pub struct MachineConfig {
     pub tlb: bool,
     /// A deliberate fault, if any.
     pub mutation: Option<Mutation>,
+}
+
+impl MachineConfig {
+    /// Whether the kernel crashes on a map or a switch into an occupied slot (Linux's
+    /// `BUG_ON(!pte_none)`), as it does unless [`Mutation::NoBugOn`].
+    pub fn bug_on(&self) -> bool {
+        self.mutation != Some(Mutation::NoBugOn)
+    }
 }
 
 impl Default for MachineConfig {
@@ -205,6 +259,8 @@ pub struct Config {
     pub bounds: Bounds,
     /// The programs.
     pub program: Program,
+    /// Strict checking: a hazard (a rule broken with no consequence yet) is a violation.
+    pub strict: bool,
 }
 
 /// Why a configuration cannot run.
@@ -280,6 +336,16 @@ impl Config {
                 ));
             }
             check_ops(&format!("task {}", task.name), &task.ops, false)?;
+        }
+        let b = &self.bounds;
+        for (name, depth) in [("irq_depth", b.irq_depth), ("nmi_depth", b.nmi_depth)] {
+            if depth.is_some_and(|d| d > 1) {
+                return fail(format!(
+                    "{name} must be 0 or 1, not {}: a handler runs with interrupts off, so \
+                     nothing of its kind nests in it",
+                    depth.unwrap_or(0)
+                ));
+            }
         }
         check_ops("irq", &self.program.irq, true)?;
         check_ops("nmi", &self.program.nmi, true)?;

@@ -12,9 +12,13 @@
 //!   switch shaped like Linux's, with the switch protocol as a parameter ([`Protocol`]);
 //! - **interrupts and NMIs**, nested on the current stack at any arrival point, each running a
 //!   program of kmap operations;
-//! - **the oracle**: the invariants INV-1 to INV-6 of the reference, a tag check at every access,
-//!   balanced nested contexts, no leak at task exit; the crate's refusals and reports are
-//!   recorded.
+//! - **the oracle**, which reports *consequences*, as a kernel would suffer them: a crash (a
+//!   map or a switch into an occupied slot, Linux's `BUG_ON`), a fault (an access through a
+//!   slot with no translation), corruption (an access that reaches another frame, or reads what
+//!   another context wrote), a leak (slots, TLB entries or unflushed slots left at the end). The
+//!   invariants INV-1 to INV-6 of the reference are watched too: one broken with no
+//!   consequence yet is a [`Hazard`], listed with where it happened, and a violation only under
+//!   strict checking ([`Config::strict`]).
 //!
 //! Every decision (an interrupt, an NMI or a preemption here, another CPU running now) comes
 //! from one [`Chooser`], so a run is a pure function of its choices: the explorer enumerates
@@ -54,6 +58,8 @@ pub use config::{
     Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Task,
 };
 pub use machine::{ProbeMemo, RunOptions};
-pub use outcome::{ChoiceRecord, Outcome, Refusal, Stats, Verdict, Violation, ViolationKind};
+pub use outcome::{
+    ChoiceRecord, Hazard, Outcome, Refusal, Rule, Stats, Verdict, Violation, ViolationKind,
+};
 pub use sim::{run, run_with};
 pub use trace::{Context, Event, Label, What};

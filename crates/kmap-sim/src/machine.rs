@@ -19,7 +19,7 @@ pub use crate::trace::Label;
 use crate::adapter::{pte_frame, DynStack, KmapOps, DIRECT_MAP, PAGE_SIZE, WINDOW};
 use crate::chooser::{Choice, ChoicePoint, Chooser};
 use crate::config::{Config, Mutation, Op, Protocol};
-use crate::outcome::{ChoiceRecord, Outcome, Refusal, Violation, ViolationKind};
+use crate::outcome::{ChoiceRecord, Hazard, Outcome, Refusal, Rule, Violation, ViolationKind};
 use crate::trace::{Context, Event, What};
 
 /// What a task's coroutine tells the driver when it gives up the host thread.
@@ -94,8 +94,11 @@ pub(crate) struct Cpu {
     pub(crate) last_prev: Option<usize>,
     /// While a sleeping task's coroutine runs this CPU's idle moment, that task.
     pub(crate) idle_host: Option<usize>,
-    /// The last arrival point on this CPU, and the handler nesting depth there.
-    pub(crate) last_arrival: Option<(Label, usize)>,
+    /// The last arrival point on this CPU.
+    pub(crate) last_arrival: Option<Arrival>,
+    /// Moves on whenever the context executing on this CPU changes without an arrival point
+    /// of its own in between: `current` changes, a handler enters or returns.
+    pub(crate) epoch: u64,
     /// Stacks of prev and next when the switch began (INV-2), with prev's run count.
     pub(crate) switch_snapshot: Option<SwitchSnapshot>,
 }
@@ -108,12 +111,31 @@ pub(crate) struct SwitchSnapshot {
     pub(crate) next_stack: (usize, Vec<Pte>),
 }
 
+/// An arrival point as the pruning rule sees it: its label, the handler nesting depth there, and
+/// the CPU's context epoch (see `Cpu::epoch`).
+pub(crate) type Arrival = (Label, usize, u64);
+
+/// A CPU's state as a probed handler found it (see `Machine::save_cpu`).
+pub(crate) struct SavedCpu {
+    pt: Vec<Pte>,
+    tlb: HashMap<usize, u64>,
+    unflushed: HashSet<usize>,
+    /// preempt, pagefault, irqs_off, and the current task's migrate count.
+    counters: (i32, i32, bool, i32),
+    stack: Box<dyn std::any::Any>,
+    memory: (Vec<u64>, Vec<u64>, u64),
+    /// arrivals, last_arrival, last_label, epoch.
+    numbering: (u64, Option<Arrival>, Option<Label>, u64),
+    reports: usize,
+}
+
 #[derive(Default)]
 pub(crate) struct Used {
     pub(crate) preemptions: u32,
     pub(crate) irqs: u32,
     pub(crate) nmis: u32,
     pub(crate) cpu_switches: u32,
+    pub(crate) lasting: u32,
 }
 
 /// Handler runs already probed clean, by the state they could observe (see [`RunOptions::probe`]).
@@ -159,18 +181,30 @@ pub struct RunOptions {
 }
 
 /// Whether offering events at arrival point `here` would only repeat what was offered at the
-/// point `before` it (both as `(label, handler nesting depth)` on the same CPU).
+/// point `before` it, both as `(label, handler nesting depth, context epoch)` on the same CPU.
 ///
-/// `here` is the arrival point before a program's next operation, and `before` the last step of
-/// the crate's map or unmap in the same context. Between the two the crate returns and the
-/// machine updates the context's own list of mappings: nothing that an interrupt, an NMI, a
-/// preemption or another CPU can change or observe. So an event injected at `here` leads to the
-/// same states as the same event injected at `before`, whose branches are explored already.
-fn redundant(before: Option<(Label, usize)>, here: (Label, usize)) -> bool {
+/// The rule: `here` is the arrival point before a program's next operation, `before` is the
+/// last step of the crate's map or unmap, and both are in the same context: same CPU (the
+/// record is per CPU), same nesting depth, and the same epoch, which moves on whenever the
+/// context on the CPU changes without an arrival point (a task exits or migrates and another is
+/// switched in, a handler enters or returns; a probed handler that is undone puts it back).
+///
+/// The proof. At an arrival point the machine asks for decisions until one is "continue"
+/// (every other decision is followed by another question at the same point), so the state
+/// after the last decision at `before` is one from which every event was offered. From there
+/// to `here`, with the epoch unchanged, only that context's own code runs: the crate returns
+/// and the machine updates the context's own list of mappings and counts, which no interrupt,
+/// NMI, preemption or other CPU can observe or change (they read slots, TLBs, stacks and
+/// frames, none of which is written in between). So every state reachable by an event at
+/// `here` is reachable by the same event at `before` followed by that bookkeeping, which the
+/// search explores already. `tests/prune.rs` checks, for every built-in scenario and protocol,
+/// that the final states and verdicts with and without pruning are the same.
+fn redundant(before: Option<Arrival>, here: Arrival) -> bool {
     use kmap::Point::*;
     matches!(here.0, Label::BeforeOp(_))
-        && before.is_some_and(|(label, depth)| {
+        && before.is_some_and(|(label, depth, epoch)| {
             depth == here.1
+                && epoch == here.2
                 && matches!(
                     label,
                     Label::Crate(
@@ -249,6 +283,7 @@ impl Machine {
                 last_prev: None,
                 idle_host: None,
                 last_arrival: None,
+                epoch: 0,
                 switch_snapshot: None,
             })
             .collect();
@@ -372,14 +407,16 @@ impl Machine {
             (st.unflushed.contains(&index), st.pt[index])
         };
         if !live.is_empty() {
-            self.violate(
-                ViolationKind::Inv1,
-                format!(
-                    "slot {cpu}.{cell} is installed with frame {} while it still maps frame {}",
-                    pte_frame(pte),
-                    pte_frame(live)
-                ),
+            let what = format!(
+                "slot {cpu}.{cell} is installed with frame {} while it still maps frame {}",
+                pte_frame(pte),
+                pte_frame(live)
             );
+            if self.config.machine.bug_on() {
+                self.violate(ViolationKind::Crash, format!("{what} (BUG_ON(!pte_none))"));
+                return;
+            }
+            self.hazard(Rule::Inv1, format!("{what}: overwritten"));
         }
         if unflushed {
             let page = self.slot_address(cpu, cell);
@@ -388,8 +425,8 @@ impl Machine {
                 Some(frame) => format!(": CPU {cpu}'s TLB still translates it to frame {frame}"),
                 None => String::new(),
             };
-            self.violate(
-                ViolationKind::Inv6,
+            self.hazard(
+                Rule::Inv6,
                 format!(
                     "slot {cpu}.{cell} is reused before its TLB entry was invalidated{consequence}"
                 ),
@@ -472,7 +509,12 @@ impl Machine {
         let Some(frame) = reached else {
             self.violate(
                 ViolationKind::Fault,
-                format!("access to frame {} at {:#x} faults", held.frame, held.addr),
+                format!(
+                    "{} of frame {} at {:#x} faults: the slot has no translation",
+                    if write { "a write" } else { "a read" },
+                    held.frame,
+                    held.addr
+                ),
             );
             return;
         };
@@ -490,9 +532,10 @@ impl Machine {
             drop(st);
             if seen != expected {
                 self.violate(
-                    ViolationKind::Corrupted,
+                    ViolationKind::Corruption,
                     format!(
-                        "frame {frame} holds tag {seen:#x}, but its owner last wrote {expected:#x}"
+                        "frame {frame} holds tag {seen:#x}, but its owner last wrote {expected:#x}: \
+                         another context wrote into it"
                     ),
                 );
             }
@@ -504,15 +547,33 @@ impl Machine {
         } else {
             ""
         };
-        self.violate(
-            ViolationKind::WrongFrame,
-            format!(
-                "{} of frame {} at {:#x} reached frame {frame}{via}",
-                if write { "a write" } else { "a read" },
-                held.frame,
-                held.addr
-            ),
+        let what = format!(
+            "{} of frame {} at {:#x} reached frame {frame}{via}",
+            if write { "a write" } else { "a read" },
+            held.frame,
+            held.addr
         );
+        // A read of the wrong frame returns wrong data now; a write corrupts the frame's owner
+        // now, or, if nobody maps that frame, whoever maps and reads it next.
+        if write && !self.frame_is_held(frame) {
+            self.hazard(Rule::StrayWrite, format!("{what}, which nobody maps now"));
+        } else {
+            self.violate(ViolationKind::Corruption, what);
+        }
+    }
+
+    /// Whether some context (a task, or a handler in progress) holds a mapping of `frame`.
+    fn frame_is_held(&self, frame: u64) -> bool {
+        let st = self.st.borrow();
+        st.tasks
+            .iter()
+            .flat_map(|t| t.mappings.iter())
+            .chain(
+                st.cpus
+                    .iter()
+                    .flat_map(|c| c.nested.iter().flat_map(|n| n.mappings.iter())),
+            )
+            .any(|h| h.frame == frame)
     }
 
     // ---- counters ---------------------------------------------------------------------------
@@ -533,7 +594,7 @@ impl Machine {
         };
         if value < 0 {
             self.violate(
-                ViolationKind::Counter,
+                ViolationKind::Crash,
                 format!("the {counter:?} count went negative"),
             );
         }
@@ -545,19 +606,19 @@ impl Machine {
         self.st.borrow_mut().outcome.reports.push(report);
         self.trace(What::Report(report));
         match report {
-            Report::Migrated { from, to } => self.violate(
-                ViolationKind::Inv4,
+            Report::Migrated { from, to } => self.hazard(
+                Rule::Inv4,
                 format!(
                     "a task holding mappings made on CPU {} was switched in on CPU {}",
                     from.0, to.0
                 ),
             ),
-            Report::GuardCellNotEmpty { cell } => self.violate(
-                ViolationKind::Inv2,
+            Report::GuardCellNotEmpty { cell } => self.hazard(
+                Rule::Inv2,
                 format!("guard cell {} holds a saved PTE", cell.0),
             ),
-            Report::SavedValueEmpty { cell } => self.violate(
-                ViolationKind::Inv5,
+            Report::SavedValueEmpty { cell } => self.hazard(
+                Rule::Inv5,
                 format!(
                     "cell {} is below idx but has no saved PTE at a context switch",
                     cell.0
@@ -596,6 +657,70 @@ impl Machine {
             st.aborted = true;
         }
         self.trace(What::Violation(format!("{kind}: {message}")));
+    }
+
+    /// Record a rule broken with no consequence yet (once per rule, point and context in an
+    /// execution); under strict checking it is a violation.
+    pub(crate) fn hazard(&self, rule: Rule, message: String) {
+        if self.config.strict {
+            self.violate(ViolationKind::Hazard(rule), message);
+            return;
+        }
+        let (cpu, context) = self.where_now();
+        let hazard = {
+            let st = self.st.borrow();
+            Hazard {
+                rule,
+                cpu,
+                context,
+                label: st
+                    .last_label
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "start".into()),
+                message: message.clone(),
+                probed: st.probing > 0,
+            }
+        };
+        let seen = self.st.borrow().outcome.hazards.iter().any(|h| {
+            h.rule == hazard.rule && h.label == hazard.label && h.context == hazard.context
+        });
+        if !seen {
+            self.st.borrow_mut().outcome.hazards.push(hazard);
+        }
+        self.trace(What::Hazard(format!("{rule}: {message}")));
+    }
+
+    /// The crate called a platform method (traced, to check that calls are separated by
+    /// arrival points).
+    pub(crate) fn call(&self, name: &'static str) {
+        if self.options.trace {
+            self.trace(What::Call(name));
+        }
+    }
+
+    /// The executing CPU, read by the crate. Like Linux's `CONFIG_DEBUG_PREEMPT`
+    /// (`smp_processor_id()` in preemptible code), a read from a task that could still be
+    /// preempted and migrated is a hazard: the task might run on another CPU by the time it
+    /// uses the answer.
+    pub(crate) fn read_cpu(&self) -> usize {
+        let migratable = {
+            let st = self.st.borrow();
+            let c = &st.cpus[st.active];
+            c.nested.is_empty()
+                && !c.in_scheduler
+                && c.preempt == 0
+                && !c.irqs_off
+                && st.tasks[c.current].migrate == 0
+        };
+        if migratable {
+            self.hazard(
+                Rule::DebugPreempt,
+                "the crate read the current CPU while the task could still be preempted and \
+                 migrated"
+                    .into(),
+            );
+        }
+        self.cpu()
     }
 
     pub(crate) fn aborted(&self) -> bool {
@@ -668,7 +793,7 @@ impl Machine {
             st.outcome.stats.points += 1;
             st.arrivals += 1;
             let cpu = st.active;
-            let here = (label, st.cpus[cpu].nested.len());
+            let here = (label, st.cpus[cpu].nested.len(), st.cpus[cpu].epoch);
             let before = st.cpus[cpu].last_arrival.replace(here);
             (st.arrivals - 1, redundant(before, here))
         };
@@ -676,15 +801,17 @@ impl Machine {
             self.trace_depths();
             self.trace(What::Point(label));
         }
-        if self.options.probe.is_some() && !(redundant && self.options.prune) {
-            self.probe_handlers(arrival);
-        }
+        let lasting = if self.options.probe.is_some() && !(redundant && self.options.prune) {
+            self.probe_handlers(arrival)
+        } else {
+            Vec::new()
+        };
         loop {
             if self.aborted() {
                 self.suspend(Yield::Abort);
                 return;
             }
-            let options = self.options();
+            let options = self.options(&lasting);
             if options.len() == 1 {
                 return;
             }
@@ -721,8 +848,17 @@ impl Machine {
             }
             match choice {
                 Choice::Continue => return,
-                Choice::Irq => self.interrupt(NestedKind::Irq),
-                Choice::Nmi => self.interrupt(NestedKind::Nmi),
+                Choice::Irq | Choice::Nmi => {
+                    let kind = if choice == Choice::Irq {
+                        NestedKind::Irq
+                    } else {
+                        NestedKind::Nmi
+                    };
+                    if self.options.probe.is_some() {
+                        self.st.borrow_mut().used.lasting += 1;
+                    }
+                    self.interrupt(kind);
+                }
                 Choice::Preempt => {
                     self.st.borrow_mut().used.preemptions += 1;
                     self.schedule(crate::sched::Reason::Preempt);
@@ -737,7 +873,7 @@ impl Machine {
     }
 
     /// What may happen at this point.
-    fn options(&self) -> Vec<Choice> {
+    fn options(&self, lasting: &[NestedKind]) -> Vec<Choice> {
         let st = self.st.borrow();
         let bounds = &self.config.bounds;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
@@ -746,15 +882,20 @@ impl Machine {
             return options;
         }
         let cpu = &st.cpus[st.active];
-        if self.options.probe.is_none() {
-            for kind in [NestedKind::Irq, NestedKind::Nmi] {
-                if self.handler_may_arrive(&st, kind) {
-                    options.push(if kind == NestedKind::Irq {
-                        Choice::Irq
-                    } else {
-                        Choice::Nmi
-                    });
+        for kind in [NestedKind::Irq, NestedKind::Nmi] {
+            // Probing, a handler is a choice only where its probe left a trace.
+            let offered = match self.options.probe {
+                None => true,
+                Some(_) => {
+                    lasting.contains(&kind) && within(bounds.lasting_handlers, st.used.lasting)
                 }
+            };
+            if offered && self.handler_may_arrive(&st, kind) {
+                options.push(if kind == NestedKind::Irq {
+                    Choice::Irq
+                } else {
+                    Choice::Nmi
+                });
             }
         }
         let current = &st.tasks[cpu.current];
@@ -803,6 +944,8 @@ impl Machine {
         let entry_depth = self.stack(task).depth();
         {
             let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            st.cpus[cpu].epoch += 1;
             match kind {
                 NestedKind::Irq => {
                     st.used.irqs += 1;
@@ -845,8 +988,8 @@ impl Machine {
         }
         let depth = self.stack(task).depth();
         if depth != entry_depth {
-            self.violate(
-                ViolationKind::Inv3,
+            self.hazard(
+                Rule::Inv3,
                 format!("{context} returned with idx {depth}, but found {entry_depth}"),
             );
         }
@@ -856,22 +999,20 @@ impl Machine {
         let cpu = st.active;
         st.cpus[cpu].nested.pop();
         st.cpus[cpu].irqs_off = saved_irqs_off;
+        st.cpus[cpu].epoch += 1;
     }
 
     /// Whether a handler of `kind` may arrive now: interrupts need interrupts on, nothing
-    /// arrives inside an NMI, a handler needs a program, and the bounds allow it (as a count of
-    /// injected events, or with probing as the nesting depth of that kind).
+    /// arrives inside an NMI, a handler needs a program, and the nesting depth of that kind is
+    /// within its bound.
     fn handler_may_arrive(&self, st: &State, kind: NestedKind) -> bool {
         let cpu = &st.cpus[st.active];
         let in_nmi = cpu.nested.iter().any(|n| n.kind == NestedKind::Nmi);
-        let (program, bound, used) = match kind {
-            NestedKind::Irq => (&self.irq_ops, self.config.bounds.irqs, st.used.irqs),
-            NestedKind::Nmi => (&self.nmi_ops, self.config.bounds.nmis, st.used.nmis),
+        let (program, bound) = match kind {
+            NestedKind::Irq => (&self.irq_ops, self.config.bounds.irq_depth),
+            NestedKind::Nmi => (&self.nmi_ops, self.config.bounds.nmi_depth),
         };
-        let used = match self.options.probe {
-            Some(_) => cpu.nested.iter().filter(|n| n.kind == kind).count() as u32,
-            None => used,
-        };
+        let used = cpu.nested.iter().filter(|n| n.kind == kind).count() as u32;
         !in_nmi
             && !program.is_empty()
             && (kind == NestedKind::Nmi || !cpu.irqs_off)
@@ -933,8 +1074,11 @@ impl Machine {
     }
 
     /// Run every handler that may arrive here, inline, and check that each leaves no trace.
-    fn probe_handlers(&self, arrival: u64) {
+    /// Returns the kinds whose handler left one: each was undone, and is offered as a lasting
+    /// handler (a real event whose effects persist) where the bound allows.
+    fn probe_handlers(&self, arrival: u64) -> Vec<NestedKind> {
         let memo = self.options.probe.clone().expect("probing");
+        let mut lasting = Vec::new();
         for kind in [NestedKind::Irq, NestedKind::Nmi] {
             let depth = self.st.borrow().probing;
             if self.aborted()
@@ -954,43 +1098,137 @@ impl Machine {
             } else {
                 Choice::Nmi
             };
-            let saved = {
-                let mut st = self.st.borrow_mut();
-                st.outcome.schedule.0.push((arrival, choice));
-                let cpu = st.active;
-                let numbering = (st.arrivals, st.cpus[cpu].last_arrival, st.last_label);
-                (numbering, st.tags.clone(), st.expected.clone(), st.next_tag)
-            };
+            self.st
+                .borrow_mut()
+                .outcome
+                .schedule
+                .0
+                .push((arrival, choice));
+            let saved = self.save_cpu();
+            let refusals = self.st.borrow().outcome.refusals.len();
             self.st.borrow_mut().probing += 1;
             self.interrupt(kind);
             self.st.borrow_mut().probing -= 1;
-            if self.aborted() {
-                return; // the violation's schedule keeps this probe
+            if self.aborted() || self.st.borrow().outcome.refusals.len() != refusals {
+                // The schedule keeps this probe: a replay runs it as an ordinary event.
+                return lasting;
             }
-            if self.cpu_fingerprint() != before {
+            let after = self.cpu_fingerprint();
+            self.restore_cpu(saved);
+            self.st.borrow_mut().outcome.schedule.0.pop();
+            if after != before {
                 let (_, context) = self.where_now();
-                self.violate(
-                    ViolationKind::Inv3,
+                let what = if kind == NestedKind::Irq {
+                    "an interrupt"
+                } else {
+                    "an NMI"
+                };
+                self.st.borrow_mut().probing += 1;
+                self.hazard(
+                    Rule::Inv3,
                     format!(
-                        "a handler run on top of {context} did not leave the CPU as it found it"
+                        "{what} on top of {context} left a trace: {}",
+                        self.describe_trace(&before, &after)
                     ),
                 );
-                return;
+                self.st.borrow_mut().probing -= 1;
+                self.st.borrow_mut().outcome.stats.probes_with_trace += 1;
+                lasting.push(kind);
+                continue;
             }
-            let mut st = self.st.borrow_mut();
-            st.outcome.schedule.0.pop();
-            let cpu = st.active;
-            let ((arrivals, last_arrival, last_label), tags, expected, next_tag) = saved;
-            st.arrivals = arrivals;
-            st.cpus[cpu].last_arrival = last_arrival;
-            st.last_label = last_label;
-            st.tags = tags;
-            st.expected = expected;
-            st.next_tag = next_tag;
-            st.outcome.stats.probes += 1;
-            drop(st);
+            self.st.borrow_mut().outcome.stats.probes += 1;
             memo.borrow_mut().0.insert(key);
         }
+        lasting
+    }
+
+    /// Everything a handler on the executing CPU can change, to put back after a probe.
+    fn save_cpu(&self) -> SavedCpu {
+        let st = self.st.borrow();
+        let cpu = st.active;
+        let c = &st.cpus[cpu];
+        SavedCpu {
+            pt: st.pt.clone(),
+            tlb: st.tlb[cpu].clone(),
+            unflushed: st.unflushed.clone(),
+            counters: (
+                c.preempt,
+                c.pagefault,
+                c.irqs_off,
+                st.tasks[c.current].migrate,
+            ),
+            stack: self.stack(c.current).save(),
+            memory: (st.tags.clone(), st.expected.clone(), st.next_tag),
+            numbering: (st.arrivals, c.last_arrival, st.last_label, c.epoch),
+            reports: st.outcome.reports.len(),
+        }
+    }
+
+    /// Put back what [`save_cpu`](Self::save_cpu) saved, on the same CPU with the same task
+    /// current.
+    fn restore_cpu(&self, saved: SavedCpu) {
+        let mut st = self.st.borrow_mut();
+        let cpu = st.active;
+        let current = st.cpus[cpu].current;
+        st.pt = saved.pt;
+        st.tlb[cpu] = saved.tlb;
+        st.unflushed = saved.unflushed;
+        let c = &mut st.cpus[cpu];
+        (c.preempt, c.pagefault, c.irqs_off) =
+            (saved.counters.0, saved.counters.1, saved.counters.2);
+        (c.last_arrival, c.epoch) = (saved.numbering.1, saved.numbering.3);
+        st.tasks[current].migrate = saved.counters.3;
+        (st.tags, st.expected, st.next_tag) = saved.memory;
+        (st.arrivals, st.last_label) = (saved.numbering.0, saved.numbering.2);
+        st.outcome.reports.truncate(saved.reports);
+        drop(st);
+        // SAFETY: the stack state was saved from this task's stack at this arrival point, and
+        // every slot, TLB entry and counter of the CPU was put back above; the handler that ran
+        // in between has returned, and the task's own code is suspended at the same point.
+        unsafe { self.stack(current).restore(&*saved.stack) };
+    }
+
+    /// What differs between two CPU fingerprints, in words.
+    fn describe_trace(&self, before: &[u64], after: &[u64]) -> String {
+        let cells = self.cells();
+        let cpu = self.cpu();
+        let slots: Vec<String> = (0..cells)
+            .filter(|&cell| before[cell] != after[cell])
+            .map(|cell| {
+                let show = |raw: u64| {
+                    let pte = Pte::from_raw(raw);
+                    if pte.is_empty() {
+                        "empty".to_string()
+                    } else {
+                        format!("frame {}", pte_frame(pte))
+                    }
+                };
+                format!(
+                    "slot {cpu}.{cell} was {}, is {}",
+                    show(before[cell]),
+                    show(after[cell])
+                )
+            })
+            .collect();
+        if !slots.is_empty() {
+            return slots.join(", ");
+        }
+        let tlb = |print: &[u64]| -> Vec<(u64, u64)> {
+            let end = print[cells..]
+                .iter()
+                .position(|&v| v == u64::MAX)
+                .unwrap_or(0);
+            print[cells..cells + end]
+                .chunks(2)
+                .map(|pair| (pair[0], pair[1]))
+                .collect()
+        };
+        let (was, is) = (tlb(before), tlb(after));
+        if let Some(&(page, frame)) = is.iter().find(|entry| !was.contains(entry)) {
+            let cell = (page as usize - WINDOW) / PAGE_SIZE % cells;
+            return format!("CPU {cpu}'s TLB translates cell {cell} to frame {frame}");
+        }
+        "its TLB, its unflushed slots, the stack or the counters differ".into()
     }
 
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.
@@ -1004,8 +1242,8 @@ impl Machine {
             .collect();
         if let Some(&(cell, frame)) = occupied.first() {
             let name = self.st.borrow().tasks[task].name.clone();
-            self.violate(
-                ViolationKind::Inv1,
+            self.hazard(
+                Rule::Inv1,
                 format!(
                     "{when}, slot {cpu}.{cell} maps frame {frame} but current ({name}) has idx {depth}: \
                      a mapping made now would land on a live slot"

@@ -7,15 +7,18 @@ use kmap::Report;
 use crate::chooser::{Choice, Schedule};
 use crate::trace::{Context, Event};
 
-/// Which rule a violation broke.
+/// A rule of the reference that the oracle watches. Broken with no consequence yet, it is a
+/// [`Hazard`]; under strict checking ([`Config::strict`](crate::Config::strict)) it is a
+/// violation by itself.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
-pub enum ViolationKind {
+pub enum Rule {
     /// INV-1: a slot at or above `current`'s `idx` is not empty where a nested context could
-    /// map, or a PTE was installed over a live one.
+    /// map, or a map overwrote a live slot.
     Inv1,
-    /// INV-2: the switch code changed a task's stack.
+    /// INV-2: the switch code changed a task's stack, or a guard cell holds a PTE.
     Inv2,
-    /// INV-3: a nested context did not leave `idx` and its slots as it found them.
+    /// INV-3: a nested context did not leave `idx`, its slots, the TLB and the counters as it
+    /// found them.
     Inv3,
     /// INV-4: a task holding mappings was switched in on another CPU.
     Inv4,
@@ -23,40 +26,72 @@ pub enum ViolationKind {
     Inv5,
     /// INV-6: a slot was reused before its TLB entry was invalidated.
     Inv6,
-    /// An access reached another frame than the one mapped.
-    WrongFrame,
-    /// An access faulted.
-    Fault,
-    /// A frame did not hold what its owner last wrote.
-    Corrupted,
-    /// A counter went negative, or a count or a slot leaked.
-    Counter,
-    /// A forked child did not start empty.
+    /// Rule F-1: a forked child did not start with an empty stack.
     Fork,
+    /// `CONFIG_DEBUG_PREEMPT`: the CPU was read while the context could still migrate.
+    DebugPreempt,
+    /// A write through a stale translation landed in a frame nobody maps now.
+    StrayWrite,
 }
 
-impl fmt::Display for ViolationKind {
+impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ViolationKind::Inv1 => "INV-1 (slot ownership)",
-            ViolationKind::Inv2 => "INV-2 (switch code is index-neutral)",
-            ViolationKind::Inv3 => "INV-3 (nested contexts are balanced)",
-            ViolationKind::Inv4 => "INV-4 (no migration while holding)",
-            ViolationKind::Inv5 => "INV-5 (atomic record)",
-            ViolationKind::Inv6 => "INV-6 (TLB hygiene)",
-            ViolationKind::WrongFrame => "wrong frame",
-            ViolationKind::Fault => "fault",
-            ViolationKind::Corrupted => "corruption",
-            ViolationKind::Counter => "counter",
-            ViolationKind::Fork => "fork",
+            Rule::Inv1 => "INV-1 (slot ownership)",
+            Rule::Inv2 => "INV-2 (switch code is index-neutral)",
+            Rule::Inv3 => "INV-3 (nested contexts are balanced)",
+            Rule::Inv4 => "INV-4 (no migration while holding)",
+            Rule::Inv5 => "INV-5 (atomic record)",
+            Rule::Inv6 => "INV-6 (TLB hygiene)",
+            Rule::Fork => "F-1 (a child starts empty)",
+            Rule::DebugPreempt => "DEBUG_PREEMPT (CPU read while migratable)",
+            Rule::StrayWrite => "stray write",
         })
     }
 }
 
-/// A broken rule, where it was found.
+/// What a kernel would suffer: the kind of a violation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum ViolationKind {
+    /// What Linux turns into a BUG or an oops: a map that finds its slot occupied
+    /// (`BUG_ON(!pte_none)`), a switch installing into a live slot, a count gone negative.
+    Crash,
+    /// An access through a slot with no translation.
+    Fault,
+    /// An access that reaches another frame than the one its context mapped, or reads what
+    /// another context wrote into its frame.
+    Corruption,
+    /// At the end of an execution: slots still populated, TLB entries or unflushed slots left
+    /// behind, migration still disabled.
+    Leak,
+    /// A rule broken with no consequence yet, reported as a violation because checking is
+    /// strict.
+    Hazard(Rule),
+}
+
+impl ViolationKind {
+    /// The short name: `crash`, `fault`, `corruption`, `leak`, or the rule.
+    pub fn name(&self) -> String {
+        match self {
+            ViolationKind::Crash => "crash".into(),
+            ViolationKind::Fault => "fault".into(),
+            ViolationKind::Corruption => "corruption".into(),
+            ViolationKind::Leak => "leak".into(),
+            ViolationKind::Hazard(rule) => format!("hazard {rule}"),
+        }
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A consequence, where it happened.
 #[derive(Clone, PartialEq, Eq, Debug, Hash)]
 pub struct Violation {
-    /// The rule.
+    /// What the kernel suffers.
     pub kind: ViolationKind,
     /// The CPU.
     pub cpu: usize,
@@ -74,6 +109,33 @@ impl fmt::Display for Violation {
             f,
             "{} on CPU {} in {} after \"{}\": {}",
             self.kind, self.cpu, self.context, self.label, self.message
+        )
+    }
+}
+
+/// A rule broken with no consequence yet: what led to a violation, or what was survived.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub struct Hazard {
+    /// The rule.
+    pub rule: Rule,
+    /// The CPU.
+    pub cpu: usize,
+    /// Who was running.
+    pub context: Context,
+    /// The last arrival point passed.
+    pub label: String,
+    /// What exactly.
+    pub message: String,
+    /// Found by a probed handler that was then undone (so a replay without it does not see it).
+    pub probed: bool,
+}
+
+impl fmt::Display for Hazard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on CPU {} in {} after \"{}\": {}",
+            self.rule, self.cpu, self.context, self.label, self.message
         )
     }
 }
@@ -116,6 +178,9 @@ pub struct Stats {
     pub probes: u64,
     /// Handler runs skipped because one was probed clean from the same observable state.
     pub probes_remembered: u64,
+    /// Probed handler runs that left a trace (offered as a lasting handler where the bound
+    /// allows).
+    pub probes_with_trace: u64,
 }
 
 impl Stats {
@@ -133,6 +198,7 @@ impl Stats {
         self.pruned += other.pruned;
         self.probes += other.probes;
         self.probes_remembered += other.probes_remembered;
+        self.probes_with_trace += other.probes_with_trace;
     }
 }
 
@@ -150,11 +216,11 @@ pub struct ChoiceRecord {
 /// The verdict on a run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum Verdict {
-    /// No rule broken, nothing refused.
+    /// No consequence, nothing refused (hazards may have been survived).
     Pass,
-    /// The crate or the machine refused a misuse; no rule broken.
+    /// The crate or the machine refused a misuse; no consequence.
     Refused,
-    /// A rule was broken.
+    /// A consequence (or, under strict checking, a hazard).
     Violation,
 }
 
@@ -178,8 +244,10 @@ impl fmt::Display for Verdict {
 /// Everything a run found.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
-    /// Broken rules (the run stops at the first).
+    /// Consequences (the run stops at the first).
     pub violations: Vec<Violation>,
+    /// Rules broken with no consequence (each rule, point and context once).
+    pub hazards: Vec<Hazard>,
     /// Refused misuse.
     pub refusals: Vec<Refusal>,
     /// The crate's reports.
@@ -192,6 +260,9 @@ pub struct Outcome {
     pub choices: Vec<ChoiceRecord>,
     /// The step-by-step trace, when asked for.
     pub trace: Vec<Event>,
+    /// A fingerprint of the machine's final state (memory, page table, TLBs, stacks, tasks,
+    /// the verdict), for comparing the final states of two searches.
+    pub final_state: u64,
 }
 
 impl Outcome {

@@ -6,7 +6,7 @@ use kmap::{Checkpoint, MapError};
 use crate::adapter::WINDOW;
 use crate::config::Op;
 use crate::machine::{Counter, Held, Label, Machine};
-use crate::outcome::ViolationKind;
+use crate::outcome::{Rule, ViolationKind};
 use crate::sched::Reason;
 use crate::trace::What;
 
@@ -25,7 +25,7 @@ impl Machine {
             self.refuse(format!("task {name} ended holding {} cell(s)", held.held));
         } else if self.st.borrow().tasks[task].migrate != 0 {
             self.violate(
-                ViolationKind::Counter,
+                ViolationKind::Leak,
                 format!("task {name} ended with migration still disabled"),
             );
         }
@@ -183,8 +183,8 @@ impl Machine {
                 self.refuse(format!("map {frame}: {refused}"))
             }
             Err(broken @ MapError::SlotNotEmpty { .. }) => self.violate(
-                ViolationKind::Inv1,
-                format!("map {frame} refused by the crate: {broken}"),
+                ViolationKind::Crash,
+                format!("map {frame}: {broken} (Linux: BUG_ON(!pte_none))"),
             ),
         }
     }
@@ -217,8 +217,8 @@ impl Machine {
         let inherited =
             stack.depth() != 0 || (0..stack.cells()).any(|c| !stack.saved(c).is_empty());
         if inherited {
-            self.violate(
-                ViolationKind::Fork,
+            self.hazard(
+                Rule::Fork,
                 "the forked child's kmap stack is not empty".into(),
             );
         }

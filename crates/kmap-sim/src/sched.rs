@@ -16,8 +16,9 @@
 //! no function that handles two tasks at once.
 
 use crate::adapter::pte_frame;
+use crate::config::Mutation;
 use crate::machine::{Label, Machine, Status, SwitchSnapshot, Yield};
-use crate::outcome::ViolationKind;
+use crate::outcome::Rule;
 use crate::trace::What;
 
 /// Why the running task calls the scheduler.
@@ -138,6 +139,8 @@ impl Machine {
         }
         self.check_saved_matches_slots(prev);
         match self.protocol() {
+            crate::Protocol::Split
+                if self.config.machine.mutation == Some(Mutation::NoSchedOut) => {}
             crate::Protocol::Split => self.ops.sched_out(self),
             crate::Protocol::RfcV1 => {
                 self.st.borrow_mut().cpus[cpu].irqs_off = false;
@@ -149,6 +152,7 @@ impl Machine {
         let (from, to) = {
             let mut st = self.st.borrow_mut();
             st.cpus[cpu].current = next;
+            st.cpus[cpu].epoch += 1;
             st.cpus[cpu].last_prev = Some(prev);
             st.tasks[next].status = Status::Running;
             st.tasks[next].runs += 1;
@@ -166,6 +170,25 @@ impl Machine {
             st.cpus[cpu].irqs_off = false;
             (st.cpus[cpu].last_prev.take(), st.cpus[cpu].current)
         };
+        // Interrupts are on again: one may arrive before the protocol's second half (under
+        // `swap-after-current`, all of prev's slots are still live here, with `current` = next).
+        // When next is the idle task, the coroutine executing this (a task that went to sleep
+        // or exited) hosts the CPU's idle moment, so that the driver resumes it for this CPU. A
+        // task on its way to another CPU's run queue cannot host it: there the idle task's
+        // next arrival point (at a later switch) stands in for this one.
+        let (idle, host) = {
+            let st = self.st.borrow();
+            let idle = st.tasks[next].idle && st.cpus[cpu].idle_host.is_none();
+            let host = st.executing.filter(|&t| {
+                idle && matches!(st.tasks[t].status, Status::Sleeping | Status::Exited)
+            });
+            (idle, host)
+        };
+        if !idle || host.is_some() {
+            self.st.borrow_mut().cpus[cpu].idle_host = host;
+            self.arrive(Label::FinishSwitch);
+            self.st.borrow_mut().cpus[cpu].idle_host = None;
+        }
         match self.protocol() {
             crate::Protocol::Split => self.ops.sched_in(self),
             crate::Protocol::RfcV1 => {}
@@ -189,8 +212,8 @@ impl Machine {
                 / crate::adapter::PAGE_SIZE
                 / self.config.machine.cells;
             if slot_cpu != cpu && !self.aborted() {
-                self.violate(
-                    ViolationKind::Inv4,
+                self.hazard(
+                    Rule::Inv4,
                     format!("a task holding CPU {slot_cpu}'s slots was switched in on CPU {cpu}"),
                 );
             }
@@ -245,8 +268,8 @@ impl Machine {
         for cell in (0..stack.depth()).filter(|c| !(guard && c.is_multiple_of(2))) {
             let (saved, slot) = (stack.saved(cell), self.read_pte(cpu, cell));
             if saved != slot {
-                self.violate(
-                    ViolationKind::Inv5,
+                self.hazard(
+                    Rule::Inv5,
                     format!(
                         "switching out with cell {cell} saved as frame {} but slot {cpu}.{cell} holding frame {}",
                         pte_frame(saved),
@@ -266,15 +289,9 @@ impl Machine {
         };
         let prev_ran = self.st.borrow().tasks[snapshot.prev].runs != snapshot.prev_runs;
         if !prev_ran && self.snapshot(snapshot.prev) != snapshot.prev_stack {
-            self.violate(
-                ViolationKind::Inv2,
-                "the switch changed prev's kmap stack".into(),
-            );
+            self.hazard(Rule::Inv2, "the switch changed prev's kmap stack".into());
         } else if self.snapshot(snapshot.next) != snapshot.next_stack {
-            self.violate(
-                ViolationKind::Inv2,
-                "the switch changed next's kmap stack".into(),
-            );
+            self.hazard(Rule::Inv2, "the switch changed next's kmap stack".into());
         }
     }
 }

@@ -36,7 +36,10 @@ pub fn run(
     // into the machine while unwinding.
     drop(tasks);
     machine.check_end();
-    Ok(machine.take_outcome())
+    let final_state = machine.final_state();
+    let mut outcome = machine.take_outcome();
+    outcome.final_state = final_state;
+    Ok(outcome)
 }
 
 /// [`run`] with a chooser the caller does not need back.
@@ -112,22 +115,88 @@ impl Machine {
         (1..=n).map(|i| (from + i) % n).find(|&c| st.has_work(c))
     }
 
-    /// At the end of a clean run nothing may be left mapped.
+    /// At the end of a run with no refusal nothing may be left behind: no slot mapped, no TLB
+    /// entry for a slot, no slot cleared without its invalidation (a leak).
     pub(crate) fn check_end(&self) {
         if self.aborted() || !self.st.borrow().outcome.refusals.is_empty() {
             return;
         }
-        let left = self.st.borrow().pt.iter().position(|pte| !pte.is_empty());
-        if let Some(index) = left {
-            let cells = self.config.machine.cells;
-            self.violate(
-                ViolationKind::Counter,
-                format!(
-                    "slot {}.{} is still mapped after every task ended",
-                    index / cells,
-                    index % cells
-                ),
-            );
+        let cells = self.config.machine.cells;
+        let left = {
+            let st = self.st.borrow();
+            let slot = |index: usize| format!("slot {}.{}", index / cells, index % cells);
+            let mut unflushed: Vec<usize> = st.unflushed.iter().copied().collect();
+            unflushed.sort_unstable();
+            let mut tlb: Vec<(usize, usize, u64)> = st
+                .tlb
+                .iter()
+                .enumerate()
+                .flat_map(|(cpu, entries)| {
+                    entries
+                        .iter()
+                        .filter(|(&page, _)| page >= crate::adapter::WINDOW)
+                        .map(move |(&page, &frame)| (cpu, page, frame))
+                })
+                .collect();
+            tlb.sort_unstable();
+            if let Some(index) = st.pt.iter().position(|pte| !pte.is_empty()) {
+                Some(format!(
+                    "{} still maps frame {} after every task ended",
+                    slot(index),
+                    crate::adapter::pte_frame(st.pt[index])
+                ))
+            } else if let Some(&(cpu, page, frame)) = tlb.first() {
+                let index = (page - crate::adapter::WINDOW) / crate::adapter::PAGE_SIZE;
+                Some(format!(
+                    "CPU {cpu}'s TLB still translates {} to frame {frame} after every task ended",
+                    slot(index)
+                ))
+            } else {
+                unflushed.first().map(|&index| {
+                    format!(
+                        "{} was cleared but its TLB entry never invalidated",
+                        slot(index)
+                    )
+                })
+            }
+        };
+        if let Some(message) = left {
+            self.violate(ViolationKind::Leak, message);
         }
+    }
+
+    /// A fingerprint of the final state: memory, page table, TLBs, unflushed slots, every
+    /// stack, every task's status and CPU, and what went wrong.
+    pub(crate) fn final_state(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let st = self.st.borrow();
+        (&st.tags, &st.expected).hash(&mut hasher);
+        st.pt
+            .iter()
+            .map(|pte| pte.raw())
+            .for_each(|raw| raw.hash(&mut hasher));
+        for tlb in &st.tlb {
+            let mut entries: Vec<_> = tlb.iter().collect();
+            entries.sort_unstable();
+            entries.hash(&mut hasher);
+        }
+        let mut unflushed: Vec<_> = st.unflushed.iter().collect();
+        unflushed.sort_unstable();
+        unflushed.hash(&mut hasher);
+        for (task, state) in st.tasks.iter().enumerate() {
+            (state.cpu, state.status as u8, state.migrate).hash(&mut hasher);
+            if let Some(stack) = self.stacks[task].get() {
+                stack.depth().hash(&mut hasher);
+                (0..stack.cells()).for_each(|c| stack.saved(c).raw().hash(&mut hasher));
+            }
+        }
+        for v in &st.outcome.violations {
+            (v.kind, &v.label, &v.context, &v.message).hash(&mut hasher);
+        }
+        for r in &st.outcome.refusals {
+            r.hash(&mut hasher);
+        }
+        hasher.finish()
     }
 }

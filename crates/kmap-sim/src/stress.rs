@@ -77,6 +77,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
             ],
             nmi: vec![Op::MapPfn(nmi_frame), Op::Check, Op::Unmap],
         },
+        strict: false,
     }
 }
 

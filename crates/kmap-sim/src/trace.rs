@@ -19,6 +19,9 @@ pub enum Label {
     SwapInvalidated(usize),
     /// ... or installed one of next's saved PTEs.
     SwapInstalled(usize),
+    /// Finish-switch on the incoming task's stack: `current` is next, interrupts are on again,
+    /// and the protocol's second half (if any) has not begun.
+    FinishSwitch,
     /// A CPU is idle (nothing runnable) for a moment.
     Idle,
 }
@@ -31,6 +34,7 @@ impl fmt::Display for Label {
             Label::SwapCleared(cell) => write!(f, "swap: cleared prev's cell {cell}"),
             Label::SwapInvalidated(cell) => write!(f, "swap: invalidated cell {cell}"),
             Label::SwapInstalled(cell) => write!(f, "swap: installed next's cell {cell}"),
+            Label::FinishSwitch => f.write_str("finish-switch: interrupts on"),
             Label::Idle => f.write_str("idle"),
         }
     }
@@ -130,7 +134,11 @@ pub enum What {
     Report(Report),
     /// The crate, or the machine, refused a misuse.
     Refused(String),
-    /// The oracle found a broken rule.
+    /// The crate called this method of its platform (pure methods are not traced).
+    Call(&'static str),
+    /// A rule broken with no consequence yet.
+    Hazard(String),
+    /// The consequence: what the kernel suffers.
     Violation(String),
 }
 
@@ -166,6 +174,8 @@ impl fmt::Display for What {
             } => write!(f, "access to frame {expected} FAULTS"),
             What::Report(report) => write!(f, "report: {report:?}"),
             What::Refused(why) => write!(f, "refused: {why}"),
+            What::Call(name) => write!(f, "{name}()"),
+            What::Hazard(why) => write!(f, "hazard: {why}"),
             What::Violation(why) => write!(f, "VIOLATION: {why}"),
         }
     }

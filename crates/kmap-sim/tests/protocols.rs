@@ -111,13 +111,16 @@ fn rfc_v1_an_interrupt_during_the_restore_lands_on_next_s_slot() {
         "{:#?}",
         outcome.trace
     );
+    // The consequence: the interrupt's map finds the slot occupied (Linux's BUG_ON)...
     let violation = &outcome.violations[0];
-    assert_eq!(violation.kind, ViolationKind::Inv1);
-    assert!(violation.message.contains("maps frame 20"), "{violation}");
-    assert!(
-        violation.message.contains("current (P) has idx 0"),
-        "{violation}"
-    );
+    assert_eq!(violation.kind, ViolationKind::Crash, "{violation}");
+    assert_eq!(violation.context, kmap_sim::Context::Irq(1));
+    assert!(violation.message.contains("BUG_ON"), "{violation}");
+    // ... and the hazard that led there: `current`'s idx disagrees with the slots.
+    let hazard = &outcome.hazards[0];
+    assert_eq!(hazard.rule, kmap_sim::Rule::Inv1);
+    assert!(hazard.message.contains("maps frame 20"), "{hazard}");
+    assert!(hazard.message.contains("current (P) has idx 0"), "{hazard}");
 }
 
 #[test]
@@ -167,10 +170,11 @@ fn swap_after_current_an_interrupt_during_the_clear_lands_on_prev_s_slot() {
     .unwrap();
     assert_eq!(outcome.verdict(), Verdict::Violation);
     let violation = &outcome.violations[0];
-    assert_eq!(violation.kind, ViolationKind::Inv1, "{violation}");
+    assert_eq!(violation.kind, ViolationKind::Crash, "{violation}");
+    let hazard = &outcome.hazards[0];
     assert!(
-        violation.message.contains("slot 0.1 maps frame 21"),
-        "{violation}"
+        hazard.message.contains("slot 0.1 maps frame 21"),
+        "{hazard}"
     );
 }
 
@@ -214,12 +218,22 @@ fn a_skipped_invalidation_is_caught_with_the_stale_translation_named() {
     let mut config = slot_reuse();
     config.machine.mutation = Some(Mutation::DropInvalidations);
     let outcome = run_with(&config, NoInjection, RunOptions::default()).unwrap();
+    // The hazard (the slot is reused before its invalidation), then its consequence: the
+    // read of frame 21 goes through the stale entry to frame 20.
+    let hazard = &outcome.hazards[0];
+    assert_eq!(hazard.rule, kmap_sim::Rule::Inv6, "{hazard}");
+    assert!(
+        hazard
+            .message
+            .ends_with("CPU 0's TLB still translates it to frame 20"),
+        "{hazard}"
+    );
     let violation = &outcome.violations[0];
-    assert_eq!(violation.kind, ViolationKind::Inv6, "{violation}");
+    assert_eq!(violation.kind, ViolationKind::Corruption, "{violation}");
     assert!(
         violation
             .message
-            .ends_with("CPU 0's TLB still translates it to frame 20"),
+            .contains("reached frame 20 through a stale TLB entry"),
         "{violation}"
     );
 }
@@ -230,9 +244,16 @@ fn a_skipped_invalidation_breaks_inv6_even_without_a_tlb_model() {
     config.machine.mutation = Some(Mutation::DropInvalidations);
     config.machine.tlb = false;
     let outcome = run_with(&config, NoInjection, RunOptions::default()).unwrap();
+    let hazard = &outcome.hazards[0];
+    assert_eq!(hazard.rule, kmap_sim::Rule::Inv6);
+    assert!(!hazard.message.contains("TLB still"), "{hazard}");
+    // With no TLB to go stale, what remains at the end is a slot never invalidated: a leak.
     let violation = &outcome.violations[0];
-    assert_eq!(violation.kind, ViolationKind::Inv6);
-    assert!(!violation.message.contains("TLB still"), "{violation}");
+    assert_eq!(violation.kind, ViolationKind::Leak, "{violation}");
+    assert!(
+        violation.message.contains("never invalidated"),
+        "{violation}"
+    );
 }
 
 #[test]

@@ -28,6 +28,6 @@ mod types;
 pub use error::{MapError, UnmapError};
 pub use guard::{Local, Mapping, OutOfBounds, Page};
 pub use platform::{Checkpoint, Platform, Point, Report};
-pub use stack::{KmapStack, TaskStack};
+pub use stack::{KmapStack, StackState, TaskStack};
 pub use switch::{assert_no_mappings, sched_in, sched_out, MappingsHeld};
 pub use types::{Cell, CpuId, Frame, Prot, Pte, Slot, VirtAddr};

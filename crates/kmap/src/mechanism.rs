@@ -16,6 +16,25 @@
 //! Between every two acts the platform's [`point`](Platform::point) is called behind a compiler
 //! fence: in a kernel that is where a real interrupt may arrive, so the compiler must not move
 //! an act across it; in the simulator it is where one is delivered.
+//!
+//! On hardware an interrupt can arrive between any two instructions, so every call into the
+//! platform is followed by a point before the next call, with two arguments instead of points:
+//!
+//! - **Identity reads** ([`current_cpu`](Platform::current_cpu),
+//!   [`current_stack`](Platform::current_stack), [`in_hardirq`](Platform::in_hardirq),
+//!   [`irqs_disabled`](Platform::irqs_disabled)) need no point after them: an interrupt returns
+//!   to the same CPU, task and interrupt state, so it cannot change what the read returned, and
+//!   an event right after the read is equivalent to one at the point before it. A preemption
+//!   could change the CPU, which is why the CPU is read only once migration is disabled (the
+//!   simulator reports a read of it while the context can migrate, as Linux's
+//!   `CONFIG_DEBUG_PREEMPT` does).
+//! - **The refusal's undo**: between the `read_pte` that refuses a map and the first counter
+//!   it undoes (see `map_slot`).
+//!
+//! The pure calls ([`slot_address`](Platform::slot_address), [`slot_of`](Platform::slot_of),
+//! [`make_pte`](Platform::make_pte), [`direct_map`](Platform::direct_map)) read nothing that
+//! changes, and [`report`](Platform::report) changes nothing the mechanism reads: they count as
+//! part of the step around them.
 
 use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
@@ -122,6 +141,7 @@ fn map_slot<P: Platform>(
     platform.preempt_disable();
     step(platform, Point::MapPreemptionDisabled);
 
+    // Identity reads (see the module doc): no point is needed between them.
     if platform.in_hardirq() && !platform.irqs_disabled() {
         platform.report(Report::MapInHardIrqWithIrqsOn);
     }
@@ -132,12 +152,17 @@ fn map_slot<P: Platform>(
     };
     if !platform.read_pte(slot).is_empty() {
         // INV-1 is broken by someone else; undo our two counters and refuse (Linux: BUG).
+        // Argued, not a point, before the first undo: the refusal is decided, and the undo is
+        // of counters a handler returns as it found them.
         platform.preempt_enable();
+        step(platform, Point::MapRefusedPreemptionEnabled);
         platform.migrate_enable();
+        step(platform, Point::MapRefusedMigrationEnabled);
         return Err(MapError::SlotNotEmpty { slot });
     }
 
     stack.set_home(cpu);
+    step(platform, Point::MapHomeSet);
     stack.set_idx(pushed);
     step(platform, Point::MapPushed);
 

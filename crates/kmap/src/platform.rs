@@ -209,6 +209,8 @@ points! {
     MapMigrationDisabled => "map: after migrate_disable",
     /// map: the short preemption-disabled window begins (rule M-1.2).
     MapPreemptionDisabled => "map: after preempt_disable",
+    /// map: the stack records the CPU its mappings are on (read by `sched_in`, INV-4).
+    MapHomeSet => "map: after recording the home CPU",
     /// map: `idx` advanced, the cell is ours, its slot still empty (rule M-1.3).
     MapPushed => "map: after push",
     /// map: the slot's PTE is written (rule M-1.6).
@@ -217,6 +219,10 @@ points! {
     MapRecorded => "map: after record",
     /// map: preemption enabled again; the mapping is complete (rule M-1.8).
     MapPreemptionEnabled => "map: after preempt_enable",
+    /// map refused (the slot was not empty): preemption enabled again.
+    MapRefusedPreemptionEnabled => "map refused: after preempt_enable",
+    /// map refused: migration enabled again; nothing of the map is left.
+    MapRefusedMigrationEnabled => "map refused: after migrate_enable",
     /// unmap: preemption disabled (rule U-1.3).
     UnmapPreemptionDisabled => "unmap: after preempt_disable",
     /// unmap: the top cell's PTE is cleared (rule U-1.5).

@@ -82,6 +82,48 @@ impl<const CELLS: usize> KmapStack<CELLS> {
     }
 }
 
+/// Everything a [`KmapStack`] holds, as plain values: what a model checker saves at a point of
+/// an execution so that it can return to that point later ([`KmapStack::restore`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct StackState<const CELLS: usize> {
+    /// `idx`.
+    pub idx: usize,
+    /// The CPU the mappings were made on (meaningful while `idx > 0`).
+    pub home: CpuId,
+    /// The saved PTE of every cell.
+    pub saved: [Pte; CELLS],
+}
+
+impl<const CELLS: usize> KmapStack<CELLS> {
+    /// A copy of everything the stack holds.
+    pub fn state(&self) -> StackState<CELLS> {
+        StackState {
+            idx: self.depth(),
+            home: CpuId(self.home.load(Relaxed)),
+            saved: core::array::from_fn(|cell| self.saved(Cell(cell))),
+        }
+    }
+
+    /// Put the stack back into a state it had earlier in the same execution. For model
+    /// checkers that try an event (an interrupt handler, say) and then undo it; a kernel never
+    /// needs it.
+    ///
+    /// # Safety
+    ///
+    /// - `state` was taken from this stack by [`state`](Self::state), and every slot, TLB entry
+    ///   and counter of the machine is put back to what it was at that moment too, so that
+    ///   the stack describes the machine again (the invariants listed on [`KmapStack`]).
+    /// - Every context that is inside the crate's code on this stack (suspended at an arrival
+    ///   point) was already there when `state` was taken, at the same step.
+    pub unsafe fn restore(&self, state: &StackState<CELLS>) {
+        self.idx.store(state.idx, Relaxed);
+        self.home.store(state.home.0, Relaxed);
+        for (cell, pte) in self.saved.iter().zip(state.saved.iter()) {
+            cell.store(pte.raw(), Relaxed);
+        }
+    }
+}
+
 impl<const CELLS: usize> Default for KmapStack<CELLS> {
     fn default() -> Self {
         Self::new()

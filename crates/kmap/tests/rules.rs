@@ -86,6 +86,7 @@ fn rule_m1_map_steps_happen_in_linux_order() {
             Event::Point(Point::MapMigrationDisabled),
             Event::Count(Counter::Preempt, 1),
             Event::Point(Point::MapPreemptionDisabled),
+            Event::Point(Point::MapHomeSet),
             Event::Point(Point::MapPushed),
             Event::Install(slot(0, 0), pte),
             Event::Point(Point::MapInstalled),
@@ -769,7 +770,9 @@ fn rule_n2_n3_nested_contexts_land_above_idx_and_leave_the_stack_as_found() {
             | Point::AtomicPreemptionEnabled
             | Point::SchedOutCleared
             | Point::SchedOutInvalidated
-            | Point::SchedInInstalled => 0,
+            | Point::SchedInInstalled
+            | Point::MapRefusedPreemptionEnabled
+            | Point::MapRefusedMigrationEnabled => 0,
             _ => 1,
         };
         assert_eq!(fired.get(), expected, "the interrupt ran at {trigger}");
