@@ -115,3 +115,96 @@ fn a_platform_that_drops_invalidations_is_caught_on_a_passing_scenario() {
         ce.outcome.violations[0]
     );
 }
+
+/// The race as it would happen: the shortest counterexample ends in the interrupt's map hitting
+/// the slot just restored for N (a crash, Linux's BUG_ON), with the hazard that led there; on a
+/// kernel without the BUG_ON it ends in N's access faulting.
+#[test]
+fn the_restore_race_ends_in_its_consequence_with_and_without_bug_on() {
+    use kmap_sim::{Context, Rule, ViolationKind};
+    let found = explore(
+        &resolve("restore-race").unwrap().config,
+        Search::default(),
+        |_| {},
+    );
+    let ce = found.counterexample.unwrap();
+    let v = &ce.outcome.violations[0];
+    assert_eq!(
+        (v.kind, &v.context),
+        (ViolationKind::Crash, &Context::Irq(1))
+    );
+    assert!(ce.outcome.hazards.iter().any(|h| h.rule == Rule::Inv1));
+    let rows = kmap_check::timeline::Timeline::of(&ce.outcome).rows;
+    assert_eq!(
+        rows.iter()
+            .rev()
+            .find(|r| r.kind != kmap_check::timeline::RowKind::Step)
+            .map(|r| r.kind),
+        Some(kmap_check::timeline::RowKind::Violation),
+        "the consequence is the timeline's last row"
+    );
+
+    let found = explore(
+        &resolve("restore-race-silent").unwrap().config,
+        Search::default(),
+        |_| {},
+    );
+    let ce = found.counterexample.unwrap();
+    let v = &ce.outcome.violations[0];
+    assert_eq!(
+        (v.kind, &v.context),
+        (ViolationKind::Fault, &Context::Task("N".into())),
+        "{v}"
+    );
+    assert_eq!(ce.events(), 1, "one lasting interrupt: {}", ce.schedule);
+}
+
+/// Observation 1: a handler that never takes a slot cannot suffer from the window; the broken
+/// invariant is a hazard, listed, and a violation only under strict checking.
+#[test]
+fn a_hazard_without_consequence_passes_unless_strict() {
+    let mut config = resolve("lowmem-irq-rfc").unwrap().config;
+    let found = explore(&config, Search::default(), |_| {});
+    assert_eq!(found.verdict, Verdict::Pass);
+    assert!(found.hazards.iter().any(|h| h.rule == kmap_sim::Rule::Inv1));
+    config.strict = true;
+    let found = explore(&config, Search::default(), |_| {});
+    assert_eq!(found.verdict, Verdict::Violation);
+    assert_eq!(
+        found.counterexample.unwrap().outcome.violations[0].kind,
+        kmap_sim::ViolationKind::Hazard(kmap_sim::Rule::Inv1)
+    );
+}
+
+/// Each machine mutation's built-in scenario ends in the consequence it is there to show.
+#[test]
+fn every_mutation_leads_to_its_consequence() {
+    use kmap_sim::ViolationKind::*;
+    for (name, kind) in [
+        ("restore-race-silent", Fault),
+        ("drop-invalidations", Leak),
+        ("no-sched-out", Crash),
+    ] {
+        let found = explore(&resolve(name).unwrap().config, Search::default(), |_| {});
+        let ce = found.counterexample.expect(name);
+        assert_eq!(ce.outcome.violations[0].kind, kind, "{name}");
+    }
+}
+
+/// The old names of the nesting bounds still work, with a note.
+#[test]
+fn the_old_bound_names_are_read_as_nesting_depths() {
+    let text = "[bounds]\nirqs = 2\nnmis = 1\n[[task]]\nname = \"A\"\nops = [\"check\"]\n";
+    let scenario = kmap_check::scenario::parse("old.toml", "old", text).unwrap();
+    assert_eq!(scenario.config.bounds.irq_depth, Some(1));
+    assert_eq!(scenario.config.bounds.nmi_depth, Some(1));
+    assert!(
+        scenario.notes[0].contains("irq_depth"),
+        "{:?}",
+        scenario.notes
+    );
+    let text = "[bounds]\nirq_depth = 2\n[[task]]\nname = \"A\"\nops = [\"check\"]\n";
+    let error = kmap_check::scenario::parse("new.toml", "new", text).unwrap_err();
+    assert_eq!(error.line, Some(2));
+    assert!(error.message.contains("0 or 1"), "{error}");
+}

@@ -1297,3 +1297,41 @@ impl TaskState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chooser::NoInjection;
+
+    /// Like Linux's `CONFIG_DEBUG_PREEMPT`: reading the CPU while the task can still be
+    /// preempted and migrated is a hazard; once migration (or preemption) is disabled it is not.
+    /// The crate reads it only after `migrate_disable`; a crate that read it before would be
+    /// reported here.
+    #[test]
+    fn reading_the_cpu_while_migratable_is_a_hazard() {
+        let config = Config {
+            program: crate::Program {
+                tasks: vec![crate::Task {
+                    name: "A".into(),
+                    cpu: 0,
+                    ops: vec![Op::Check],
+                }],
+                ..crate::Program::default()
+            },
+            ..Config::default()
+        };
+        let machine = Machine::new(
+            &config,
+            Rc::new(RefCell::new(NoInjection)),
+            RunOptions::default(),
+        );
+        machine.count(Counter::Migrate, 1);
+        assert_eq!(machine.read_cpu(), 0);
+        assert!(machine.st.borrow().outcome.hazards.is_empty());
+        machine.count(Counter::Migrate, -1);
+        machine.read_cpu();
+        let hazards = &machine.st.borrow().outcome.hazards;
+        assert_eq!(hazards.len(), 1);
+        assert_eq!(hazards[0].rule, Rule::DebugPreempt);
+    }
+}

@@ -343,3 +343,66 @@ fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
     assert_eq!(clean.verdict(), Verdict::Pass, "{:?}", clean.violations);
     assert!(clean.stats.probes > 10, "{:?}", clean.stats);
 }
+
+/// A write through a stale translation into a frame nobody maps is a hazard (a stray write);
+/// it becomes corruption when the frame's next owner reads it and finds another context's data.
+#[test]
+fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
+    let mut config = config(
+        Protocol::Split,
+        vec![task("T", &[Op::Map(20), Op::Write(20), Op::Unmap])],
+        &[Op::Map(40), Op::Check, Op::Write(40), Op::Unmap],
+    );
+    config.machine.mutation = Some(Mutation::DropInvalidations);
+    // Arrival numbers of the run with no event: the first point and T's last one.
+    let quiet = run_with(&config, NoInjection, traced()).unwrap();
+    let points: Vec<&Label> = quiet
+        .trace
+        .iter()
+        .filter_map(|e| match &e.what {
+            kmap_sim::What::Point(label) => Some(label),
+            _ => None,
+        })
+        .collect();
+    let first = points
+        .iter()
+        .position(|l| **l == Label::BeforeOp(Op::Map(20)))
+        .unwrap() as u64;
+    let last = points
+        .iter()
+        .rposition(|l| **l == Label::Crate(kmap::Point::UnmapMigrationEnabled))
+        .unwrap() as u64;
+    // The first interrupt runs (and lasts) before T maps; its invalidation is dropped, so the
+    // arrival numbering after it moves on by the points it passed.
+    let with_first = run_with(
+        &config,
+        kmap_sim::Replay::new(kmap_sim::Schedule(vec![(first, Choice::Irq)])),
+        traced(),
+    )
+    .unwrap();
+    let handler_points = with_first
+        .trace
+        .iter()
+        .filter(|e| matches!(e.what, kmap_sim::What::Point(_)))
+        .count() as u64
+        - points.len() as u64;
+    let schedule = kmap_sim::Schedule(vec![
+        (first, Choice::Irq),
+        (last + handler_points, Choice::Irq),
+    ]);
+    let outcome = run_with(&config, kmap_sim::Replay::new(schedule), traced()).unwrap();
+    assert!(
+        outcome
+            .hazards
+            .iter()
+            .any(|h| h.rule == kmap_sim::Rule::StrayWrite),
+        "{:?}",
+        outcome.hazards
+    );
+    let violation = &outcome.violations[0];
+    assert_eq!(violation.kind, ViolationKind::Corruption, "{violation}");
+    assert!(
+        violation.message.contains("another context wrote into it"),
+        "{violation}"
+    );
+}
