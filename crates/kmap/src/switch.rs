@@ -35,6 +35,8 @@ pub unsafe fn sched_out<P: Platform>(platform: &P) {
     }
 }
 
+// The reads of `current_stack` and `current_cpu` below are identity reads: no arrival point is
+// needed after them (see the `mechanism` module doc).
 #[cold]
 #[inline(never)]
 fn sched_out_slow<P: Platform>(platform: &P) {
