@@ -84,6 +84,7 @@ fn test() -> Result<(), String> {
         &[],
     )?;
     cargo(&root, &["test", "--workspace"], &[])?;
+    cpu_read_mutant(&root)?;
     // The crate docs are its book: a broken link is a broken chapter.
     cargo(
         &root,
@@ -94,6 +95,69 @@ fn test() -> Result<(), String> {
     kernel::boot(kernel::Switch::RfcV1)?.require_caught()?;
     println!("xtask: every check passed");
     Ok(())
+}
+
+/// The crate with its CPU read moved before `migrate_disable` (so a task preempted and migrated
+/// right after the read would write another CPU's slot), built from a copy of the workspace: the
+/// explorer must catch it. Every check the project had before passed with this mutant; the
+/// simulated platform reports the read as `CONFIG_DEBUG_PREEMPT` would, and strict checking
+/// makes that a violation.
+fn cpu_read_mutant(root: &Path) -> Result<(), String> {
+    let copy = root.join("target/mutants/cpu-read-before-migrate-disable");
+    let _ = std::fs::remove_dir_all(&copy);
+    for part in ["Cargo.toml", "Cargo.lock", "crates", "xtask"] {
+        copy_tree(&root.join(part), &copy.join(part))
+            .map_err(|e| format!("cannot copy {part} for the mutant: {e}"))?;
+    }
+    let file = copy.join("crates/kmap/src/mechanism.rs");
+    let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+    let read = "    let cpu = platform.current_cpu();\n";
+    let disable =
+        "    platform.migrate_disable();\n    step(platform, Point::MapMigrationDisabled);\n";
+    if text.matches(read).count() != 1 || text.matches(disable).count() != 1 {
+        return Err("the CPU-read mutant no longer applies to mechanism.rs: update xtask".into());
+    }
+    let mutant = text
+        .replacen(read, "", 1)
+        .replacen(disable, &format!("{read}{disable}"), 1);
+    std::fs::write(&file, mutant).map_err(|e| e.to_string())?;
+    let manifest = copy.join("Cargo.toml");
+    let target = root.join("target");
+    println!("xtask: the CPU-read mutant of the crate, checked by the explorer");
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["run", "--quiet", "--package", "kmap-cli", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "check", "restore-race-split", "--strict"])
+        .output()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if output.status.code() == Some(1) && stdout.contains("DEBUG_PREEMPT") {
+        println!(
+            "xtask: caught: {}",
+            stdout.lines().nth(3).unwrap_or("").trim()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "the CPU-read mutant was not caught ({}):\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(|_| ())
+    }
 }
 
 /// Run `cargo ARGS` in `dir` with the extra environment `env`, failing on a non-zero exit.

@@ -163,15 +163,16 @@ pub struct RunOptions {
     pub record_choices: bool,
     /// Offer no event at an arrival point that is provably equivalent to the one before it: the
     /// point before a program's next operation, right after the last step of a map or unmap in
-    /// the same context (only that context's own bookkeeping runs in between, which no event can
-    /// observe). The explorer's executions are then fewer, and none is lost.
+    /// the same context (same CPU, nesting depth and context epoch; only that context's own
+    /// bookkeeping runs in between, which no event can observe). The proof is at `redundant`.
     pub prune: bool,
     /// Probe interrupts and NMIs instead of offering them as choices: at every arrival point
     /// where one can arrive, its handler runs right there; if it runs clean, the machine checks
     /// that the CPU is exactly as the handler found it (slots, TLB, unflushed slots, the current
     /// stack, counters) and puts back the arrival numbering, so the run goes on as if nothing
     /// had happened, which is what a clean handler amounts to. One run then checks a handler at
-    /// every point. A handler run is skipped when one was already probed clean from the same
+    /// every point. A handler that leaves a trace is a hazard: it is undone, and offered there
+    /// as a choice (a lasting handler, bounded by `Bounds::lasting_handlers`). A handler run is skipped when one was already probed clean from the same
     /// observable state (the memo, shared across runs). A probe that finds a violation stays in
     /// the schedule, which replays it as an ordinary injected event.
     pub probe: Option<Rc<RefCell<ProbeMemo>>>,
