@@ -122,7 +122,9 @@ fn cpu_read_mutant(root: &Path) -> Result<(), String> {
         .replacen(disable, &format!("{read}{disable}"), 1);
     std::fs::write(&file, mutant).map_err(|e| e.to_string())?;
     let manifest = copy.join("Cargo.toml");
-    let target = root.join("target");
+    // A target folder of its own: cargo names the artifacts of workspace crates by their path
+    // inside the workspace, so the mutant's would overwrite the real crate's in `target/`.
+    let target = root.join("target/mutant-target");
     println!("xtask: the CPU-read mutant of the crate, checked by the explorer");
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .env("CARGO_TARGET_DIR", &target)

@@ -203,9 +203,7 @@ impl Tally {
                 set.insert(outcome.final_state);
             }
             for hazard in &outcome.hazards {
-                let known = self.hazards.iter().any(|h| {
-                    h.rule == hazard.rule && h.label == hazard.label && h.context == hazard.context
-                });
+                let known = self.hazards.iter().any(|h| h.same_place(hazard));
                 if !known && self.hazards.len() < HAZARDS_KEPT {
                     self.hazards.push(hazard.clone());
                 }

@@ -116,18 +116,21 @@ fn a_platform_that_drops_invalidations_is_caught_on_a_passing_scenario() {
     );
 }
 
+/// The shortest counterexample of a built-in scenario, as `kmap check` finds it.
+fn counterexample_of(name: &str) -> kmap_check::explore::Counterexample {
+    let found = explore(&resolve(name).unwrap().config, Search::default(), |_| {});
+    found
+        .counterexample
+        .unwrap_or_else(|| panic!("{name}: no counterexample"))
+}
+
 /// The race as it would happen: the shortest counterexample ends in the interrupt's map hitting
 /// the slot just restored for N (a crash, Linux's BUG_ON), with the hazard that led there; on a
 /// kernel without the BUG_ON it ends in N's access faulting.
 #[test]
 fn the_restore_race_ends_in_its_consequence_with_and_without_bug_on() {
     use kmap_sim::{Context, Rule, ViolationKind};
-    let found = explore(
-        &resolve("restore-race").unwrap().config,
-        Search::default(),
-        |_| {},
-    );
-    let ce = found.counterexample.unwrap();
+    let ce = counterexample_of("restore-race");
     let v = &ce.outcome.violations[0];
     assert_eq!(
         (v.kind, &v.context),
@@ -144,12 +147,7 @@ fn the_restore_race_ends_in_its_consequence_with_and_without_bug_on() {
         "the consequence is the timeline's last row"
     );
 
-    let found = explore(
-        &resolve("restore-race-silent").unwrap().config,
-        Search::default(),
-        |_| {},
-    );
-    let ce = found.counterexample.unwrap();
+    let ce = counterexample_of("restore-race-silent");
     let v = &ce.outcome.violations[0];
     assert_eq!(
         (v.kind, &v.context),
@@ -185,8 +183,7 @@ fn every_mutation_leads_to_its_consequence() {
         ("drop-invalidations", Leak),
         ("no-sched-out", Crash),
     ] {
-        let found = explore(&resolve(name).unwrap().config, Search::default(), |_| {});
-        let ce = found.counterexample.expect(name);
+        let ce = counterexample_of(name);
         assert_eq!(ce.outcome.violations[0].kind, kind, "{name}");
     }
 }

@@ -2,9 +2,20 @@
 //! search with pruning and the search without reach the same verdict and the same set of final
 //! states.
 
-use kmap_check::explore::{explore, Search};
+use kmap_check::explore::{explore, Exploration, Search};
 use kmap_check::{builtin, resolve};
-use kmap_sim::Protocol;
+use kmap_sim::{Config, Protocol};
+
+/// Every execution within the bounds, with or without pruning, final states collected.
+fn whole_search(config: &Config, prune: bool) -> Exploration {
+    let search = Search {
+        stop_at_violation: false,
+        prune,
+        fingerprints: true,
+        ..Search::default()
+    };
+    explore(config, search, |_| {})
+}
 
 #[test]
 fn pruning_keeps_every_verdict_and_every_final_state() {
@@ -12,14 +23,8 @@ fn pruning_keeps_every_verdict_and_every_final_state() {
         for protocol in Protocol::ALL {
             let mut config = resolve(name).unwrap().config;
             config.machine.protocol = protocol;
-            let search = |prune| Search {
-                stop_at_violation: false,
-                prune,
-                fingerprints: true,
-                ..Search::default()
-            };
-            let pruned = explore(&config, search(true), |_| {});
-            let whole = explore(&config, search(false), |_| {});
+            let pruned = whole_search(&config, true);
+            let whole = whole_search(&config, false);
             assert_eq!(pruned.verdict, whole.verdict, "{name} under {protocol}");
             assert_eq!(
                 pruned.final_states, whole.final_states,
@@ -36,14 +41,8 @@ fn pruning_keeps_every_verdict_and_every_final_state() {
 #[test]
 fn a_point_after_another_task_exits_is_not_pruned() {
     let config = resolve("exit-then-preempt").unwrap().config;
-    let search = |prune| Search {
-        stop_at_violation: false,
-        prune,
-        fingerprints: true,
-        ..Search::default()
-    };
-    let pruned = explore(&config, search(true), |_| {});
-    let whole = explore(&config, search(false), |_| {});
+    let pruned = whole_search(&config, true);
+    let whole = whole_search(&config, false);
     assert_eq!(pruned.final_states, whole.final_states);
     assert!(pruned.pruned > 0, "the rule still prunes something");
 }

@@ -100,3 +100,22 @@ fn a_handler_that_leaves_a_stale_translation_is_found_by_every_strategy_and_repl
         assert_eq!(again.violations, ce.outcome.violations, "{strategy:?}");
     }
 }
+
+/// Under strict checking, a handler that leaves a trace is itself the violation; it is found by a
+/// probe, and the replay (which has no probes) must find it too: the check that a handler leaves
+/// its CPU as it found it runs for every handler, probed or not.
+#[test]
+fn a_strict_hazard_found_by_a_probe_replays() {
+    let mut config = resolve("drop-invalidations").unwrap().config;
+    config.strict = true;
+    let found = explore(&config, Search::default(), |_| {});
+    let ce = found.counterexample.expect("a violation");
+    assert_eq!(
+        ce.outcome.violations[0].kind,
+        kmap_sim::ViolationKind::Hazard(kmap_sim::Rule::Inv3),
+        "{}",
+        ce.outcome.violations[0]
+    );
+    let again = replay(&config, &ce.schedule);
+    assert_eq!(again.violations, ce.outcome.violations);
+}

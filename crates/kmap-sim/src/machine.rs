@@ -115,25 +115,49 @@ pub(crate) struct SwitchSnapshot {
 /// the CPU's context epoch (see `Cpu::epoch`).
 pub(crate) type Arrival = (Label, usize, u64);
 
-/// A CPU's state as a probed handler found it (see `Machine::save_cpu`).
+/// What a handler on the executing CPU may touch and must leave as it found it (INV-3).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct CpuView {
+    /// The CPU's slots.
+    slots: Vec<Pte>,
+    /// Its TLB's entries, sorted.
+    tlb: Vec<(usize, u64)>,
+    /// Its slots cleared and not yet invalidated, by cell.
+    unflushed: Vec<usize>,
+    /// The current task's `idx` and saved PTEs.
+    depth: usize,
+    saved: Vec<Pte>,
+    /// Preemption, page-fault and migration counts, and whether interrupts are off.
+    counters: [i32; 4],
+}
+
+/// Everything a handler on the executing CPU can change, as a probed handler found it (see
+/// `Machine::save_cpu`).
 pub(crate) struct SavedCpu {
     pt: Vec<Pte>,
     tlb: HashMap<usize, u64>,
     unflushed: HashSet<usize>,
-    /// preempt, pagefault, irqs_off, and the current task's migrate count.
-    counters: (i32, i32, bool, i32),
+    preempt: i32,
+    pagefault: i32,
+    irqs_off: bool,
+    /// The current task's migration-disable count.
+    migrate: i32,
+    /// The current task's kmap stack ([`DynStack::save`]).
     stack: Box<dyn std::any::Any>,
-    memory: (Vec<u64>, Vec<u64>, u64),
-    /// arrivals, last_arrival, last_label, epoch.
-    numbering: (u64, Option<Arrival>, Option<Label>, u64),
+    tags: Vec<u64>,
+    expected: Vec<u64>,
+    next_tag: u64,
+    arrivals: u64,
+    last_arrival: Option<Arrival>,
+    last_label: Option<Label>,
+    epoch: u64,
     reports: usize,
 }
 
+/// Branching events used so far in an execution, against the bounds.
 #[derive(Default)]
 pub(crate) struct Used {
     pub(crate) preemptions: u32,
-    pub(crate) irqs: u32,
-    pub(crate) nmis: u32,
     pub(crate) cpu_switches: u32,
     pub(crate) lasting: u32,
 }
@@ -172,8 +196,9 @@ pub struct RunOptions {
     /// stack, counters) and puts back the arrival numbering, so the run goes on as if nothing
     /// had happened, which is what a clean handler amounts to. One run then checks a handler at
     /// every point. A handler that leaves a trace is a hazard: it is undone, and offered there
-    /// as a choice (a lasting handler, bounded by `Bounds::lasting_handlers`). A handler run is skipped when one was already probed clean from the same
-    /// observable state (the memo, shared across runs). A probe that finds a violation stays in
+    /// as a choice (a lasting handler, bounded by `Bounds::lasting_handlers`). A handler run is
+    /// skipped when one was already probed clean from the same observable state (the memo,
+    /// shared across runs). A probe that finds a violation stays in
     /// the schedule, which replays it as an ordinary injected event.
     pub probe: Option<Rc<RefCell<ProbeMemo>>>,
     /// How deep probes nest: 1 probes handlers on the code of tasks only, 2 also probes an NMI
@@ -682,9 +707,13 @@ impl Machine {
                 probed: st.probing > 0,
             }
         };
-        let seen = self.st.borrow().outcome.hazards.iter().any(|h| {
-            h.rule == hazard.rule && h.label == hazard.label && h.context == hazard.context
-        });
+        let seen = self
+            .st
+            .borrow()
+            .outcome
+            .hazards
+            .iter()
+            .any(|h| h.same_place(&hazard));
         if !seen {
             self.st.borrow_mut().outcome.hazards.push(hazard);
         }
@@ -940,22 +969,20 @@ impl Machine {
 
     /// An interrupt or NMI arrives: its handler runs here, nested, to completion (rules N-1 to
     /// N-3).
-    pub(crate) fn interrupt(&self, kind: NestedKind) {
+    ///
+    /// Returns whether the handler left a trace (INV-3: it must leave the CPU exactly as it
+    /// found it), which is then a hazard.
+    pub(crate) fn interrupt(&self, kind: NestedKind) -> bool {
         let task = self.current_task();
         let entry_depth = self.stack(task).depth();
+        let before = self.cpu_view();
         {
             let mut st = self.st.borrow_mut();
             let cpu = st.active;
             st.cpus[cpu].epoch += 1;
             match kind {
-                NestedKind::Irq => {
-                    st.used.irqs += 1;
-                    st.outcome.stats.irqs += 1;
-                }
-                NestedKind::Nmi => {
-                    st.used.nmis += 1;
-                    st.outcome.stats.nmis += 1;
-                }
+                NestedKind::Irq => st.outcome.stats.irqs += 1,
+                NestedKind::Nmi => st.outcome.stats.nmis += 1,
             }
         }
         let saved_irqs_off = {
@@ -987,20 +1014,29 @@ impl Machine {
         if left > 0 {
             self.refuse(format!("{context} returned holding {left} mapping(s)"));
         }
-        let depth = self.stack(task).depth();
-        if depth != entry_depth {
-            self.hazard(
-                Rule::Inv3,
-                format!("{context} returned with idx {depth}, but found {entry_depth}"),
-            );
-        }
         self.check_above_idx(task, entry_depth, "when an interrupt returns");
-        self.trace(What::Exit(context));
-        let mut st = self.st.borrow_mut();
-        let cpu = st.active;
-        st.cpus[cpu].nested.pop();
-        st.cpus[cpu].irqs_off = saved_irqs_off;
-        st.cpus[cpu].epoch += 1;
+        self.trace(What::Exit(context.clone()));
+        {
+            let mut st = self.st.borrow_mut();
+            let cpu = st.active;
+            st.cpus[cpu].nested.pop();
+            st.cpus[cpu].irqs_off = saved_irqs_off;
+            st.cpus[cpu].epoch += 1;
+        }
+        if self.aborted() {
+            return false;
+        }
+        let after = self.cpu_view();
+        if after == before {
+            return false;
+        }
+        let (_, under) = self.where_now();
+        let trace = self.describe_trace(&before, &after);
+        self.hazard(
+            Rule::Inv3,
+            format!("{context} on top of {under} left a trace: {trace}"),
+        );
+        true
     }
 
     /// Whether a handler of `kind` may arrive now: interrupts need interrupts on, nothing
@@ -1021,48 +1057,41 @@ impl Machine {
     }
 
     /// Everything of the executing CPU that a handler may touch and must leave as it found it.
-    fn cpu_fingerprint(&self) -> Vec<u64> {
+    fn cpu_view(&self) -> CpuView {
         let st = self.st.borrow();
         let cpu = st.active;
         let c = &st.cpus[cpu];
         let cells = self.cells();
-        let mut print: Vec<u64> = (0..cells)
-            .map(|cell| st.pt[cpu * cells + cell].raw())
-            .collect();
         let mut tlb: Vec<(usize, u64)> = st.tlb[cpu]
             .iter()
             .map(|(&page, &frame)| (page, frame))
             .collect();
         tlb.sort_unstable();
-        print.extend(
-            tlb.into_iter()
-                .flat_map(|(page, frame)| [page as u64, frame]),
-        );
-        print.push(u64::MAX);
-        print.extend(
-            (0..cells)
-                .filter(|cell| st.unflushed.contains(&(cpu * cells + cell)))
-                .map(|cell| cell as u64),
-        );
         let stack = self.stack(c.current);
-        print.push(stack.depth() as u64);
-        print.extend((0..stack.cells()).map(|cell| stack.saved(cell).raw()));
-        print.extend([
-            c.preempt as u64,
-            c.pagefault as u64,
-            st.tasks[c.current].migrate as u64,
-            c.irqs_off as u64,
-        ]);
-        print
+        CpuView {
+            slots: st.pt[cpu * cells..(cpu + 1) * cells].to_vec(),
+            tlb,
+            unflushed: (0..cells)
+                .filter(|cell| st.unflushed.contains(&(cpu * cells + cell)))
+                .collect(),
+            depth: stack.depth(),
+            saved: (0..stack.cells()).map(|cell| stack.saved(cell)).collect(),
+            counters: [
+                c.preempt,
+                c.pagefault,
+                st.tasks[c.current].migrate,
+                c.irqs_off as i32,
+            ],
+        }
     }
 
     /// The state a handler of `kind` can observe from here, hashed: its CPU, the handlers it is
     /// nested in, the frames its program names, and how deep probes may still nest in it.
-    fn probe_key(&self, kind: NestedKind, fingerprint: &[u64], depth_left: u32) -> u64 {
+    fn probe_key(&self, kind: NestedKind, view: &CpuView, depth_left: u32) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let st = self.st.borrow();
-        (kind == NestedKind::Irq, st.active, fingerprint, depth_left).hash(&mut hasher);
+        (kind == NestedKind::Irq, st.active, view, depth_left).hash(&mut hasher);
         for nested in &st.cpus[st.active].nested {
             (nested.kind == NestedKind::Irq).hash(&mut hasher);
         }
@@ -1088,8 +1117,7 @@ impl Machine {
             {
                 continue;
             }
-            let before = self.cpu_fingerprint();
-            let key = self.probe_key(kind, &before, self.options.probe_depth - depth);
+            let key = self.probe_key(kind, &self.cpu_view(), self.options.probe_depth - depth);
             if memo.borrow().0.contains(&key) {
                 self.st.borrow_mut().outcome.stats.probes_remembered += 1;
                 continue;
@@ -1108,37 +1136,21 @@ impl Machine {
             let saved = self.save_cpu();
             let refusals = self.st.borrow().outcome.refusals.len();
             self.st.borrow_mut().probing += 1;
-            self.interrupt(kind);
+            let left_trace = self.interrupt(kind);
             self.st.borrow_mut().probing -= 1;
             if self.aborted() || self.st.borrow().outcome.refusals.len() != refusals {
                 // The schedule keeps this probe: a replay runs it as an ordinary event.
                 return lasting;
             }
-            let after = self.cpu_fingerprint();
             self.restore_cpu(saved);
             self.st.borrow_mut().outcome.schedule.0.pop();
-            if after != before {
-                let (_, context) = self.where_now();
-                let what = if kind == NestedKind::Irq {
-                    "an interrupt"
-                } else {
-                    "an NMI"
-                };
-                self.st.borrow_mut().probing += 1;
-                self.hazard(
-                    Rule::Inv3,
-                    format!(
-                        "{what} on top of {context} left a trace: {}",
-                        self.describe_trace(&before, &after)
-                    ),
-                );
-                self.st.borrow_mut().probing -= 1;
+            if left_trace {
                 self.st.borrow_mut().outcome.stats.probes_with_trace += 1;
                 lasting.push(kind);
-                continue;
+            } else {
+                self.st.borrow_mut().outcome.stats.probes += 1;
+                memo.borrow_mut().0.insert(key);
             }
-            self.st.borrow_mut().outcome.stats.probes += 1;
-            memo.borrow_mut().0.insert(key);
         }
         lasting
     }
@@ -1152,15 +1164,18 @@ impl Machine {
             pt: st.pt.clone(),
             tlb: st.tlb[cpu].clone(),
             unflushed: st.unflushed.clone(),
-            counters: (
-                c.preempt,
-                c.pagefault,
-                c.irqs_off,
-                st.tasks[c.current].migrate,
-            ),
+            preempt: c.preempt,
+            pagefault: c.pagefault,
+            irqs_off: c.irqs_off,
+            migrate: st.tasks[c.current].migrate,
             stack: self.stack(c.current).save(),
-            memory: (st.tags.clone(), st.expected.clone(), st.next_tag),
-            numbering: (st.arrivals, c.last_arrival, st.last_label, c.epoch),
+            tags: st.tags.clone(),
+            expected: st.expected.clone(),
+            next_tag: st.next_tag,
+            arrivals: st.arrivals,
+            last_arrival: c.last_arrival,
+            last_label: st.last_label,
+            epoch: c.epoch,
             reports: st.outcome.reports.len(),
         }
     }
@@ -1175,12 +1190,17 @@ impl Machine {
         st.tlb[cpu] = saved.tlb;
         st.unflushed = saved.unflushed;
         let c = &mut st.cpus[cpu];
-        (c.preempt, c.pagefault, c.irqs_off) =
-            (saved.counters.0, saved.counters.1, saved.counters.2);
-        (c.last_arrival, c.epoch) = (saved.numbering.1, saved.numbering.3);
-        st.tasks[current].migrate = saved.counters.3;
-        (st.tags, st.expected, st.next_tag) = saved.memory;
-        (st.arrivals, st.last_label) = (saved.numbering.0, saved.numbering.2);
+        c.preempt = saved.preempt;
+        c.pagefault = saved.pagefault;
+        c.irqs_off = saved.irqs_off;
+        c.last_arrival = saved.last_arrival;
+        c.epoch = saved.epoch;
+        st.tasks[current].migrate = saved.migrate;
+        st.tags = saved.tags;
+        st.expected = saved.expected;
+        st.next_tag = saved.next_tag;
+        st.arrivals = saved.arrivals;
+        st.last_label = saved.last_label;
         st.outcome.reports.truncate(saved.reports);
         drop(st);
         // SAFETY: the stack state was saved from this task's stack at this arrival point, and
@@ -1189,47 +1209,52 @@ impl Machine {
         unsafe { self.stack(current).restore(&*saved.stack) };
     }
 
-    /// What differs between two CPU fingerprints, in words.
-    fn describe_trace(&self, before: &[u64], after: &[u64]) -> String {
-        let cells = self.cells();
+    /// What differs between two views of the executing CPU, in words.
+    fn describe_trace(&self, before: &CpuView, after: &CpuView) -> String {
         let cpu = self.cpu();
-        let slots: Vec<String> = (0..cells)
-            .filter(|&cell| before[cell] != after[cell])
+        let show = |pte: &Pte| {
+            if pte.is_empty() {
+                "empty".to_string()
+            } else {
+                format!("frame {}", pte_frame(*pte))
+            }
+        };
+        let mut changes: Vec<String> = (0..before.slots.len())
+            .filter(|&cell| before.slots[cell] != after.slots[cell])
             .map(|cell| {
-                let show = |raw: u64| {
-                    let pte = Pte::from_raw(raw);
-                    if pte.is_empty() {
-                        "empty".to_string()
-                    } else {
-                        format!("frame {}", pte_frame(pte))
-                    }
-                };
                 format!(
                     "slot {cpu}.{cell} was {}, is {}",
-                    show(before[cell]),
-                    show(after[cell])
+                    show(&before.slots[cell]),
+                    show(&after.slots[cell])
                 )
             })
             .collect();
-        if !slots.is_empty() {
-            return slots.join(", ");
-        }
-        let tlb = |print: &[u64]| -> Vec<(u64, u64)> {
-            let end = print[cells..]
+        changes.extend(
+            after
+                .tlb
                 .iter()
-                .position(|&v| v == u64::MAX)
-                .unwrap_or(0);
-            print[cells..cells + end]
-                .chunks(2)
-                .map(|pair| (pair[0], pair[1]))
-                .collect()
-        };
-        let (was, is) = (tlb(before), tlb(after));
-        if let Some(&(page, frame)) = is.iter().find(|entry| !was.contains(entry)) {
-            let cell = (page as usize - WINDOW) / PAGE_SIZE % cells;
-            return format!("CPU {cpu}'s TLB translates cell {cell} to frame {frame}");
+                .filter(|entry| !before.tlb.contains(entry))
+                .map(|&(page, frame)| {
+                    let cell = (page - WINDOW) / PAGE_SIZE % before.slots.len();
+                    format!("CPU {cpu}'s TLB translates cell {cell} to frame {frame}")
+                }),
+        );
+        changes.extend(
+            after
+                .unflushed
+                .iter()
+                .filter(|cell| !before.unflushed.contains(cell))
+                .map(|cell| format!("slot {cpu}.{cell} is left uninvalidated")),
+        );
+        if before.depth != after.depth {
+            changes.push(format!("idx was {}, is {}", before.depth, after.depth));
+        } else if before.saved != after.saved {
+            changes.push("a saved PTE differs".into());
         }
-        "its TLB, its unflushed slots, the stack or the counters differ".into()
+        if before.counters != after.counters {
+            changes.push("the preemption, page-fault or migration count differs".into());
+        }
+        changes.join(", ")
     }
 
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.

@@ -130,6 +130,14 @@ pub struct Hazard {
     pub probed: bool,
 }
 
+impl Hazard {
+    /// Whether `other` is the same rule broken at the same point in the same context (hazards
+    /// are listed once per place).
+    pub fn same_place(&self, other: &Hazard) -> bool {
+        self.rule == other.rule && self.label == other.label && self.context == other.context
+    }
+}
+
 impl fmt::Display for Hazard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
