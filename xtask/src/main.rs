@@ -99,9 +99,10 @@ fn test() -> Result<(), String> {
 
 /// The crate with its CPU read moved before `migrate_disable` (so a task preempted and migrated
 /// right after the read would write another CPU's slot), built from a copy of the workspace: the
-/// explorer must catch it. Every check the project had before passed with this mutant; the
-/// simulated platform reports the read as `CONFIG_DEBUG_PREEMPT` would, and strict checking
-/// makes that a violation.
+/// explorer must catch it by its consequence. Every check the project had before passed with
+/// this mutant; the simulated platform reports the read as `CONFIG_DEBUG_PREEMPT` would (a
+/// hazard) and lets a preemption and a migration come right after it, and `migrate-on-preempt`
+/// then ends in a crash on the CPU whose slot the migrated task wrote.
 fn cpu_read_mutant(root: &Path) -> Result<(), String> {
     let copy = root.join("target/mutants/cpu-read-before-migrate-disable");
     let _ = std::fs::remove_dir_all(&copy);
@@ -130,11 +131,14 @@ fn cpu_read_mutant(root: &Path) -> Result<(), String> {
         .env("CARGO_TARGET_DIR", &target)
         .args(["run", "--quiet", "--package", "kmap-cli", "--manifest-path"])
         .arg(&manifest)
-        .args(["--", "check", "restore-race-split", "--strict"])
+        .args(["--", "check", "migrate-on-preempt"])
         .output()
         .map_err(|e| format!("could not run cargo: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    if output.status.code() == Some(1) && stdout.contains("DEBUG_PREEMPT") {
+    if output.status.code() == Some(1)
+        && stdout.contains("consequence: crash")
+        && stdout.contains("DEBUG_PREEMPT")
+    {
         println!(
             "xtask: caught: {}",
             stdout.lines().nth(3).unwrap_or("").trim()

@@ -54,6 +54,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
         include_str!("../scenarios/no-sched-out.toml"),
     ),
     (
+        "migrate-on-preempt",
+        include_str!("../scenarios/migrate-on-preempt.toml"),
+    ),
+    (
         "exit-then-preempt",
         include_str!("../scenarios/exit-then-preempt.toml"),
     ),

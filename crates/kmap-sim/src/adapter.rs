@@ -43,6 +43,8 @@ pub trait DynStack: Any {
     fn saved(&self, cell: usize) -> Pte;
     /// The number of cells.
     fn cells(&self) -> usize;
+    /// The CPU the live cells were mapped on, if there are any.
+    fn home(&self) -> Option<usize>;
     /// For [`SimPlatform::current_stack`].
     fn as_any(&self) -> &dyn Any;
     /// Everything the stack holds ([`kmap::StackState`]), to put back with [`restore`](Self::restore).
@@ -65,6 +67,9 @@ impl<const C: usize> DynStack for KmapStack<C> {
     }
     fn cells(&self) -> usize {
         C
+    }
+    fn home(&self) -> Option<usize> {
+        self.home_cpu().map(|cpu| cpu.0 as usize)
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -21,6 +21,9 @@ pub enum Choice {
     Nmi,
     /// The running task is preempted: the scheduler switches to another task.
     Preempt,
+    /// The running task is preempted and moved to this CPU's run queue (load balancing); only
+    /// while it may migrate.
+    Migrate(usize),
     /// Another CPU executes from where it is.
     Cpu(usize),
 }
@@ -32,6 +35,7 @@ impl fmt::Display for Choice {
             Choice::Irq => f.write_str("irq"),
             Choice::Nmi => f.write_str("nmi"),
             Choice::Preempt => f.write_str("preempt"),
+            Choice::Migrate(cpu) => write!(f, "migrate{cpu}"),
             Choice::Cpu(cpu) => write!(f, "cpu{cpu}"),
         }
     }
@@ -45,13 +49,17 @@ impl FromStr for Choice {
             "irq" => Ok(Choice::Irq),
             "nmi" => Ok(Choice::Nmi),
             "preempt" => Ok(Choice::Preempt),
-            _ => s
-                .strip_prefix("cpu")
-                .and_then(|n| n.parse().ok())
-                .map(Choice::Cpu)
-                .ok_or_else(|| {
-                    format!("`{s}` is not a choice (continue, irq, nmi, preempt, cpuN)")
-                }),
+            _ => {
+                let numbered = |prefix: &str| s.strip_prefix(prefix).and_then(|n| n.parse().ok());
+                numbered("cpu")
+                    .map(Choice::Cpu)
+                    .or_else(|| numbered("migrate").map(Choice::Migrate))
+                    .ok_or_else(|| {
+                        format!(
+                            "`{s}` is not a choice (continue, irq, nmi, preempt, migrateN, cpuN)"
+                        )
+                    })
+            }
         }
     }
 }
@@ -137,7 +145,7 @@ impl Chooser for RandomChooser {
                 Choice::Continue => 0.0,
                 Choice::Irq => self.rates.irq,
                 Choice::Nmi => self.rates.nmi,
-                Choice::Preempt => self.rates.preempt,
+                Choice::Preempt | Choice::Migrate(_) => self.rates.preempt,
                 Choice::Cpu(_) => self.rates.cpu / (point.options.len() as f64),
             };
             if roll < rate {

@@ -742,6 +742,7 @@ impl Machine {
                 && !c.irqs_off
                 && st.tasks[c.current].migrate == 0
         };
+        let cpu = self.cpu();
         if migratable {
             self.hazard(
                 Rule::DebugPreempt,
@@ -749,8 +750,11 @@ impl Machine {
                  migrated"
                     .into(),
             );
+            // Nothing keeps the task here until the crate uses the answer: a preemption (and a
+            // migration) may come right after the read.
+            self.arrive(Label::MigratableCpuRead);
         }
-        self.cpu()
+        cpu
     }
 
     pub(crate) fn aborted(&self) -> bool {
@@ -893,6 +897,13 @@ impl Machine {
                     self.st.borrow_mut().used.preemptions += 1;
                     self.schedule(crate::sched::Reason::Preempt);
                 }
+                Choice::Migrate(to) => {
+                    let mut st = self.st.borrow_mut();
+                    st.used.preemptions += 1;
+                    st.outcome.stats.preemptions += 1;
+                    drop(st);
+                    self.schedule(crate::sched::Reason::Migrate(to));
+                }
                 Choice::Cpu(to) => {
                     self.st.borrow_mut().used.cpu_switches += 1;
                     self.trace(What::Step { to });
@@ -929,18 +940,27 @@ impl Machine {
             }
         }
         let current = &st.tasks[cpu.current];
-        if cpu.nested.is_empty()
+        let preemptible = cpu.nested.is_empty()
             && !cpu.in_scheduler
             && !current.idle
             && cpu.preempt == 0
             && !cpu.irqs_off
-            && within(bounds.preemptions, st.used.preemptions)
+            && within(bounds.preemptions, st.used.preemptions);
+        if preemptible
             && (!cpu.runqueue.is_empty()
                 || st.tasks.iter().enumerate().any(|(id, t)| {
                     t.status == Status::Sleeping && t.cpu == st.active && id != cpu.current
                 }))
         {
             options.push(Choice::Preempt);
+        }
+        // Load balancing: a preempted task that may migrate can be moved to another CPU.
+        if preemptible && current.migrate == 0 {
+            options.extend(
+                (0..st.cpus.len())
+                    .filter(|&c| c != st.active)
+                    .map(Choice::Migrate),
+            );
         }
         if within(bounds.cpu_switches, st.used.cpu_switches) {
             for other in (0..st.cpus.len()).filter(|&c| c != st.active) {

@@ -173,19 +173,18 @@ impl Machine {
         // Interrupts are on again: one may arrive before the protocol's second half (under
         // `swap-after-current`, all of prev's slots are still live here, with `current` = next).
         // When next is the idle task, the coroutine executing this (a task that went to sleep
-        // or exited) hosts the CPU's idle moment, so that the driver resumes it for this CPU. A
-        // task on its way to another CPU's run queue cannot host it: there the idle task's
-        // next arrival point (at a later switch) stands in for this one.
-        let (idle, host) = {
+        // or exited) hosts the CPU's idle moment, so that the driver resumes it for this CPU.
+        // A task migrating away cannot host it (it is in another CPU's run queue), and needs
+        // no point here: it migrates only holding no mapping, so it leaves no slot behind.
+        let (next_is_idle, host) = {
             let st = self.st.borrow();
-            let idle = st.tasks[next].idle && st.cpus[cpu].idle_host.is_none();
-            let host = st.executing.filter(|&t| {
-                idle && matches!(st.tasks[t].status, Status::Sleeping | Status::Exited)
-            });
-            (idle, host)
+            let host = st
+                .executing
+                .filter(|&t| matches!(st.tasks[t].status, Status::Sleeping | Status::Exited));
+            (st.tasks[next].idle, host)
         };
-        if !idle || host.is_some() {
-            self.st.borrow_mut().cpus[cpu].idle_host = host;
+        if !next_is_idle || host.is_some() {
+            self.st.borrow_mut().cpus[cpu].idle_host = host.filter(|_| next_is_idle);
             self.arrive(Label::FinishSwitch);
             self.st.borrow_mut().cpus[cpu].idle_host = None;
         }
@@ -198,19 +197,9 @@ impl Machine {
                 }
             }
         }
-        // INV-4 (the crate reports it too under `split`, from its own record of the CPU).
-        let window = {
-            let st = self.st.borrow();
-            st.tasks[next]
-                .mappings
-                .iter()
-                .find(|h| h.addr >= crate::adapter::WINDOW)
-                .map(|h| h.addr)
-        };
-        if let Some(addr) = window {
-            let slot_cpu = (addr - crate::adapter::WINDOW)
-                / crate::adapter::PAGE_SIZE
-                / self.config.machine.cells;
+        // INV-4, from the stack's record of the CPU its cells were mapped on (the crate reports
+        // it too under `split`).
+        if let Some(slot_cpu) = self.stack(next).home() {
             if slot_cpu != cpu && !self.aborted() {
                 self.hazard(
                     Rule::Inv4,

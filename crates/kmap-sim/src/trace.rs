@@ -24,6 +24,9 @@ pub enum Label {
     FinishSwitch,
     /// A CPU is idle (nothing runnable) for a moment.
     Idle,
+    /// The crate read the current CPU while the task could still migrate (a hazard): the task
+    /// may be preempted and moved before it uses the answer.
+    MigratableCpuRead,
 }
 
 impl fmt::Display for Label {
@@ -36,6 +39,7 @@ impl fmt::Display for Label {
             Label::SwapInstalled(cell) => write!(f, "swap: installed next's cell {cell}"),
             Label::FinishSwitch => f.write_str("finish-switch: interrupts on"),
             Label::Idle => f.write_str("idle"),
+            Label::MigratableCpuRead => f.write_str("after a CPU read while migratable"),
         }
     }
 }
