@@ -25,7 +25,7 @@ fn lane_colour(lane: Lane) -> &'static str {
     }
 }
 
-/// The picture, with `title` at the top and `footer` (the broken rule) at the bottom.
+/// The picture, with `title` at the top and `footer` (the consequence) at the bottom.
 pub fn render(timeline: &Timeline, title: &str, footer: &str) -> String {
     let widths: Vec<usize> = timeline
         .columns

@@ -664,7 +664,8 @@ impl Machine {
         self.trace(What::Refused(message));
     }
 
-    /// Record a broken rule; the execution stops at the next arrival point.
+    /// Record a consequence (or, under strict checking, a hazard); the execution stops at the
+    /// next arrival point.
     pub(crate) fn violate(&self, kind: ViolationKind, message: String) {
         let (cpu, context) = self.where_now();
         {

@@ -54,7 +54,8 @@ impl fmt::Display for Rule {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
 pub enum ViolationKind {
     /// What Linux turns into a BUG or an oops: a map that finds its slot occupied
-    /// (`BUG_ON(!pte_none)`), a switch installing into a live slot, a count gone negative.
+    /// (`BUG_ON(!pte_none)`), a switch installing into a live slot, a handler's map that finds
+    /// the stack full, a count gone negative.
     Crash,
     /// An access through a slot with no translation.
     Fault,

@@ -179,9 +179,16 @@ impl Machine {
                     atomic,
                 })
             }),
-            Err(refused @ MapError::Overflow { .. }) => {
+            // A task's own overflow is its program's misuse, refused before any state changes.
+            // A handler's is a crash: it cannot do its work without the mapping, and could not
+            // have known (Linux: BUG_ON(idx >= KM_MAX_IDX)).
+            Err(refused @ MapError::Overflow { .. }) if task.is_some() => {
                 self.refuse(format!("map {frame}: {refused}"))
             }
+            Err(overflow @ MapError::Overflow { .. }) => self.violate(
+                ViolationKind::Crash,
+                format!("map {frame} in a handler: {overflow} (Linux: BUG_ON(idx >= KM_MAX_IDX))"),
+            ),
             Err(broken @ MapError::SlotNotEmpty { .. }) => self.violate(
                 ViolationKind::Crash,
                 format!("map {frame}: {broken} (Linux: BUG_ON(!pte_none))"),
