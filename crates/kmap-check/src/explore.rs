@@ -359,14 +359,18 @@ fn handler_depth(config: &Config) -> u32 {
     irqs + nmis
 }
 
-/// The depth-first search, deepening by the number of injected events: branching events
-/// (preemptions, CPU switches, lasting handlers) plus the nesting depth of probed handlers. Returns whether it
+/// The depth-first search, deepening by the number of branching events (preemptions, CPU
+/// switches, lasting handlers), with probes as deep as the bounds allow. Returns whether it
 /// covered every execution within the bounds.
 ///
-/// At each total, every split between branching events and probe depth is searched, fewest
-/// branching events first; so the first violation has as few injected events as any. An
-/// execution is counted once, at the full probe depth (the runs with shallower probes, which
-/// only serve to find a shorter counterexample sooner, are not counted).
+/// Level `b` runs the executions with exactly `b` branching events. A violation that a
+/// shallower probe finds, a full-depth probe finds too (the same handler runs the same way; the
+/// handlers nested in it are extra and clean ones change nothing), so when level `b` is the first
+/// with a violation, no counterexample has fewer branching events. Counting probe nesting as
+/// events too, a shorter one may still have shallower probes at `b` or more branching events
+/// with shallower probes: those levels are searched next ([`shorten`]), so the first
+/// counterexample reported has as few injected events as any. The search ends at the first level
+/// where no execution could take one more event.
 fn exhaustive(
     config: &Config,
     search: Search,
@@ -384,23 +388,81 @@ fn exhaustive(
     .map(|bound| bound.unwrap_or(0))
     .sum::<u32>();
     let most_depth = handler_depth(config);
-    for total in 0..=most_branches + most_depth {
-        for depth in (0..=most_depth.min(total)).rev() {
-            let budget = total - depth;
-            if budget > most_branches {
-                continue;
-            }
-            let full = depth == most_depth;
-            if search_level(config, search, budget, depth, full, &memo, tally, progress) {
-                return false;
-            }
+    for budget in 0..=most_branches {
+        let level = search_level(
+            config, search, budget, most_depth, true, &memo, tally, progress,
+        );
+        if level.stopped {
+            shorten(
+                config,
+                search,
+                budget,
+                most_branches,
+                most_depth,
+                &memo,
+                tally,
+            );
+            return false;
+        }
+        if !level.more_possible {
+            break;
         }
     }
     true
 }
 
-/// Every execution with exactly `budget` branching events (and probes `depth` deep); `true`
-/// when the search stops at a violation.
+/// After a violation at `budget` branching events and full probe depth: look for one with
+/// fewer injected events in all (branching events plus probe nesting), with shallower probes.
+fn shorten(
+    config: &Config,
+    search: Search,
+    budget: u32,
+    most_branches: u32,
+    most_depth: u32,
+    memo: &Rc<RefCell<ProbeMemo>>,
+    tally: &mut Tally,
+) {
+    let events = |tally: &Tally| {
+        tally
+            .found
+            .as_ref()
+            .map_or(0, |o| o.schedule.0.len() as u32)
+    };
+    let best = events(tally);
+    for total in budget..best {
+        for depth in 0..most_depth.min(total - budget + 1) {
+            let branches = total - depth;
+            if branches > most_branches {
+                continue;
+            }
+            let mut scratch = Tally::new(&search);
+            search_level(
+                config,
+                search,
+                branches,
+                depth,
+                false,
+                memo,
+                &mut scratch,
+                &mut |_| {},
+            );
+            if scratch.found.is_some() && events(&scratch) < best {
+                tally.found = scratch.found;
+                return;
+            }
+        }
+    }
+}
+
+/// What one level of the search found.
+struct Level {
+    /// It stopped at a violation.
+    stopped: bool,
+    /// Some execution could have taken one more event than the level allows.
+    more_possible: bool,
+}
+
+/// Every execution with exactly `budget` branching events (and probes `depth` deep).
 #[allow(clippy::too_many_arguments)]
 fn search_level(
     config: &Config,
@@ -411,8 +473,9 @@ fn search_level(
     memo: &Rc<RefCell<ProbeMemo>>,
     tally: &mut Tally,
     progress: &mut impl FnMut(u64),
-) -> bool {
+) -> Level {
     let mut path: Vec<Node> = Vec::new();
+    let mut more_possible = false;
     loop {
         let prefix: Vec<Choice> = path.iter().map(|n| n.options[n.chosen]).collect();
         let events_in_prefix = prefix.iter().filter(|&&c| c != Choice::Continue).count() as u32;
@@ -429,17 +492,20 @@ fn search_level(
             None => search.shard.index == 0,
         };
         let mine = owned && events_in_prefix == budget;
-        let violated = outcome.verdict() == Verdict::Violation;
-        tally.add(outcome, mine && (full || violated));
+        tally.add(outcome, mine && full);
         progress(tally.executions);
         if search.stop_at_violation && tally.verdict == Verdict::Violation {
-            return true;
+            return Level {
+                stopped: true,
+                more_possible,
+            };
         }
         let allow = events_in_prefix < budget;
         for record in new_points {
             let options = if allow {
                 record.options
             } else {
+                more_possible |= record.options.len() > 1;
                 vec![Choice::Continue]
             };
             path.push(Node {
@@ -449,7 +515,10 @@ fn search_level(
             });
         }
         if !backtrack(&mut path, search.shard) {
-            return false;
+            return Level {
+                stopped: false,
+                more_possible,
+            };
         }
     }
 }

@@ -8,7 +8,9 @@
 //! the current stack; a preemption switches tasks right there, on the task's own stack.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet, FxHashSet};
 use std::rc::Rc;
 
 use corosensei::Yielder;
@@ -164,7 +166,7 @@ pub(crate) struct Used {
 
 /// Handler runs already probed clean, by the state they could observe (see [`RunOptions::probe`]).
 #[derive(Default, Debug)]
-pub struct ProbeMemo(HashSet<u64>);
+pub struct ProbeMemo(FxHashSet<Box<[u64]>>);
 
 impl ProbeMemo {
     /// How many distinct handler runs are remembered.
@@ -274,6 +276,8 @@ pub struct Machine {
     pub(crate) chooser: Rc<RefCell<dyn Chooser>>,
     pub(crate) options: RunOptions,
     irq_ops: Rc<[Op]>,
+    /// Room for building probe keys (see [`probe_key`](Self::probe_key)), reused.
+    probe_scratch: RefCell<Vec<u64>>,
     nmi_ops: Rc<[Op]>,
 }
 
@@ -340,8 +344,8 @@ impl Machine {
             tags,
             next_tag: 1,
             pt: vec![Pte::EMPTY; m.cpus * m.cells],
-            tlb: vec![HashMap::new(); m.cpus],
-            unflushed: HashSet::new(),
+            tlb: vec![HashMap::default(); m.cpus],
+            unflushed: HashSet::default(),
             cpus,
             last_depth: vec![0; capacity],
             yielders: vec![std::ptr::null(); capacity],
@@ -363,6 +367,7 @@ impl Machine {
             st: RefCell::new(state),
             chooser,
             options,
+            probe_scratch: RefCell::new(Vec::with_capacity(256)),
             irq_ops: Rc::from(config.program.irq.clone()),
             nmi_ops: Rc::from(config.program.nmi.clone()),
         }
@@ -1106,22 +1111,59 @@ impl Machine {
         }
     }
 
-    /// The state a handler of `kind` can observe from here, hashed: its CPU, the handlers it is
-    /// nested in, the frames its program names, and how deep probes may still nest in it.
-    fn probe_key(&self, kind: NestedKind, view: &CpuView, depth_left: u32) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    /// The state a handler of `kind` can observe from here, written into `key`: its CPU (as
+    /// [`cpu_view`](Self::cpu_view) sees it), the handlers it is nested in, the frames its
+    /// program names, and how deep probes may still nest in it. The key is the state itself, not
+    /// a hash of it, so the memo never mistakes one state for another.
+    fn probe_key(&self, kind: NestedKind, depth_left: u32, key: &mut Vec<u64>) {
         let st = self.st.borrow();
-        (kind == NestedKind::Irq, st.active, view, depth_left).hash(&mut hasher);
-        for nested in &st.cpus[st.active].nested {
-            (nested.kind == NestedKind::Irq).hash(&mut hasher);
+        let cpu = st.active;
+        let c = &st.cpus[cpu];
+        let cells = self.cells();
+        let stack = self.stack(c.current);
+        key.clear();
+        key.extend([
+            (kind == NestedKind::Irq) as u64,
+            cpu as u64,
+            depth_left as u64,
+            stack.depth() as u64,
+        ]);
+        key.extend(
+            st.pt[cpu * cells..(cpu + 1) * cells]
+                .iter()
+                .map(|pte| pte.raw()),
+        );
+        key.extend((0..stack.cells()).map(|cell| stack.saved(cell).raw()));
+        // The TLB in the order of its pages (a handful of entries).
+        let mut last = None;
+        while let Some((&page, &frame)) = st.tlb[cpu]
+            .iter()
+            .filter(|(&page, _)| last.is_none_or(|l| page > l))
+            .min_by_key(|(&page, _)| page)
+        {
+            key.extend([page as u64, frame]);
+            last = Some(page);
         }
+        key.push(u64::MAX);
+        key.extend(
+            (0..cells)
+                .filter(|cell| st.unflushed.contains(&(cpu * cells + cell)))
+                .map(|cell| cell as u64),
+        );
+        key.push(u64::MAX);
+        key.extend([
+            c.preempt as u64,
+            c.pagefault as u64,
+            st.tasks[c.current].migrate as u64,
+            c.irqs_off as u64,
+        ]);
+        key.extend(c.nested.iter().map(|n| (n.kind == NestedKind::Irq) as u64));
+        key.push(u64::MAX);
         for op in self.irq_ops.iter().chain(self.nmi_ops.iter()) {
             if let Some(frame) = op.frame() {
-                (st.tags[frame as usize], st.expected[frame as usize]).hash(&mut hasher);
+                key.extend([st.tags[frame as usize], st.expected[frame as usize]]);
             }
         }
-        hasher.finish()
     }
 
     /// Run every handler that may arrive here, inline, and check that each leaves no trace.
@@ -1138,8 +1180,16 @@ impl Machine {
             {
                 continue;
             }
-            let key = self.probe_key(kind, &self.cpu_view(), self.options.probe_depth - depth);
-            if memo.borrow().0.contains(&key) {
+            let mut key = std::mem::take(&mut *self.probe_scratch.borrow_mut());
+            self.probe_key(kind, self.options.probe_depth - depth, &mut key);
+            let known = memo.borrow().0.contains(key.as_slice());
+            let key_copy: Box<[u64]> = if known {
+                Box::default()
+            } else {
+                key.as_slice().into()
+            };
+            *self.probe_scratch.borrow_mut() = key;
+            if known {
                 self.st.borrow_mut().outcome.stats.probes_remembered += 1;
                 continue;
             }
@@ -1170,7 +1220,7 @@ impl Machine {
                 lasting.push(kind);
             } else {
                 self.st.borrow_mut().outcome.stats.probes += 1;
-                memo.borrow_mut().0.insert(key);
+                memo.borrow_mut().0.insert(key_copy);
             }
         }
         lasting
