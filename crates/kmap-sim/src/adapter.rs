@@ -3,7 +3,7 @@
 //! The crate's stack size, guard cells and force-map are compile-time constants of a
 //! [`Platform`], while a scenario chooses them at run time. So this module is the one generic
 //! layer: [`SimPlatform`] implements `Platform` by delegating every method to the (non-generic)
-//! [`Machine`], and [`KmapOps`] is the object through which the machine calls the crate's real
+//! machine through [`Hardware`], and [`KmapOps`] is the object through which the machine calls the crate's real
 //! map, unmap and switch code for the layout a run asked for. Everything else in the simulator
 //! is compiled once.
 
@@ -14,7 +14,49 @@ use kmap::{
     Report, Slot, UnmapError, VirtAddr,
 };
 
-use crate::machine::{Counter, Machine};
+/// A counter the platform keeps for the crate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Counter {
+    Preempt,
+    Migrate,
+    Pagefault,
+}
+
+/// What the crate's platform needs of the machine underneath: the hardware facts and actions of
+/// [`Platform`], over CPU and cell numbers. The machine implements it; this module needs nothing
+/// else of the machine, so the machine depends on the crate's adapter and not the other way.
+pub(crate) trait Hardware {
+    /// The crate called this platform method (for the trace).
+    fn call(&self, name: &'static str);
+    /// The executing CPU, as the crate reads it.
+    fn read_cpu(&self) -> usize;
+    /// The current task's stack.
+    fn current_stack(&self) -> &dyn DynStack;
+    /// How many CPUs.
+    fn cpus(&self) -> usize;
+    /// Frames below this are direct-mapped.
+    fn lowmem(&self) -> u64;
+    /// Whether the kernel has Linux's `BUG_ON(!pte_none)` (see `Mutation::NoBugOn`).
+    fn bug_on(&self) -> bool;
+    /// The PTE of CPU `cpu`'s slot `cell`.
+    fn read_pte(&self, cpu: usize, cell: usize) -> Pte;
+    /// Write it.
+    fn install_pte(&self, cpu: usize, cell: usize, pte: Pte);
+    /// Clear it.
+    fn clear_pte(&self, cpu: usize, cell: usize);
+    /// Invalidate the executing CPU's TLB entry for `addr`.
+    fn invalidate_local(&self, addr: usize);
+    /// Move a counter.
+    fn count(&self, counter: Counter, delta: i32);
+    /// Whether the executing CPU is in an interrupt or NMI handler.
+    fn in_interrupt(&self) -> bool;
+    /// Whether interrupts are off on the executing CPU.
+    fn irqs_disabled(&self) -> bool;
+    /// The crate reported something.
+    fn report(&self, report: Report);
+    /// An arrival point of the crate.
+    fn point(&self, point: Point);
+}
 
 /// Stack sizes (cells per task) the simulator is built for.
 pub const SUPPORTED_CELLS: &[usize] = &[1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 33];
@@ -89,23 +131,24 @@ impl<const C: usize> DynStack for KmapStack<C> {
 /// The crate's entry points, for the layout of one run.
 pub trait KmapOps {
     /// `raw::map` / `map_pfn` / `map_atomic` / `map_atomic_pfn`.
-    fn map(&self, m: &Machine, frame: u64, atomic: bool, pfn: bool) -> Result<usize, MapError>;
+    fn map(&self, m: &dyn Hardware, frame: u64, atomic: bool, pfn: bool)
+        -> Result<usize, MapError>;
     /// `raw::unmap` / `unmap_atomic`.
-    fn unmap(&self, m: &Machine, addr: usize, atomic: bool) -> Result<(), UnmapError>;
+    fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError>;
     /// `sched_out`.
-    fn sched_out(&self, m: &Machine);
+    fn sched_out(&self, m: &dyn Hardware);
     /// `sched_in`.
-    fn sched_in(&self, m: &Machine);
+    fn sched_in(&self, m: &dyn Hardware);
     /// `KmapStack::fork` of the current task's stack.
-    fn fork(&self, m: &Machine) -> Box<dyn DynStack>;
+    fn fork(&self, m: &dyn Hardware) -> Box<dyn DynStack>;
     /// `assert_no_mappings`.
-    fn assert_no_mappings(&self, m: &Machine, at: Checkpoint) -> Result<(), MappingsHeld>;
+    fn assert_no_mappings(&self, m: &dyn Hardware, at: Checkpoint) -> Result<(), MappingsHeld>;
     /// A new, empty stack.
     fn new_stack(&self) -> Box<dyn DynStack>;
 }
 
 /// The machine as a `Platform` with `C` cells, guard cells `G` and force-map `F`.
-pub struct SimPlatform<'m, const C: usize, const G: bool, const F: bool>(pub &'m Machine);
+pub struct SimPlatform<'m, const C: usize, const G: bool, const F: bool>(pub &'m dyn Hardware);
 
 // SAFETY: the machine models every promised fact: (1) `cpu()` is the executing CPU and
 // `current_stack` the current task's stack (fixed for the task's life, in `Machine::stacks`);
@@ -160,7 +203,7 @@ unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatfo
     fn read_pte(&self, slot: Slot) -> Pte {
         self.0.call("read_pte");
         // Without the BUG_ON, the crate's "slot must be free" check sees every slot free.
-        if self.0.config.machine.bug_on() {
+        if self.0.bug_on() {
             self.0.read_pte(slot.cpu.0 as usize, slot.cell.0)
         } else {
             Pte::EMPTY
@@ -222,14 +265,20 @@ unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatfo
     }
 
     fn point(&self, point: Point) {
-        self.0.arrive(crate::machine::Label::Crate(point))
+        self.0.point(point)
     }
 }
 
 struct Ops<const C: usize, const G: bool, const F: bool>;
 
 impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
-    fn map(&self, m: &Machine, frame: u64, atomic: bool, pfn: bool) -> Result<usize, MapError> {
+    fn map(
+        &self,
+        m: &dyn Hardware,
+        frame: u64,
+        atomic: bool,
+        pfn: bool,
+    ) -> Result<usize, MapError> {
         let p = SimPlatform::<C, G, F>(m);
         let frame = Frame::new(frame);
         // SAFETY: the simulator never dereferences the pointer (see the Platform impl); LIFO
@@ -245,7 +294,7 @@ impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
         result.map(|addr| addr as usize)
     }
 
-    fn unmap(&self, m: &Machine, addr: usize, atomic: bool) -> Result<(), UnmapError> {
+    fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError> {
         let p = SimPlatform::<C, G, F>(m);
         // SAFETY: as in `map`.
         unsafe {
@@ -257,22 +306,22 @@ impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
         }
     }
 
-    fn sched_out(&self, m: &Machine) {
+    fn sched_out(&self, m: &dyn Hardware) {
         // SAFETY: called by the machine's scheduler in prepare-switch with current = prev.
         unsafe { kmap::sched_out(&SimPlatform::<C, G, F>(m)) }
     }
 
-    fn sched_in(&self, m: &Machine) {
+    fn sched_in(&self, m: &dyn Hardware) {
         // SAFETY: called by the machine's scheduler in finish-switch with current = next.
         unsafe { kmap::sched_in(&SimPlatform::<C, G, F>(m)) }
     }
 
-    fn fork(&self, m: &Machine) -> Box<dyn DynStack> {
+    fn fork(&self, m: &dyn Hardware) -> Box<dyn DynStack> {
         let p = SimPlatform::<C, G, F>(m);
         Box::new(p.current_stack().fork(&p))
     }
 
-    fn assert_no_mappings(&self, m: &Machine, at: Checkpoint) -> Result<(), MappingsHeld> {
+    fn assert_no_mappings(&self, m: &dyn Hardware, at: Checkpoint) -> Result<(), MappingsHeld> {
         kmap::assert_no_mappings(&SimPlatform::<C, G, F>(m), at)
     }
 

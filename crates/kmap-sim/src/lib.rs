@@ -44,8 +44,6 @@ mod chooser;
 mod config;
 mod machine;
 mod outcome;
-mod program;
-mod sched;
 mod sim;
 pub mod stress;
 mod trace;

@@ -15,9 +15,9 @@
 //! The single-step swap of the last two is the simulator's own code: the crate deliberately has
 //! no function that handles two tasks at once.
 
+use super::{Label, Machine, Status, SwitchSnapshot, Yield};
 use crate::adapter::pte_frame;
 use crate::config::Mutation;
-use crate::machine::{Label, Machine, Status, SwitchSnapshot, Yield};
 use crate::outcome::Rule;
 use crate::trace::What;
 

@@ -3,11 +3,10 @@
 
 use kmap::{Checkpoint, MapError};
 
+use super::{Counter, Held, Label, Machine, Reason};
 use crate::adapter::WINDOW;
 use crate::config::Op;
-use crate::machine::{Counter, Held, Label, Machine};
 use crate::outcome::{Rule, ViolationKind};
-use crate::sched::Reason;
 use crate::trace::What;
 
 impl Machine {
