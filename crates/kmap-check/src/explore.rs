@@ -87,7 +87,7 @@ pub struct Counterexample {
 impl Counterexample {
     /// Injected events (interrupts, NMIs, preemptions, CPU switches).
     pub fn events(&self) -> usize {
-        self.schedule.0.len()
+        self.schedule.0.iter().filter(|(_, c)| c.is_event()).count()
     }
 }
 
@@ -339,6 +339,7 @@ fn probing(memo: &Rc<RefCell<ProbeMemo>>, depth: u32, prune: bool) -> RunOptions
         prune,
         probe: Some(memo.clone()),
         probe_depth: depth,
+        ..RunOptions::default()
     }
 }
 
@@ -423,10 +424,9 @@ fn shorten(
     tally: &mut Tally,
 ) {
     let events = |tally: &Tally| {
-        tally
-            .found
-            .as_ref()
-            .map_or(0, |o| o.schedule.0.len() as u32)
+        tally.found.as_ref().map_or(0, |o| {
+            o.schedule.0.iter().filter(|(_, c)| c.is_event()).count() as u32
+        })
     };
     let best = events(tally);
     for total in budget..best {
@@ -478,7 +478,7 @@ fn search_level(
     let mut more_possible = false;
     loop {
         let prefix: Vec<Choice> = path.iter().map(|n| n.options[n.chosen]).collect();
-        let events_in_prefix = prefix.iter().filter(|&&c| c != Choice::Continue).count() as u32;
+        let events_in_prefix = prefix.iter().filter(|c| c.is_event()).count() as u32;
         let outcome = run(
             config,
             Prefix { prefix, next: 0 },

@@ -3,11 +3,13 @@
 //!
 //! - [`scenario`]: scenario files (TOML) and the built-in ones;
 //! - [`explore`](mod@explore): the search (exhaustive with iterative deepening, random, PCT; shards);
+//! - [`prove`](mod@prove): every execution of a scope, with unbounded preemption (stateful);
 //! - [`timeline`] and [`svg`]: a counterexample as text and as a swimlane picture;
 //! - [`ReplayId`]: the string that names one execution of one scenario, for `kmap replay`.
 
 pub mod builtin;
 pub mod explore;
+pub mod prove;
 pub mod scenario;
 pub mod svg;
 pub mod timeline;
@@ -25,6 +27,21 @@ pub use scenario::{Scenario, ScenarioError};
 pub fn resolve(name: &str) -> Result<Scenario, ScenarioError> {
     if let Some((builtin, text)) = builtin::BUILTINS.iter().find(|(n, _)| *n == name) {
         return scenario::parse(&format!("built-in {builtin}"), builtin, text);
+    }
+    if name.starts_with("scope:") {
+        let scope: prove::Scope = name.parse().map_err(|message| ScenarioError {
+            file: name.into(),
+            line: None,
+            field: None,
+            message,
+        })?;
+        return Ok(Scenario {
+            name: name.into(),
+            source: "built-in scope".into(),
+            config: scope.config(),
+            expect: kmap_sim::Verdict::Pass,
+            notes: Vec::new(),
+        });
     }
     let path = Path::new(name);
     if !path.exists() && !name.contains('/') && !name.ends_with(".toml") {

@@ -135,7 +135,12 @@ struct TaskSection {
     name: String,
     #[serde(default = "cpu_zero")]
     cpu: Spanned<usize>,
-    ops: Vec<Spanned<String>>,
+    ops: Option<Vec<Spanned<String>>>,
+    /// An endless nondeterministic program (for `kmap prove`) instead of `ops`.
+    #[serde(default)]
+    any: bool,
+    /// How many pages the nondeterministic program maps at most.
+    depth: Option<Spanned<usize>>,
 }
 
 fn cpu_zero() -> Spanned<usize> {
@@ -352,12 +357,58 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             &format!("task[{i}].cpu"),
             format!("the machine has {} CPU(s)", machine.cpus),
         )?;
+        let depth = task.depth.as_ref().map_or(1, |d| *d.get_ref());
+        let field = format!("task[{i}].depth");
+        match (&task.depth, task.any) {
+            (Some(d), false) => {
+                return Err(at(
+                    d.span(),
+                    Some(field),
+                    "`depth` is for a task with `any = true`".into(),
+                ))
+            }
+            (Some(d), true) => check(
+                (1..=machine.cells).contains(&depth),
+                &depth,
+                d.span(),
+                &field,
+                format!("must be 1 to the slots per task ({})", machine.cells),
+            )?,
+            _ => {}
+        }
+        let task_ops = match (&task.ops, task.any) {
+            (Some(list), true) => {
+                let span = list.first().map_or(0..0, |op| op.span());
+                return Err(at(
+                    span,
+                    Some(format!("task[{i}].ops")),
+                    "a task with `any = true` runs an endless program: it has no `ops`".into(),
+                ));
+            }
+            (Some(list), false) => ops(list, &format!("task[{i}].ops"), false)?,
+            (None, true) => Vec::new(),
+            (None, false) => {
+                return Err(ScenarioError {
+                    file: file.into(),
+                    line: nth_table_line(text, "[[task]]", i),
+                    field: None,
+                    message: "missing field `ops`".into(),
+                })
+            }
+        };
         tasks.push(Task {
             name: task.name.clone(),
             cpu,
-            ops: ops(&task.ops, &format!("task[{i}].ops"), false)?,
+            ops: task_ops,
+            any: if task.any { vec![0; depth] } else { Vec::new() },
         });
     }
+    assign_pages(&mut tasks, &machine, &parsed).map_err(|message| ScenarioError {
+        file: file.into(),
+        line: None,
+        field: Some("task".into()),
+        message,
+    })?;
     let irq = match &parsed.irq {
         Some(h) => ops(&h.ops, "irq.ops", true)?,
         None => Vec::new(),
@@ -437,6 +488,45 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
         expect,
         notes,
     })
+}
+
+/// Give the nondeterministic tasks their pages: the highest frames of the machine, one per
+/// depth, in task order, none of them named by an operation of the scenario.
+fn assign_pages(tasks: &mut [Task], machine: &MachineConfig, file: &File) -> Result<(), String> {
+    let named: Vec<u64> = file
+        .tasks
+        .iter()
+        .flat_map(|t| t.ops.iter().flatten())
+        .chain(file.irq.iter().flat_map(|h| h.ops.iter()))
+        .chain(file.nmi.iter().flat_map(|h| h.ops.iter()))
+        .filter_map(|text| parse_op(text.get_ref()).ok()?.frame())
+        .collect();
+    let mut next = machine.frames;
+    for task in tasks.iter_mut().filter(|t| t.is_any()) {
+        for page in task.any.iter_mut() {
+            next = next
+                .checked_sub(1)
+                .filter(|&f| f >= machine.lowmem && !named.contains(&f))
+                .ok_or_else(|| {
+                    format!(
+                        "no highmem frame left for the pages of task {}: the `any` tasks take \
+                         the highest frames, which the programs must not name",
+                        task.name
+                    )
+                })?;
+            *page = next;
+        }
+    }
+    Ok(())
+}
+
+/// The line (from 1) of the `n`-th (from 0) table header `header`.
+fn nth_table_line(text: &str, header: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim() == header)
+        .nth(n)
+        .map(|(number, _)| number + 1)
 }
 
 /// One operation, as written in a scenario (`map 20`, `unmap`, `migrate 1`, …).

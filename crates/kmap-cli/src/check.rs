@@ -227,6 +227,14 @@ pub fn main(args: &Args) -> ExitCode {
     let mut all_ok = true;
     let mut results = Vec::new();
     for mut scenario in scenarios {
+        if scenario.config.program.tasks.iter().any(|t| t.is_any()) {
+            eprintln!(
+                "error: {}: its tasks with `any = true` run endless programs, which only a \
+                 stateful search ends: use `kmap prove`",
+                scenario.source
+            );
+            return ExitCode::from(BAD_INPUT);
+        }
         for note in &scenario.notes {
             eprintln!("note: {}: {note}", scenario.source);
         }

@@ -5,6 +5,7 @@
 mod bench;
 mod check;
 mod demo;
+mod prove;
 mod stress;
 
 use std::process::ExitCode;
@@ -27,6 +28,10 @@ enum Command {
     /// Explore scenarios: every moment an interrupt, an NMI or a preemption can arrive, within
     /// bounds. Exit status 0 when every verdict is the expected one, 1 when not, 2 for bad input.
     Check(check::Args),
+    /// Prove a scope: every program of every task up to a depth, with preemption anywhere the
+    /// kernel allows it and no bound, interrupts and NMIs probed at every point. Exit status 0
+    /// when no execution goes wrong, 1 when one does, 2 for bad input.
+    Prove(prove::Args),
     /// Replay one execution from the string `kmap check` printed, with its timeline.
     Replay(check::ReplayArgs),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
         Command::Check(args) => check::main(&args),
+        Command::Prove(args) => prove::main(&args),
         Command::Replay(args) => check::replay_main(&args),
         Command::Stress(args) => stress::main(&args),
         Command::Bench(args) => bench::main(&args),

@@ -139,3 +139,52 @@ fn the_list_names_every_builtin() {
         assert!(stdout.contains(name), "{name}");
     }
 }
+
+#[test]
+fn prove_exits_0_for_a_proved_scope_and_1_with_a_replayable_counterexample() {
+    let out = kmap(&[
+        "prove", "--cpus", "1", "--tasks", "2", "--depth", "1", "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["verdict"], "pass");
+    assert_eq!(value["complete"], true);
+    for key in [
+        "states",
+        "matched",
+        "transitions",
+        "peak_memory_kib",
+        "hash_scheme",
+        "collision_probability_bound",
+    ] {
+        assert!(!value[key].is_null(), "{key} missing: {value}");
+    }
+    assert!(value["states"].as_u64().unwrap() > 100);
+
+    let out = kmap(&["prove", "--tasks", "2", "--switch", "rfc-v1", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["violation"]["kind"], "crash");
+    let id = value["replay"].as_str().unwrap();
+    assert!(id.starts_with("scope:1/2/1@switch=rfc-v1#"), "{id}");
+    let out = kmap(&["replay", id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("consequence: crash"));
+}
+
+#[test]
+fn a_scenario_with_endless_tasks_is_for_prove_not_check() {
+    let path = scratch(
+        "any.toml",
+        "[[task]]\nname = \"A\"\nany = true\ndepth = 2\n[[task]]\nname = \"B\"\nops = [\"map 20\", \"unmap\"]\n",
+    );
+    let out = kmap(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("use `kmap prove`"));
+    let out = kmap(&["prove", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("(complete)"));
+    let out = kmap(&["prove", "--cpus", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cpus must be 1 to 8"));
+}

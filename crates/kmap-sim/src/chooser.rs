@@ -8,6 +8,7 @@ use std::str::FromStr;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::config::AnyOp;
 use crate::trace::Label;
 
 /// What may happen at an arrival point.
@@ -26,6 +27,17 @@ pub enum Choice {
     Migrate(usize),
     /// Another CPU executes from where it is.
     Cpu(usize),
+    /// A task with a nondeterministic program takes this step (not an injected event: the
+    /// program's own choice, asked after the events of its arrival point).
+    Do(AnyOp),
+}
+
+impl Choice {
+    /// Whether this is an injected event (an interrupt, an NMI, a preemption, a migration or a
+    /// switch of the executing CPU), as opposed to continuing or a program's own step.
+    pub fn is_event(self) -> bool {
+        !matches!(self, Choice::Continue | Choice::Do(_))
+    }
 }
 
 impl fmt::Display for Choice {
@@ -37,6 +49,7 @@ impl fmt::Display for Choice {
             Choice::Preempt => f.write_str("preempt"),
             Choice::Migrate(cpu) => write!(f, "migrate{cpu}"),
             Choice::Cpu(cpu) => write!(f, "cpu{cpu}"),
+            Choice::Do(op) => f.write_str(op.name()),
         }
     }
 }
@@ -49,6 +62,9 @@ impl FromStr for Choice {
             "irq" => Ok(Choice::Irq),
             "nmi" => Ok(Choice::Nmi),
             "preempt" => Ok(Choice::Preempt),
+            _ if AnyOp::ALL.iter().any(|op| op.name() == s) => Ok(Choice::Do(
+                *AnyOp::ALL.iter().find(|op| op.name() == s).expect("found"),
+            )),
             _ => {
                 let numbered = |prefix: &str| s.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 numbered("cpu")
@@ -56,7 +72,8 @@ impl FromStr for Choice {
                     .or_else(|| numbered("migrate").map(Choice::Migrate))
                     .ok_or_else(|| {
                         format!(
-                            "`{s}` is not a choice (continue, irq, nmi, preempt, migrateN, cpuN)"
+                            "`{s}` is not a choice (continue, irq, nmi, preempt, migrateN, cpuN, \
+                             map, check, unmap, yield)"
                         )
                     })
             }
@@ -64,8 +81,10 @@ impl FromStr for Choice {
     }
 }
 
-/// A decision to take. `options[0]` is always [`Choice::Continue`]; a point where nothing else
-/// is possible is not a choice point at all (the machine continues without asking).
+/// A decision to take. At an arrival point `options[0]` is always [`Choice::Continue`]; when a
+/// task with a nondeterministic program picks its next step, the options are the steps it may
+/// take ([`Choice::Do`]). A point where only one thing is possible is not a choice point at all
+/// (the machine goes on without asking).
 #[derive(Debug)]
 pub struct ChoicePoint<'a> {
     /// How many choice points came before this one in the run.
@@ -80,11 +99,29 @@ pub struct ChoicePoint<'a> {
     pub label: Label,
     /// What may happen.
     pub options: &'a [Choice],
+    /// The state of the whole system here, for a stateful search (see
+    /// [`RunOptions::stateful`](crate::RunOptions::stateful)).
+    pub state: Option<StateKey>,
 }
+
+/// The state of the whole system at a choice point, hashed (see [`ChoicePoint::state`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct StateKey {
+    /// The state, hashed to 128 bits.
+    pub key: u128,
+    /// Every CPU is between steps of its programs: no operation half done, no switch or
+    /// handler in progress anywhere. A reduction that orders the CPUs' steps must reach every
+    /// such state that the full interleaving reaches.
+    pub quiescent: bool,
+}
+
+/// What [`Chooser::choose`] returns to end the execution right here (not a violation): a
+/// stateful search stops each execution at the first new choice point.
+pub const STOP: usize = usize::MAX;
 
 /// Takes the machine's decisions.
 pub trait Chooser {
-    /// The position in `point.options` of the choice to take.
+    /// The position in `point.options` of the choice to take, or [`STOP`].
     fn choose(&mut self, point: &ChoicePoint<'_>) -> usize;
 }
 
@@ -139,10 +176,13 @@ impl RandomChooser {
 
 impl Chooser for RandomChooser {
     fn choose(&mut self, point: &ChoicePoint<'_>) -> usize {
+        if point.options[0] != Choice::Continue {
+            return self.rng.random_range(0..point.options.len());
+        }
         let mut roll: f64 = self.rng.random();
         for (i, option) in point.options.iter().enumerate().skip(1) {
             let rate = match option {
-                Choice::Continue => 0.0,
+                Choice::Continue | Choice::Do(_) => 0.0,
                 Choice::Irq => self.rates.irq,
                 Choice::Nmi => self.rates.nmi,
                 Choice::Preempt | Choice::Migrate(_) => self.rates.preempt,
@@ -192,16 +232,14 @@ impl FromStr for Schedule {
             let index: u64 = index
                 .parse()
                 .map_err(|_| format!("`{index}` is not an arrival point number"))?;
-            if entries.last().is_some_and(|&(last, _)| last > index) {
-                return Err(format!("arrival point {index} is out of order"));
-            }
             entries.push((index, choice.parse()?));
         }
         Ok(Schedule(entries))
     }
 }
 
-/// Replays a [`Schedule`]: takes its choice at each point it names, continues elsewhere.
+/// Replays a [`Schedule`]: takes its choice at each point it names, continues elsewhere, and
+/// ends the execution at an endless program's first step past the schedule.
 pub struct Replay {
     schedule: Schedule,
     next: usize,
@@ -223,9 +261,17 @@ impl Replay {
 impl Chooser for Replay {
     fn choose(&mut self, point: &ChoicePoint<'_>) -> usize {
         let Some(&(index, choice)) = self.schedule.0.get(self.next) else {
-            return 0;
+            // Past the schedule, an endless program's next step ends the replay.
+            return if point.options[0] == Choice::Continue {
+                0
+            } else {
+                STOP
+            };
         };
-        if index != point.arrival {
+        // A program's own step and an injected event can share an arrival number: each is
+        // taken only at a question of its kind.
+        let step_question = point.options[0] != Choice::Continue;
+        if index != point.arrival || step_question == choice.is_event() {
             return 0;
         }
         self.next += 1;

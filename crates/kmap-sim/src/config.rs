@@ -229,7 +229,7 @@ impl Op {
 }
 
 /// A task and its program.
-#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+#[derive(Clone, PartialEq, Eq, Debug, Hash, Default)]
 pub struct Task {
     /// Its name in traces.
     pub name: String,
@@ -237,6 +237,45 @@ pub struct Task {
     pub cpu: usize,
     /// What it does.
     pub ops: Vec<Op>,
+    /// An endless nondeterministic program instead of `ops` (when not empty): at every step the
+    /// task maps its next page of this list (while it holds fewer), reads through every mapping
+    /// it holds, unmaps its top mapping, or yields, as the chooser decides (see [`AnyOp`]).
+    pub any: Vec<u64>,
+}
+
+impl Task {
+    /// Whether the task runs an endless nondeterministic program.
+    pub fn is_any(&self) -> bool {
+        !self.any.is_empty()
+    }
+}
+
+/// A step of a nondeterministic task program ([`Task::any`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum AnyOp {
+    /// Map the next page of the list.
+    Map,
+    /// Read through every mapping held.
+    Check,
+    /// Unmap the top mapping.
+    Unmap,
+    /// Give up the CPU if another task is runnable.
+    Yield,
+}
+
+impl AnyOp {
+    /// Every step.
+    pub const ALL: [AnyOp; 4] = [AnyOp::Map, AnyOp::Check, AnyOp::Unmap, AnyOp::Yield];
+
+    /// Its name in schedules.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnyOp::Map => "map",
+            AnyOp::Check => "check",
+            AnyOp::Unmap => "unmap",
+            AnyOp::Yield => "yield",
+        }
+    }
 }
 
 /// Everything one execution runs.
@@ -336,6 +375,14 @@ impl Config {
                 ));
             }
             check_ops(&format!("task {}", task.name), &task.ops, false)?;
+            let any: Vec<Op> = task.any.iter().map(|&page| Op::Map(page)).collect();
+            check_ops(&format!("task {}", task.name), &any, false)?;
+            if task.is_any() && !task.ops.is_empty() {
+                return fail(format!(
+                    "task {}: a task runs either ops or an endless program (any), not both",
+                    task.name
+                ));
+            }
         }
         let b = &self.bounds;
         for (name, depth) in [("irq_depth", b.irq_depth), ("nmi_depth", b.nmi_depth)] {

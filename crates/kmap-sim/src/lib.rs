@@ -29,7 +29,11 @@
 //!
 //! let config = Config {
 //!     program: Program {
-//!         tasks: vec![Task { name: "A".into(), cpu: 0, ops: vec![Op::Map(20), Op::Check, Op::Unmap] }],
+//!         tasks: vec![Task {
+//!             name: "A".into(),
+//!             ops: vec![Op::Map(20), Op::Check, Op::Unmap],
+//!             ..Task::default()
+//!         }],
 //!         ..Program::default()
 //!     },
 //!     ..Config::default()
@@ -50,10 +54,11 @@ mod trace;
 
 pub use adapter::{pte_frame, DIRECT_MAP, PAGE_SIZE, SUPPORTED_CELLS, WINDOW};
 pub use chooser::{
-    Choice, ChoicePoint, Chooser, NoInjection, RandomChooser, Rates, Replay, Schedule,
+    Choice, ChoicePoint, Chooser, NoInjection, RandomChooser, Rates, Replay, Schedule, StateKey,
+    STOP,
 };
 pub use config::{
-    Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Task,
+    AnyOp, Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Task,
 };
 pub use machine::{ProbeMemo, RunOptions};
 pub use outcome::{

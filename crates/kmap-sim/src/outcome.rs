@@ -269,6 +269,8 @@ pub struct Outcome {
     pub choices: Vec<ChoiceRecord>,
     /// The step-by-step trace, when asked for.
     pub trace: Vec<Event>,
+    /// The chooser ended the execution early ([`STOP`](crate::STOP)).
+    pub stopped: bool,
     /// A fingerprint of the machine's final state (memory, page table, TLBs, stacks, tasks,
     /// the verdict), for comparing the final states of two searches.
     pub final_state: u64,

@@ -46,6 +46,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 name: format!("T{id}"),
                 cpu,
                 ops: task_program(&mut rng, &frames, cpus),
+                any: Vec::new(),
             });
         }
     }

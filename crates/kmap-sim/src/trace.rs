@@ -13,6 +13,8 @@ pub enum Label {
     Crate(Point),
     /// A task or handler is about to run an operation of its program.
     BeforeOp(Op),
+    /// A task with a nondeterministic program is about to choose its next step.
+    BeforeStep,
     /// The single-step swap of `rfc-v1` / `swap-after-current` cleared one of prev's slots.
     SwapCleared(usize),
     /// ... and invalidated its TLB entry.
@@ -34,6 +36,7 @@ impl fmt::Display for Label {
         match self {
             Label::Crate(point) => f.write_str(point.label()),
             Label::BeforeOp(op) => write!(f, "before `{op}`"),
+            Label::BeforeStep => f.write_str("before the next step"),
             Label::SwapCleared(cell) => write!(f, "swap: cleared prev's cell {cell}"),
             Label::SwapInvalidated(cell) => write!(f, "swap: invalidated cell {cell}"),
             Label::SwapInstalled(cell) => write!(f, "swap: installed next's cell {cell}"),

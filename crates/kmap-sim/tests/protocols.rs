@@ -57,6 +57,7 @@ fn task(name: &str, ops: &[Op]) -> Task {
         name: name.into(),
         cpu: 0,
         ops: ops.to_vec(),
+        ..Task::default()
     }
 }
 

@@ -2,7 +2,7 @@
 //! chooser decides which.
 
 use super::{Arrival, Label, Machine, NestedKind, Reason, Status, Yield};
-use crate::chooser::{Choice, ChoicePoint};
+use crate::chooser::{Choice, ChoicePoint, STOP};
 use crate::outcome::ChoiceRecord;
 use crate::trace::What;
 
@@ -51,13 +51,18 @@ impl Machine {
             let cpu = st.active;
             let here = (label, st.cpus[cpu].nested.len(), st.cpus[cpu].epoch);
             let before = st.cpus[cpu].last_arrival.replace(here);
+            if let Some(place) = st.place_mut(cpu) {
+                place.steps += 1;
+                place.label = Some(label);
+            }
             (st.arrivals - 1, redundant(before, here))
         };
         if self.options.trace {
             self.trace_depths();
             self.trace(What::Point(label));
         }
-        let lasting = if self.options.probe.is_some() && !(redundant && self.options.prune) {
+        let probe = self.options.probe.is_some() && !(redundant && self.options.prune);
+        let mut lasting = if probe {
             self.probe_handlers(arrival)
         } else {
             Vec::new()
@@ -67,7 +72,7 @@ impl Machine {
                 self.suspend(Yield::Abort);
                 return;
             }
-            let options = self.options(&lasting);
+            let options = self.options(label, &lasting);
             if options.len() == 1 {
                 return;
             }
@@ -81,13 +86,19 @@ impl Machine {
                 st.outcome.stats.choice_points += 1;
                 (st.choice_index - 1, st.active)
             };
+            let state = self.options.stateful.then(|| self.state_key(label, false));
             let pick = self.chooser.borrow_mut().choose(&ChoicePoint {
                 index,
                 arrival,
                 cpu,
                 label,
                 options: &options,
+                state,
             });
+            if pick == STOP {
+                self.stop();
+                continue;
+            }
             let choice = options[pick.min(options.len() - 1)];
             {
                 let mut st = self.st.borrow_mut();
@@ -103,7 +114,8 @@ impl Machine {
                 }
             }
             match choice {
-                Choice::Continue => return,
+                // A program's steps are decided after its arrival point, not offered at it.
+                Choice::Continue | Choice::Do(_) => return,
                 Choice::Irq | Choice::Nmi => {
                     let kind = if choice == Choice::Irq {
                         NestedKind::Irq
@@ -132,11 +144,21 @@ impl Machine {
                     self.suspend(Yield::Step(to));
                 }
             }
+            // Back here after the context ran elsewhere or was switched out: what a handler
+            // would find here has changed, so probe again.
+            if probe
+                && matches!(
+                    choice,
+                    Choice::Preempt | Choice::Migrate(_) | Choice::Cpu(_)
+                )
+            {
+                lasting = self.probe_handlers(arrival);
+            }
         }
     }
 
     /// What may happen at this point.
-    fn options(&self, lasting: &[NestedKind]) -> Vec<Choice> {
+    fn options(&self, label: Label, lasting: &[NestedKind]) -> Vec<Choice> {
         let st = self.st.borrow();
         let bounds = &self.config.bounds;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
@@ -184,7 +206,12 @@ impl Machine {
                     .map(Choice::Migrate),
             );
         }
-        if within(bounds.cpu_switches, st.used.cpu_switches) {
+        // With the reduction, the executing CPU changes only before a program's next step; a
+        // stateful search never suspends a handler half done.
+        let between_steps = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
+        let switch_here = (between_steps || !self.options.reduce)
+            && (cpu.nested.is_empty() || !self.options.stateful);
+        if switch_here && within(bounds.cpu_switches, st.used.cpu_switches) {
             for other in (0..st.cpus.len()).filter(|&c| c != st.active) {
                 if st.has_work(other) {
                     options.push(Choice::Cpu(other));
@@ -192,6 +219,13 @@ impl Machine {
             }
         }
         options
+    }
+
+    /// End the execution here, at the chooser's request (not a violation).
+    pub(crate) fn stop(&self) {
+        let mut st = self.st.borrow_mut();
+        st.aborted = true;
+        st.outcome.stopped = true;
     }
 
     /// Give the host thread back to the driver.

@@ -14,7 +14,8 @@
 //! - [`arrival`]: arrival points and the choices taken there;
 //! - [`sched`]: run queues and the context switch, per protocol;
 //! - [`program`]: the interpreter of task, interrupt and NMI programs;
-//! - [`oracle`]: consequences, hazards, refusals, reports and the trace.
+//! - [`oracle`]: consequences, hazards, refusals, reports and the trace;
+//! - [`state`]: the state of the whole system, for stateful searches.
 
 mod arrival;
 mod interrupts;
@@ -22,6 +23,7 @@ mod memory;
 mod oracle;
 mod program;
 mod sched;
+mod state;
 
 pub use interrupts::ProbeMemo;
 pub(crate) use sched::Reason;
@@ -93,11 +95,30 @@ pub(crate) struct TaskState {
     pub(crate) status: Status,
     pub(crate) idle: bool,
     pub(crate) ops: Rc<[Op]>,
+    /// The pages of an endless nondeterministic program (`Task::any`), if it runs one.
+    pub(crate) any: Rc<[u64]>,
+    /// The next operation of `ops`.
+    pub(crate) pc: usize,
+    /// Where its own code is inside the current operation (kept for stateful searches).
+    pub(crate) place: Place,
     pub(crate) mappings: Vec<Held>,
     pub(crate) migrate: i32,
     pub(crate) pending_migration: Option<usize>,
     /// How many times it became current (to tell whether it ran since a snapshot).
     pub(crate) runs: u64,
+}
+
+/// Where a task's own code is inside an operation, as far as its future depends on it: the
+/// operation, how many arrival points of its own (not its handlers', not the scheduler's) it
+/// has passed in it and the last of them, and every value the platform answered the crate's
+/// reads with in it. The code is deterministic, so these fix every local variable of the
+/// suspended call (see `Machine::state_key`).
+#[derive(Clone, Default, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct Place {
+    pub(crate) op: Option<Op>,
+    pub(crate) steps: u32,
+    pub(crate) label: Option<Label>,
+    pub(crate) reads: Vec<u64>,
 }
 
 pub(crate) struct Cpu {
@@ -118,6 +139,8 @@ pub(crate) struct Cpu {
     pub(crate) epoch: u64,
     /// Stacks of prev and next when the switch began (INV-2), with prev's run count.
     pub(crate) switch_snapshot: Option<SwitchSnapshot>,
+    /// Where the scheduler's code is in the switch in progress (as [`Place`] for a task).
+    pub(crate) sched_place: Place,
 }
 
 pub(crate) struct SwitchSnapshot {
@@ -162,6 +185,14 @@ pub struct RunOptions {
     /// How deep probes nest: 1 probes handlers on the code of tasks only, 2 also probes an NMI
     /// inside a probed interrupt, and so on (0: none).
     pub probe_depth: u32,
+    /// For a stateful search: every choice point carries the state's key
+    /// ([`ChoicePoint::state`](crate::ChoicePoint::state)), and handlers that run as real
+    /// events run to completion without a switch of the executing CPU inside them.
+    pub stateful: bool,
+    /// Partial-order reduction across CPUs: the executing CPU changes only before a program's
+    /// next step (see the README's `kmap prove` section for why that loses no state that
+    /// matters).
+    pub reduce: bool,
 }
 
 pub(crate) struct State {
@@ -237,6 +268,7 @@ impl Machine {
                 last_arrival: None,
                 epoch: 0,
                 switch_snapshot: None,
+                sched_place: Place::default(),
             })
             .collect();
         for cpu in 0..m.cpus {
@@ -244,6 +276,7 @@ impl Machine {
             tasks.push(TaskState::new(
                 format!("idle{cpu}"),
                 cpu,
+                Rc::from(Vec::new()),
                 Rc::from(Vec::new()),
                 true,
             ));
@@ -255,6 +288,7 @@ impl Machine {
                 task.name.clone(),
                 task.cpu,
                 Rc::from(task.ops.clone()),
+                Rc::from(task.any.clone()),
                 false,
             ));
             cpus[task.cpu].runqueue.push_back(id);
@@ -374,6 +408,29 @@ impl Machine {
 }
 
 impl State {
+    /// The task whose own code (not a handler's, not the scheduler's) executes on `cpu`, if any.
+    pub(crate) fn own_context(&self, cpu: usize) -> Option<usize> {
+        let c = &self.cpus[cpu];
+        (c.nested.is_empty() && !c.in_scheduler && !self.tasks[c.current].idle).then_some(c.current)
+    }
+
+    /// Where the code executing on `cpu` is, if it is a task's own or the scheduler's (a
+    /// handler's place is not kept: it runs to completion within a step).
+    pub(crate) fn place_mut(&mut self, cpu: usize) -> Option<&mut Place> {
+        if let Some(task) = self.own_context(cpu) {
+            return Some(&mut self.tasks[task].place);
+        }
+        let c = &mut self.cpus[cpu];
+        (c.nested.is_empty() && c.in_scheduler).then_some(&mut c.sched_place)
+    }
+
+    /// Record what the platform answered the crate (see [`Place`]).
+    pub(crate) fn record_read(&mut self, value: u64) {
+        if let Some(place) = self.place_mut(self.active) {
+            place.reads.push(value);
+        }
+    }
+
     /// The task whose coroutine executes CPU `cpu`'s code, if any.
     pub(crate) fn runner(&self, cpu: usize) -> Option<usize> {
         let c = &self.cpus[cpu];
@@ -388,7 +445,13 @@ impl State {
 }
 
 impl TaskState {
-    fn new(name: String, cpu: usize, ops: Rc<[Op]>, idle: bool) -> TaskState {
+    pub(crate) fn new(
+        name: String,
+        cpu: usize,
+        ops: Rc<[Op]>,
+        any: Rc<[u64]>,
+        idle: bool,
+    ) -> TaskState {
         TaskState {
             name,
             cpu,
@@ -399,6 +462,9 @@ impl TaskState {
             },
             idle,
             ops,
+            any,
+            pc: 0,
+            place: Place::default(),
             mappings: Vec::new(),
             migrate: 0,
             pending_migration: None,
@@ -412,7 +478,9 @@ impl Hardware for Machine {
         Machine::call(self, name)
     }
     fn read_cpu(&self) -> usize {
-        Machine::read_cpu(self)
+        let cpu = Machine::read_cpu(self);
+        self.st.borrow_mut().record_read(cpu as u64);
+        cpu
     }
     fn current_stack(&self) -> &dyn DynStack {
         Machine::current_stack(self)
@@ -427,7 +495,9 @@ impl Hardware for Machine {
         self.config.machine.bug_on()
     }
     fn read_pte(&self, cpu: usize, cell: usize) -> Pte {
-        Machine::read_pte(self, cpu, cell)
+        let pte = Machine::read_pte(self, cpu, cell);
+        self.st.borrow_mut().record_read(pte.raw());
+        pte
     }
     fn install_pte(&self, cpu: usize, cell: usize, pte: Pte) {
         Machine::install_pte(self, cpu, cell, pte)
@@ -442,10 +512,14 @@ impl Hardware for Machine {
         Machine::count(self, counter, delta)
     }
     fn in_interrupt(&self) -> bool {
-        Machine::in_interrupt(self)
+        let answer = Machine::in_interrupt(self);
+        self.st.borrow_mut().record_read(answer as u64);
+        answer
     }
     fn irqs_disabled(&self) -> bool {
-        Machine::irqs_disabled(self)
+        let answer = Machine::irqs_disabled(self);
+        self.st.borrow_mut().record_read(answer as u64);
+        answer
     }
     fn report(&self, report: Report) {
         Machine::report(self, report)

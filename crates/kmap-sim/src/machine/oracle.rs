@@ -244,6 +244,7 @@ mod tests {
                     name: "A".into(),
                     cpu: 0,
                     ops: vec![Op::Check],
+                    ..crate::Task::default()
                 }],
                 ..crate::Program::default()
             },

@@ -3,9 +3,13 @@
 
 use kmap::{Checkpoint, MapError};
 
-use super::{Counter, Held, Label, Machine, Reason};
+use std::rc::Rc;
+
+use super::{Counter, Held, Label, Machine, Place, Reason, TaskState};
 use crate::adapter::WINDOW;
-use crate::config::Op;
+use crate::chooser::{Choice, ChoicePoint, STOP};
+use crate::config::{AnyOp, Op};
+use crate::outcome::ChoiceRecord;
 use crate::outcome::{Rule, ViolationKind};
 use crate::trace::What;
 
@@ -13,9 +17,87 @@ impl Machine {
     /// A task's life: finish the switch that brought it in, run its program, exit.
     pub(crate) fn task_main(&self, task: usize) {
         self.finish_switch();
-        let ops = self.st.borrow().tasks[task].ops.clone();
-        self.run_ops(&ops, Some(task));
-        self.exit(task);
+        let (ops, any) = {
+            let st = self.st.borrow();
+            (st.tasks[task].ops.clone(), st.tasks[task].any.clone())
+        };
+        if any.is_empty() {
+            self.run_ops(&ops, Some(task));
+            self.exit(task);
+        } else {
+            self.run_any(task, &any);
+        }
+    }
+
+    /// An endless nondeterministic program over `pages` (the SPIN model's task): before every
+    /// step an arrival point, then the chooser picks the step among those possible.
+    fn run_any(&self, task: usize, pages: &[u64]) {
+        loop {
+            let held = self.st.borrow().tasks[task].mappings.len();
+            self.arrive(Label::BeforeStep);
+            let mut steps = Vec::new();
+            if held < pages.len() {
+                steps.push(Choice::Do(AnyOp::Map));
+            }
+            if held > 0 {
+                steps.extend([Choice::Do(AnyOp::Check), Choice::Do(AnyOp::Unmap)]);
+            }
+            steps.push(Choice::Do(AnyOp::Yield));
+            let step = self.decide(&steps);
+            if self.aborted() {
+                self.suspend(super::Yield::Abort);
+                return;
+            }
+            let op = match step {
+                Choice::Do(AnyOp::Map) => Op::Map(pages[held]),
+                Choice::Do(AnyOp::Check) => Op::Check,
+                Choice::Do(AnyOp::Unmap) => Op::Unmap,
+                _ => Op::Yield,
+            };
+            self.run_one(op, Some(task));
+        }
+    }
+
+    /// A program's own decision among `options`, asked of the chooser like an arrival point's
+    /// (and recorded in the schedule, so that a replay takes it again).
+    fn decide(&self, options: &[Choice]) -> Choice {
+        if options.len() == 1 {
+            return options[0];
+        }
+        let (index, arrival, cpu, label) = {
+            let mut st = self.st.borrow_mut();
+            st.choice_index += 1;
+            st.outcome.stats.choice_points += 1;
+            let label = st.last_label.unwrap_or(Label::BeforeStep);
+            (st.choice_index - 1, st.arrivals - 1, st.active, label)
+        };
+        let state = self
+            .options
+            .stateful
+            .then(|| self.state_key(Label::BeforeStep, true));
+        let pick = self.chooser.borrow_mut().choose(&ChoicePoint {
+            index,
+            arrival,
+            cpu,
+            label,
+            options,
+            state,
+        });
+        if pick == STOP {
+            self.stop();
+            return options[0];
+        }
+        let pick = pick.min(options.len() - 1);
+        let mut st = self.st.borrow_mut();
+        if self.options.record_choices {
+            st.outcome.choices.push(ChoiceRecord {
+                arrival,
+                options: options.to_vec(),
+                chosen: pick,
+            });
+        }
+        st.outcome.schedule.0.push((arrival, options[pick]));
+        options[pick]
     }
 
     fn exit(&self, task: usize) {
@@ -50,15 +132,30 @@ impl Machine {
     pub(crate) fn run_ops(&self, ops: &[Op], task: Option<usize>) {
         for &op in ops {
             self.arrive(Label::BeforeOp(op));
-            {
-                let mut st = self.st.borrow_mut();
-                st.outcome.stats.ops += 1;
-            }
-            self.trace(What::Op(op));
-            self.run_op(op, task);
+            self.run_one(op, task);
             if let Some(task) = task {
-                self.migrate_if_pending(task);
+                self.st.borrow_mut().tasks[task].pc += 1;
             }
+        }
+    }
+
+    /// Run one operation in the current context (see [`run_ops`](Self::run_ops)).
+    fn run_one(&self, op: Op, task: Option<usize>) {
+        {
+            let mut st = self.st.borrow_mut();
+            st.outcome.stats.ops += 1;
+            if let Some(task) = task {
+                st.tasks[task].place = Place {
+                    op: Some(op),
+                    ..Place::default()
+                };
+            }
+        }
+        self.trace(What::Op(op));
+        self.run_op(op, task);
+        if let Some(task) = task {
+            self.st.borrow_mut().tasks[task].place = Place::default();
+            self.migrate_if_pending(task);
         }
     }
 
@@ -232,17 +329,13 @@ impl Machine {
         let mut st = self.st.borrow_mut();
         let cpu = st.active;
         let name = format!("{}.child{}", st.tasks[parent].name, child);
-        st.tasks.push(crate::machine::TaskState {
+        st.tasks.push(TaskState::new(
             name,
             cpu,
-            status: crate::machine::Status::Runnable,
-            idle: false,
-            ops: std::rc::Rc::from(vec![Op::Check]),
-            mappings: Vec::new(),
-            migrate: 0,
-            pending_migration: None,
-            runs: 0,
-        });
+            Rc::from(vec![Op::Check]),
+            Rc::from(Vec::new()),
+            false,
+        ));
         st.cpus[cpu].runqueue.push_back(child);
     }
 

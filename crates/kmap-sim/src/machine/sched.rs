@@ -15,7 +15,7 @@
 //! The single-step swap of the last two is the simulator's own code: the crate deliberately has
 //! no function that handles two tasks at once.
 
-use super::{Label, Machine, Status, SwitchSnapshot, Yield};
+use super::{Label, Machine, Place, Status, SwitchSnapshot, Yield};
 use crate::adapter::pte_frame;
 use crate::config::Mutation;
 use crate::outcome::Rule;
@@ -135,6 +135,7 @@ impl Machine {
             c.preempt += 1;
             c.irqs_off = true;
             c.in_scheduler = true;
+            c.sched_place = Place::default();
             c.switch_snapshot = Some(snapshot);
         }
         self.check_saved_matches_slots(prev);
@@ -165,10 +166,10 @@ impl Machine {
     /// Finish-switch on the incoming task's stack: interrupts on, then the protocol's second half.
     pub(crate) fn finish_switch(&self) {
         let cpu = self.cpu();
-        let (prev, next) = {
+        let next = {
             let mut st = self.st.borrow_mut();
             st.cpus[cpu].irqs_off = false;
-            (st.cpus[cpu].last_prev.take(), st.cpus[cpu].current)
+            st.cpus[cpu].current
         };
         // Interrupts are on again: one may arrive before the protocol's second half (under
         // `swap-after-current`, all of prev's slots are still live here, with `current` = next).
@@ -188,6 +189,9 @@ impl Machine {
             self.arrive(Label::FinishSwitch);
             self.st.borrow_mut().cpus[cpu].idle_host = None;
         }
+        // Read after the arrival point, so that nothing of the switch is kept in a local while
+        // this context may be suspended there (see `machine::state`).
+        let prev = self.st.borrow_mut().cpus[cpu].last_prev.take();
         match self.protocol() {
             crate::Protocol::Split => self.ops.sched_in(self),
             crate::Protocol::RfcV1 => {}
@@ -212,6 +216,7 @@ impl Machine {
         let c = &mut st.cpus[cpu];
         c.preempt -= 1;
         c.in_scheduler = false;
+        c.sched_place = Place::default();
     }
 
     /// The single-step swap of the 2020 RFC: clear prev's slots, then install next's, with

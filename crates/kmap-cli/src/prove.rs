@@ -1,0 +1,277 @@
+//! `kmap prove`: every execution of a scope, with no bound on preemption.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use kmap_check::prove::{prove, Proof, ProveOptions, Scope};
+use kmap_check::timeline::Timeline;
+use kmap_check::{Overrides, ReplayId, Scenario};
+use kmap_sim::{Mutation, Protocol, Verdict};
+
+use crate::check::BAD_INPUT;
+use crate::stress::parse_protocol;
+
+#[derive(Parser, Clone, Debug)]
+pub struct Args {
+    /// Scenario files or built-in names (tasks with `any = true` run endless nondeterministic
+    /// programs); without any, the scope given by --cpus, --tasks and --depth.
+    pub scenarios: Vec<String>,
+    /// CPUs of the scope.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: usize,
+    /// Tasks of the scope, each an endless mix of map, check, unmap and yield.
+    #[arg(long, default_value_t = 2)]
+    pub tasks: usize,
+    /// How many pages each task maps at most.
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// No interrupt handler that maps.
+    #[arg(long)]
+    pub no_irq: bool,
+    /// No NMI handler that maps.
+    #[arg(long)]
+    pub no_nmi: bool,
+    /// Switch protocol: split, rfc-v1 or swap-after-current.
+    #[arg(long = "switch", value_parser = parse_protocol)]
+    pub switch: Option<Protocol>,
+    /// A machine mutation: drop-invalidations, no-bug-on or no-sched-out.
+    #[arg(long, value_parser = parse_mutation)]
+    pub mutation: Option<Mutation>,
+    /// Strict checking: a hazard is a violation.
+    #[arg(long)]
+    pub strict: bool,
+    /// Switch the executing CPU anywhere, not only before a program's step (no reduction).
+    #[arg(long)]
+    pub no_reduce: bool,
+    /// Stop after remembering this many states (the verdict is then incomplete).
+    #[arg(long)]
+    pub max_states: Option<u64>,
+    /// Write the counterexample as a swimlane picture.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Print a machine-readable result.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_mutation(text: &str) -> Result<Mutation, String> {
+    Mutation::from_name(text).ok_or_else(|| {
+        format!("`{text}` is not a machine mutation (drop-invalidations, no-bug-on, no-sched-out)")
+    })
+}
+
+pub fn main(args: &Args) -> ExitCode {
+    let names = if args.scenarios.is_empty() {
+        let scope = Scope {
+            cpus: args.cpus,
+            tasks: args.tasks,
+            depth: args.depth,
+            irq: !args.no_irq,
+            nmi: !args.no_nmi,
+            protocol: Protocol::Split,
+        };
+        if let Err(e) = scope.check() {
+            eprintln!("kmap prove: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+        vec![scope.to_string()]
+    } else {
+        args.scenarios.clone()
+    };
+    let overrides = Overrides {
+        switch: args.switch,
+        mutation: args.mutation,
+        strict: args.strict.then_some(true),
+        ..Overrides::default()
+    };
+    let options = ProveOptions {
+        reduce: !args.no_reduce,
+        max_states: args.max_states,
+        stop_at_violation: true,
+        collect_quiescent: false,
+    };
+    let mut all_ok = true;
+    let mut results = Vec::new();
+    for name in names {
+        let mut scenario = match kmap_check::resolve(&name) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(BAD_INPUT);
+            }
+        };
+        overrides.apply(&mut scenario.config);
+        if let Err(e) = scenario.config.validate() {
+            eprintln!("error: {}: {e}", scenario.source);
+            return ExitCode::from(BAD_INPUT);
+        }
+        let proof = run_with_progress(&scenario, options);
+        let id = proof.counterexample.as_ref().map(|ce| ReplayId {
+            scenario: name.clone(),
+            overrides: overrides.clone(),
+            schedule: ce.schedule.clone(),
+        });
+        all_ok &= proof.verdict == scenario.expect;
+        if args.json {
+            results.push(json(&scenario, &proof, id.as_ref()));
+        } else {
+            print(&scenario, &proof, id.as_ref());
+        }
+        if let (Some(path), Some(ce), Some(id)) = (&args.svg, &proof.counterexample, &id) {
+            let title = format!(
+                "{} under {}: kmap replay '{id}'",
+                scenario.name,
+                protocol(&scenario)
+            );
+            let footer = ce
+                .outcome
+                .violations
+                .first()
+                .map(|v| format!("consequence: {v}"))
+                .unwrap_or_default();
+            if let Err(e) = std::fs::write(
+                path,
+                kmap_check::svg::render(&Timeline::of(&ce.outcome), &title, &footer),
+            ) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::from(BAD_INPUT);
+            }
+        }
+    }
+    if args.json {
+        let value = if results.len() == 1 {
+            results.remove(0)
+        } else {
+            serde_json::Value::Array(results)
+        };
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn protocol(scenario: &Scenario) -> &'static str {
+    scenario.config.machine.protocol.name()
+}
+
+/// Prove with a progress line on a terminal once it takes longer than a second.
+fn run_with_progress(scenario: &Scenario, options: ProveOptions) -> Proof {
+    let terminal = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut bar: Option<ProgressBar> = None;
+    let proof = prove(&scenario.config, options, |states, transitions| {
+        if !terminal || transitions % 256 != 0 {
+            return;
+        }
+        if bar.is_none() && start.elapsed().as_secs() >= 1 {
+            let b = ProgressBar::new_spinner();
+            b.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+            bar = Some(b);
+        }
+        if let Some(b) = &bar {
+            let rate = states as f64 / start.elapsed().as_secs_f64();
+            b.set_message(format!(
+                "{}: {states} states ({rate:.0}/s), {transitions} transitions, {} MiB",
+                scenario.name,
+                memory_kib().0 / 1024
+            ));
+            b.tick();
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    proof
+}
+
+/// The resident and the peak resident memory of this process, in KiB (0 where unknown).
+pub fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn print(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) {
+    let mark = if proof.verdict == scenario.expect {
+        "ok  "
+    } else {
+        "FAIL"
+    };
+    println!(
+        "{mark} {:<24} {:<19} {:<9} {} states, {} transitions ({} to a state seen before), depth {}, {:.2} s{}",
+        scenario.name,
+        protocol(scenario),
+        proof.verdict.name(),
+        proof.states,
+        proof.transitions,
+        proof.matched,
+        proof.depth,
+        proof.elapsed.as_secs_f64(),
+        if proof.complete { " (complete)" } else { "" }
+    );
+    println!(
+        "     states kept as {}: probability that two were confused at most {:.1e}; peak memory {} MiB",
+        Proof::HASH_SCHEME,
+        proof.collision_bound(),
+        memory_kib().1 / 1024
+    );
+    let (Some(ce), Some(id)) = (&proof.counterexample, id) else {
+        return;
+    };
+    println!("     replay: kmap replay '{id}'");
+    if let Some(v) = ce.outcome.violations.first() {
+        println!("     counterexample: {v}");
+        for hazard in &ce.outcome.hazards {
+            println!("     led there: hazard {hazard}");
+        }
+        println!();
+        print!("{}", Timeline::of(&ce.outcome).render(48));
+        println!("\n     consequence: {v}\n");
+    } else if let Some(r) = ce.outcome.refusals.first() {
+        println!(
+            "     refused: {} (in {} on CPU {})",
+            r.message, r.context, r.cpu
+        );
+    }
+}
+
+fn json(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) -> serde_json::Value {
+    let ce = proof.counterexample.as_ref();
+    serde_json::json!({
+        "scope": scenario.name,
+        "switch": protocol(scenario),
+        "verdict": proof.verdict.name(),
+        "ok": proof.verdict == scenario.expect,
+        "states": proof.states,
+        "matched": proof.matched,
+        "transitions": proof.transitions,
+        "depth": proof.depth,
+        "complete": proof.complete,
+        "elapsed_ms": proof.elapsed.as_millis() as u64,
+        "peak_memory_kib": memory_kib().1,
+        "hash_scheme": Proof::HASH_SCHEME,
+        "collision_probability_bound": proof.collision_bound(),
+        "replay": id.map(|id| id.to_string()),
+        "violation": ce.and_then(|c| c.outcome.violations.first()).map(|v| serde_json::json!({
+            "kind": v.kind.name(),
+            "cpu": v.cpu,
+            "context": v.context.to_string(),
+            "after": v.label,
+            "message": v.message,
+        })),
+        "verdict_is_violation": proof.verdict == Verdict::Violation,
+    })
+}
