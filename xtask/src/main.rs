@@ -2,6 +2,7 @@
 
 mod bench;
 mod kernel;
+mod prove_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,7 +23,11 @@ enum Task {
     Test,
     /// Every benchmark (instruction counts under callgrind, the kernel under QEMU, the explorer),
     /// written to BENCHMARKS.md with the machine, the command and the date.
-    Bench,
+    Bench {
+        /// Only `kmap prove` side by side with SPIN, written into its section of BENCHMARKS.md.
+        #[arg(long)]
+        prove_only: bool,
+    },
     /// Build the demo kernel and boot it under QEMU; exit 0 only for a run that reached
     /// `RESULT: PASS` (QEMU exit status 33).
     Kernel {
@@ -39,7 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Test => test(),
-        Task::Bench => bench::run(),
+        Task::Bench { prove_only } => bench::run(prove_only),
         Task::Kernel { switch, boots } => {
             (0..boots).try_for_each(|_| kernel::boot(switch)?.require_pass())
         }

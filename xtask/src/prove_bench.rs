@@ -1,0 +1,390 @@
+//! `kmap prove` side by side with the SPIN model of `shared/reference/spin/`: the same scopes,
+//! on the same machine, in the same run, one after the other (never both at once).
+//!
+//! The SPIN runs are built as `run.sh` there builds them (`spin -a`, `gcc -O2 -DSAFETY`, `pan`),
+//! each capped at 8 GB of memory and a time limit; `kmap prove` runs from the release binary.
+//! Time and peak memory are measured the same way for both (`/usr/bin/time`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One row: a scope, its protocol, and how SPIN checks it (`None`: SPIN has no model of it).
+struct Row {
+    cpus: usize,
+    tasks: usize,
+    depth: usize,
+    nmi: bool,
+    protocol: &'static str,
+    spin: Option<SpinRun>,
+}
+
+struct SpinRun {
+    model: &'static str,
+    defines: &'static str,
+    gcc: &'static str,
+    pan: &'static str,
+    seconds: u64,
+}
+
+fn rows() -> Vec<Row> {
+    let spin = |model, defines, gcc, pan, seconds| {
+        Some(SpinRun {
+            model,
+            defines,
+            gcc,
+            pan,
+            seconds,
+        })
+    };
+    let row = |cpus, tasks, depth, nmi, protocol, spin| Row {
+        cpus,
+        tasks,
+        depth,
+        nmi,
+        protocol,
+        spin,
+    };
+    vec![
+        row(
+            1,
+            2,
+            1,
+            true,
+            "split",
+            spin("kmap_split.pml", "", "", "", 300),
+        ),
+        row(
+            1,
+            3,
+            2,
+            true,
+            "split",
+            spin("kmap_split.pml", "-DNT=3 -DD=2", "-DCOLLAPSE", "", 600),
+        ),
+        row(
+            1,
+            3,
+            3,
+            true,
+            "split",
+            spin("kmap_split.pml", "-DNT=3 -DD=3", "-DCOLLAPSE", "-w27", 900),
+        ),
+        row(
+            2,
+            3,
+            1,
+            false,
+            "split",
+            spin(
+                "kmap_split.pml",
+                "-DNCPU=2 -DNT=3 -DNONMI",
+                "-DCOLLAPSE",
+                "-m20000000 -w26",
+                900,
+            ),
+        ),
+        row(
+            2,
+            3,
+            1,
+            true,
+            "split",
+            spin(
+                "kmap_split.pml",
+                "-DNCPU=2 -DNT=3",
+                "-DCOLLAPSE",
+                "-m60000000 -w28",
+                600,
+            ),
+        ),
+        row(2, 3, 2, true, "split", None),
+        row(
+            1,
+            2,
+            1,
+            true,
+            "rfc-v1",
+            spin("kmap_naive.pml", "", "-DBFS", "", 300),
+        ),
+        row(
+            1,
+            3,
+            2,
+            true,
+            "rfc-v1",
+            spin("kmap_naive.pml", "-DNT=3 -DD=2", "-DBFS", "", 300),
+        ),
+        row(
+            1,
+            3,
+            3,
+            true,
+            "rfc-v1",
+            spin("kmap_naive.pml", "-DNT=3 -DD=3", "-DBFS", "", 300),
+        ),
+        row(
+            2,
+            3,
+            1,
+            true,
+            "rfc-v1",
+            spin("kmap_naive.pml", "-DNCPU=2 -DNT=3", "-DBFS", "", 300),
+        ),
+        row(1, 3, 2, true, "swap-after-current", None),
+        row(2, 3, 1, true, "swap-after-current", None),
+    ]
+}
+
+/// What one checker said about one row.
+#[derive(Default)]
+struct Measured {
+    verdict: String,
+    states: String,
+    seconds: Option<f64>,
+    peak_mib: Option<f64>,
+}
+
+/// The section of BENCHMARKS.md, or why it could not be made.
+pub fn section(root: &Path) -> Result<String, String> {
+    crate::cargo(root, &["build", "--release", "--package", "kmap-cli"], &[])?;
+    let kmap = root.join("target/release/kmap");
+    let models = root.parent().map(|p| p.join("shared/reference/spin"));
+    let spin_ready = Command::new("spin").arg("-V").output().is_ok()
+        && models.as_ref().is_some_and(|m| m.join("kmap.pml").exists());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## `kmap prove` side by side with SPIN\n\n\
+         Each row is one scope: CPUs / tasks / depth, an interrupt that maps everywhere, and an NMI \
+         that maps anywhere (\"IRQ\" alone: no NMI), under one switch protocol. SPIN checks the \
+         model of `reference/spin/` (built as its `run.sh` builds it, capped at 8 GB and a time \
+         limit); `kmap prove` checks the crate's real code. Both ran one after the other in this \
+         run, on this machine; time and peak memory by `/usr/bin/time` for both. The two count \
+         states at different grains (SPIN: every statement of the model; kmap: every choice point \
+         of the real code, with interrupts probed at every arrival point instead of interleaved), \
+         so the state counts are not comparable; the verdicts and the costs are.\n"
+    );
+    if !spin_ready {
+        let _ = writeln!(
+            out,
+            "SPIN was not run: `spin` is not installed (`apt-get install -y spin`) or the models are \
+             not at `../shared/reference/spin`.\n"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| scope | protocol | kmap verdict | kmap states | kmap time | kmap memory | SPIN verdict | SPIN states | SPIN time | SPIN memory | time ratio (SPIN / kmap) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|");
+    for row in rows() {
+        let kmap_run = run_kmap(&kmap, &row)?;
+        let spin_run = match (&row.spin, spin_ready, &models) {
+            (Some(spin), true, Some(models)) => run_spin(models, spin),
+            (Some(_), _, _) => Measured {
+                verdict: "not run".into(),
+                ..Measured::default()
+            },
+            (None, _, _) => Measured {
+                verdict: "no model".into(),
+                ..Measured::default()
+            },
+        };
+        let ratio = match (spin_run.seconds, kmap_run.seconds) {
+            (Some(s), Some(k)) if k > 0.0 && !spin_run.verdict.starts_with("incomplete") => {
+                format!("{:.1}×", s / k)
+            }
+            _ => "—".into(),
+        };
+        let show = |m: &Measured| {
+            (
+                m.seconds.map_or("—".into(), |s| format!("{s:.2} s")),
+                m.peak_mib.map_or("—".into(), |p| format!("{p:.0} MiB")),
+            )
+        };
+        let ((kt, km), (st, sm)) = (show(&kmap_run), show(&spin_run));
+        let _ = writeln!(
+            out,
+            "| {}/{}/{} {} | {} | {} | {} | {kt} | {km} | {} | {} | {st} | {sm} | {ratio} |",
+            row.cpus,
+            row.tasks,
+            row.depth,
+            if row.nmi { "IRQ+NMI" } else { "IRQ" },
+            row.protocol,
+            kmap_run.verdict,
+            kmap_run.states,
+            spin_run.verdict,
+            spin_run.states,
+        );
+        println!(
+            "xtask: prove {}/{}/{} {}: kmap {} in {:?} s, SPIN {} in {:?} s",
+            row.cpus,
+            row.tasks,
+            row.depth,
+            row.protocol,
+            kmap_run.verdict,
+            kmap_run.seconds,
+            spin_run.verdict,
+            spin_run.seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nCommands: `kmap prove --cpus C --tasks T --depth D [--no-nmi] --switch P --json`; SPIN: \
+         `spin DEFINES -a MODEL && gcc -O2 -DSAFETY GCC -o pan pan.c && ./pan -m3000000 PAN` with \
+         the defines of each row in `xtask/src/prove_bench.rs`.\n"
+    );
+    Ok(out)
+}
+
+/// `/usr/bin/time -f "%e %M"` around `command`: its output, the wall time and the peak memory.
+fn timed(command: Command) -> Result<(String, Option<f64>, Option<f64>), String> {
+    let times = std::env::temp_dir().join(format!("kmap-time-{}", std::process::id()));
+    let program = command.get_program().to_owned();
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped
+        .args(["-f", "%e %M", "-o"])
+        .arg(&times)
+        .arg(program)
+        .args(args);
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let output = wrapped
+        .output()
+        .map_err(|e| format!("could not run /usr/bin/time (apt-get install -y time): {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let measured = std::fs::read_to_string(&times).unwrap_or_default();
+    let last = measured.lines().last().unwrap_or("");
+    let mut fields = last.split_whitespace();
+    let seconds = fields.next().and_then(|s| s.parse().ok());
+    let peak = fields
+        .next()
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| k / 1024.0);
+    Ok((text, seconds, peak))
+}
+
+fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, String> {
+    let mut command = Command::new(kmap);
+    command.args([
+        "prove",
+        "--cpus",
+        &row.cpus.to_string(),
+        "--tasks",
+        &row.tasks.to_string(),
+        "--depth",
+        &row.depth.to_string(),
+        "--switch",
+        row.protocol,
+        "--json",
+    ]);
+    if !row.nmi {
+        command.arg("--no-nmi");
+    }
+    let (text, seconds, peak_mib) = timed(command)?;
+    let start = text
+        .find('{')
+        .ok_or_else(|| format!("kmap prove printed no JSON: {text}"))?;
+    let end = text.rfind('}').unwrap_or(text.len() - 1);
+    let json = &text[start..=end];
+    let field = |name: &str| -> String {
+        let key = format!("\"{name}\": ");
+        json.find(&key)
+            .map(|i| {
+                json[i + key.len()..]
+                    .split([',', '\n'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let verdict = match (field("verdict").as_str(), field("complete").as_str()) {
+        ("pass", "true") => "pass (complete)".to_string(),
+        ("violation", _) => format!("violation ({})", kind_of(json)),
+        (other, _) => format!("{other} (incomplete)"),
+    };
+    Ok(Measured {
+        verdict,
+        states: field("states"),
+        seconds,
+        peak_mib,
+    })
+}
+
+fn kind_of(json: &str) -> String {
+    json.find("\"kind\": \"")
+        .map(|i| json[i + 9..].split('"').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn run_spin(models: &Path, run: &SpinRun) -> Measured {
+    let dir: PathBuf = std::env::temp_dir().join(format!("kmap-spin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let failed = |why: String| Measured {
+        verdict: format!("not run ({why})"),
+        ..Measured::default()
+    };
+    if std::fs::create_dir_all(&dir).is_err() {
+        return failed("no temporary folder".into());
+    }
+    for entry in std::fs::read_dir(models).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "pml") {
+            let _ = std::fs::copy(entry.path(), dir.join(entry.file_name()));
+        }
+    }
+    let sh = |script: String| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&dir)
+            .output()
+    };
+    let build = format!(
+        "spin {} -a {} >/dev/null && gcc -O2 -DSAFETY {} -o pan pan.c",
+        run.defines, run.model, run.gcc
+    );
+    match sh(build) {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return failed(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => return failed(e.to_string()),
+    }
+    let mut command = Command::new("sh");
+    command.current_dir(&dir).arg("-c").arg(format!(
+        "ulimit -v 8388608; exec timeout {} ./pan -m3000000 {}",
+        run.seconds, run.pan
+    ));
+    let Ok((text, seconds, peak_mib)) = timed(command) else {
+        return failed("/usr/bin/time is missing".into());
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let number = |suffix: &str| {
+        text.lines()
+            .find(|l| l.trim_end().ends_with(suffix))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("—")
+            .to_string()
+    };
+    let errors = text
+        .lines()
+        .find_map(|l| l.split("errors: ").nth(1))
+        .and_then(|e| e.trim().parse::<u64>().ok());
+    let verdict = if text.contains("assertion violated") || errors.is_some_and(|e| e > 0) {
+        "violation".to_string()
+    } else if errors == Some(0) && !text.contains("too small") && !text.contains("out of memory") {
+        "pass (complete)".to_string()
+    } else {
+        format!("incomplete (limit of {} s or 8 GB reached)", run.seconds)
+    };
+    Measured {
+        verdict,
+        states: number("states, stored"),
+        seconds,
+        peak_mib,
+    }
+}
