@@ -85,12 +85,8 @@ impl Boot {
 
 fn qemu() -> Result<&'static str, String> {
     let qemu = "qemu-system-x86_64";
-    match Command::new(qemu).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(status) if status.success() => Ok(qemu),
-        _ => Err(format!(
-            "{qemu} is not installed; install it with: apt-get install -y --no-install-recommends qemu-system-x86"
-        )),
-    }
+    crate::ensure_tool(qemu, "qemu-system-x86")?;
+    Ok(qemu)
 }
 
 /// Build the kernel with `switch` and boot it once, echoing its serial log.

@@ -89,6 +89,7 @@ fn test() -> Result<(), String> {
         &[],
     )?;
     cargo(&root, &["test", "--workspace"], &[])?;
+    sharded_proof(&root)?;
     cpu_read_mutant(&root)?;
     // The crate docs are its book: a broken link is a broken chapter.
     cargo(
@@ -99,6 +100,112 @@ fn test() -> Result<(), String> {
     kernel::boot(kernel::Switch::Split)?.require_pass()?;
     kernel::boot(kernel::Switch::RfcV1)?.require_caught()?;
     println!("xtask: every check passed");
+    Ok(())
+}
+
+/// Make sure `tool` is on the PATH: install Debian's `package` when it is missing and this runs
+/// as root with apt-get, else fail with the exact command to run.
+pub fn ensure_tool(tool: &str, package: &str) -> Result<(), String> {
+    let present = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present(tool) {
+        return Ok(());
+    }
+    let command = format!("apt-get install -y --no-install-recommends {package}");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root && present("apt-get") {
+        println!("xtask: {tool} is missing: {command}");
+        let install = |cmd: &str| {
+            Command::new("sh")
+                .args(["-c", cmd])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install(&command) {
+            install("apt-get update");
+            install(&command);
+        }
+        if present(tool) {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{tool} is not installed; install it with: {command}"
+    ))
+}
+
+/// A small proof split into four shards run by GNU parallel, merged by `kmap merge`: it must
+/// give the verdict and the distinct states of the same proof run whole.
+fn sharded_proof(root: &Path) -> Result<(), String> {
+    ensure_tool("parallel", "parallel")?;
+    let kmap = root.join("target/debug/kmap");
+    let dir = root.join("target/sharded-proof");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let scope = ["--cpus", "1", "--tasks", "2", "--depth", "2"];
+    println!("xtask: a proof in 4 shards through GNU parallel, merged");
+    let status = Command::new("parallel")
+        .arg("--will-cite")
+        .arg(format!(
+            "{} prove {} --shard {{}}/4 --json --keys > {}/shard-{{}}.json",
+            kmap.display(),
+            scope.join(" "),
+            dir.display()
+        ))
+        .args([":::", "0", "1", "2", "3"])
+        .status()
+        .map_err(|e| format!("could not run parallel: {e}"))?;
+    if !status.success() {
+        return Err(format!("the sharded proof failed ({status})"));
+    }
+    let json = |output: std::process::Output| -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&output.stdout).map_err(|e| {
+            format!(
+                "not JSON ({e}): {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    };
+    let shards: Vec<_> = (0..4)
+        .map(|i| dir.join(format!("shard-{i}.json")))
+        .collect();
+    let merged = json(
+        Command::new(&kmap)
+            .arg("merge")
+            .args(&shards)
+            .arg("--json")
+            .output()
+            .map_err(|e| e.to_string())?,
+    )?;
+    let whole = json(
+        Command::new(&kmap)
+            .arg("prove")
+            .args(scope)
+            .arg("--json")
+            .output()
+            .map_err(|e| e.to_string())?,
+    )?;
+    if merged["verdict"] != whole["verdict"] || merged["distinct_states"] != whole["states"] {
+        return Err(format!(
+            "the merged shards ({} with {} distinct states) differ from the whole proof ({} with \
+             {} states)",
+            merged["verdict"], merged["distinct_states"], whole["verdict"], whole["states"]
+        ));
+    }
+    println!(
+        "xtask: merged shards: {} with {} distinct states, as the whole proof",
+        merged["verdict"], merged["distinct_states"]
+    );
     Ok(())
 }
 

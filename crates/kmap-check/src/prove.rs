@@ -168,6 +168,35 @@ pub struct ProveOptions {
     pub stop_at_violation: bool,
     /// Keep the quiescent states ([`Proof::quiescent_states`]).
     pub collect_quiescent: bool,
+    /// Keep the key of every state remembered ([`Proof::state_keys`]), to merge shards.
+    pub collect_keys: bool,
+    /// Stop when the process's resident memory passes this many bytes (`complete` is then
+    /// false): never an out-of-memory kill.
+    pub max_memory: Option<u64>,
+    /// Explore only part `index` of `count`: see [`Shard`].
+    pub shard: Option<Shard>,
+}
+
+/// One part of a proof split across machines. Every part explores the states less than
+/// [`Shard::SPLIT_DEPTH`] choice points from the start; a state at that depth belongs to one
+/// part (by its key), which explores everything below it with a state store of its own. Every
+/// reachable state is at that depth, above it, or below one at it, so the parts together cover
+/// the whole; a state below two owners is explored by both (`kmap merge` counts it once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This part, from 0.
+    pub index: u32,
+    /// How many parts.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The depth, in choice points, at which states are shared out.
+    pub const SPLIT_DEPTH: u32 = 8;
+
+    fn owns(self, key: u128) -> bool {
+        (key % self.count as u128) as u32 == self.index
+    }
 }
 
 impl Default for ProveOptions {
@@ -177,6 +206,9 @@ impl Default for ProveOptions {
             max_states: None,
             stop_at_violation: true,
             collect_quiescent: false,
+            collect_keys: false,
+            max_memory: None,
+            shard: None,
         }
     }
 }
@@ -207,6 +239,10 @@ pub struct Proof {
     /// [`StateKey::quiescent`](kmap_sim::StateKey::quiescent)), when asked for
     /// ([`ProveOptions::collect_quiescent`]): the reduction across CPUs must reach all of them.
     pub quiescent_states: FxHashSet<u128>,
+    /// The key of every state remembered, when asked for ([`ProveOptions::collect_keys`]).
+    pub state_keys: Vec<u128>,
+    /// Why the search stopped before the end, if it did for a limit.
+    pub stopped: Option<String>,
 }
 
 impl Proof {
@@ -285,12 +321,29 @@ pub fn prove(config: &Config, options: ProveOptions, mut progress: impl FnMut(u6
         counterexample: None,
         final_states: FxHashSet::default(),
         quiescent_states: FxHashSet::default(),
+        state_keys: Vec::new(),
+        stopped: None,
     };
     let mut found: Option<Outcome> = None;
     while let Some(id) = queue.pop_front() {
         if options.max_states.is_some_and(|m| proof.states >= m) {
             proof.complete = false;
+            proof.stopped = Some(format!("{} states remembered (--max-states)", proof.states));
             break;
+        }
+        if proof.transitions.is_multiple_of(1024) {
+            if let Some(limit) = options.max_memory {
+                let resident = resident_bytes();
+                if resident > limit {
+                    proof.complete = false;
+                    proof.stopped = Some(format!(
+                        "{} MiB resident, over the limit of {} MiB (--max-memory)",
+                        resident >> 20,
+                        limit >> 20
+                    ));
+                    break;
+                }
+            }
         }
         let path = path_to(&nodes, id);
         let chooser = Rc::new(RefCell::new(Expand {
@@ -325,11 +378,19 @@ pub fn prove(config: &Config, options: ProveOptions, mut progress: impl FnMut(u6
                     proof.matched += 1;
                     continue;
                 }
+                let depth = nodes[id as usize].depth + 1;
+                if let Some(shard) = options.shard {
+                    if depth == Shard::SPLIT_DEPTH && !shard.owns(state.key) {
+                        continue;
+                    }
+                }
+                if options.collect_keys {
+                    proof.state_keys.push(state.key);
+                }
                 if state.quiescent && options.collect_quiescent {
                     proof.quiescent_states.insert(state.key);
                 }
                 proof.states += 1;
-                let depth = nodes[id as usize].depth + 1;
                 proof.depth = proof.depth.max(depth as usize);
                 for choice in 0..choices as u32 {
                     queue.push_back(nodes.len() as u32);
@@ -348,6 +409,16 @@ pub fn prove(config: &Config, options: ProveOptions, mut progress: impl FnMut(u6
     proof.counterexample = found.map(|outcome| shortest(config, outcome.schedule));
     proof.elapsed = start.elapsed();
     proof
+}
+
+/// The resident memory of this process, in bytes (0 where unknown).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// The choice positions from the start to node `id`.

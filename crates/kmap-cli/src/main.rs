@@ -5,6 +5,7 @@
 mod bench;
 mod check;
 mod demo;
+mod merge;
 mod prove;
 mod stress;
 
@@ -32,6 +33,9 @@ enum Command {
     /// kernel allows it and no bound, interrupts and NMIs probed at every point. Exit status 0
     /// when no execution goes wrong, 1 when one does, 2 for bad input.
     Prove(prove::Args),
+    /// Combine the JSON results of the shards of one proof (`kmap prove --shard I/N --json`)
+    /// into one verdict. Exit status 0 for a complete proof, 1 otherwise, 2 for bad input.
+    Merge(merge::Args),
     /// Replay one execution from the string `kmap check` printed, with its timeline.
     Replay(check::ReplayArgs),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
@@ -43,10 +47,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter, end quietly when the reader of our output goes away (`kmap … | head`)
+    // instead of panicking on the broken pipe: Rust ignores SIGPIPE by default.
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
         Command::Check(args) => check::main(&args),
         Command::Prove(args) => prove::main(&args),
+        Command::Merge(args) => merge::main(&args),
         Command::Replay(args) => check::replay_main(&args),
         Command::Stress(args) => stress::main(&args),
         Command::Bench(args) => bench::main(&args),

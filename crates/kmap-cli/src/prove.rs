@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use kmap_check::prove::{prove, Proof, ProveOptions, Scope};
+use kmap_check::prove::{prove, Proof, ProveOptions, Scope, Shard};
 use kmap_check::timeline::Timeline;
 use kmap_check::{Overrides, ReplayId, Scenario};
 use kmap_sim::{Mutation, Protocol, Verdict};
@@ -50,12 +50,57 @@ pub struct Args {
     /// Stop after remembering this many states (the verdict is then incomplete).
     #[arg(long)]
     pub max_states: Option<u64>,
+    /// Stop when resident memory passes this much (e.g. `8G`, `512M`): the verdict is then
+    /// incomplete, with the figures so far, never an out-of-memory kill.
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+    /// Explore only part I of N (from 0), e.g. `--shard 2/8`; `kmap merge` combines the parts.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// With --json: list the key of every state remembered, for `kmap merge` to count distinct
+    /// states over shards.
+    #[arg(long)]
+    pub keys: bool,
     /// Write the counterexample as a swimlane picture.
     #[arg(long)]
     pub svg: Option<PathBuf>,
     /// Print a machine-readable result.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (such as 8G, 512M or 1000000)"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(format!("`{text}`: the unit is K, M or G")),
+    };
+    Ok(number << shift)
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (index, count) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not I/N"))?;
+    let index: u32 = index
+        .parse()
+        .map_err(|_| format!("`{index}` is not a number"))?;
+    let count: u32 = count
+        .parse()
+        .map_err(|_| format!("`{count}` is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index}/{count}: I must be below N"));
+    }
+    Ok(Shard { index, count })
 }
 
 fn parse_mutation(text: &str) -> Result<Mutation, String> {
@@ -93,7 +138,22 @@ pub fn main(args: &Args) -> ExitCode {
         max_states: args.max_states,
         stop_at_violation: true,
         collect_quiescent: false,
+        collect_keys: args.keys,
+        max_memory: args.max_memory,
+        shard: args.shard,
     };
+    if let Some(limit) = args.max_memory {
+        let needed = kmap_check::prove::resident_bytes() + (16 << 20);
+        if limit < needed {
+            eprintln!(
+                "kmap prove: --max-memory {} MiB cannot fit: the checker needs {} MiB before the \
+                 first state",
+                limit >> 20,
+                needed >> 20
+            );
+            return ExitCode::from(BAD_INPUT);
+        }
+    }
     let mut all_ok = true;
     let mut results = Vec::new();
     for name in names {
@@ -115,9 +175,21 @@ pub fn main(args: &Args) -> ExitCode {
             overrides: overrides.clone(),
             schedule: ce.schedule.clone(),
         });
-        all_ok &= proof.verdict == scenario.expect;
+        all_ok &= proof.verdict == scenario.expect && (proof.complete || args.shard.is_some());
         if args.json {
-            results.push(json(&scenario, &proof, id.as_ref()));
+            let mut value = json(&scenario, &proof, id.as_ref());
+            value["shard"] = args
+                .shard
+                .map(|s| serde_json::json!({ "index": s.index, "count": s.count }))
+                .unwrap_or(serde_json::Value::Null);
+            if args.keys {
+                value["state_keys"] = proof
+                    .state_keys
+                    .iter()
+                    .map(|k| serde_json::Value::String(format!("{k:032x}")))
+                    .collect();
+            }
+            results.push(value);
         } else {
             print(&scenario, &proof, id.as_ref());
         }
@@ -167,7 +239,7 @@ fn run_with_progress(scenario: &Scenario, options: ProveOptions) -> Proof {
     let start = Instant::now();
     let mut bar: Option<ProgressBar> = None;
     let proof = prove(&scenario.config, options, |states, transitions| {
-        if !terminal || transitions % 256 != 0 {
+        if !terminal || !transitions.is_multiple_of(256) {
             return;
         }
         if bar.is_none() && start.elapsed().as_secs() >= 1 {
@@ -205,8 +277,10 @@ pub fn memory_kib() -> (u64, u64) {
 }
 
 fn print(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) {
-    let mark = if proof.verdict == scenario.expect {
+    let mark = if proof.verdict == scenario.expect && proof.complete {
         "ok  "
+    } else if proof.verdict == scenario.expect {
+        "STOP"
     } else {
         "FAIL"
     };
@@ -214,7 +288,7 @@ fn print(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) {
         "{mark} {:<24} {:<19} {:<9} {} states, {} transitions ({} to a state seen before), depth {}, {:.2} s{}",
         scenario.name,
         protocol(scenario),
-        proof.verdict.name(),
+        verdict_name(proof),
         proof.states,
         proof.transitions,
         proof.matched,
@@ -228,6 +302,9 @@ fn print(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) {
         proof.collision_bound(),
         memory_kib().1 / 1024
     );
+    if let Some(why) = &proof.stopped {
+        println!("     stopped early: {why}");
+    }
     let (Some(ce), Some(id)) = (&proof.counterexample, id) else {
         return;
     };
@@ -248,12 +325,22 @@ fn print(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) {
     }
 }
 
+/// The verdict in words: `incomplete` when nothing went wrong but not every state was explored.
+fn verdict_name(proof: &Proof) -> &'static str {
+    if proof.verdict == Verdict::Pass && !proof.complete {
+        "incomplete"
+    } else {
+        proof.verdict.name()
+    }
+}
+
 fn json(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) -> serde_json::Value {
     let ce = proof.counterexample.as_ref();
     serde_json::json!({
         "scope": scenario.name,
         "switch": protocol(scenario),
-        "verdict": proof.verdict.name(),
+        "verdict": verdict_name(proof),
+        "stopped": proof.stopped,
         "ok": proof.verdict == scenario.expect,
         "states": proof.states,
         "matched": proof.matched,
@@ -272,6 +359,5 @@ fn json(scenario: &Scenario, proof: &Proof, id: Option<&ReplayId>) -> serde_json
             "after": v.label,
             "message": v.message,
         })),
-        "verdict_is_violation": proof.verdict == Verdict::Violation,
     })
 }

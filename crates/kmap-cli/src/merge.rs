@@ -1,0 +1,133 @@
+//! `kmap merge`: the JSON results of the shards of one proof, combined into one verdict.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::Value;
+
+use crate::check::BAD_INPUT;
+
+#[derive(Parser, Clone, Debug)]
+pub struct Args {
+    /// The JSON files `kmap prove --shard I/N --json` wrote, one per shard.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print a machine-readable result.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(args: &Args) -> ExitCode {
+    match merge(args) {
+        Ok((value, ok)) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
+            } else {
+                println!(
+                    "{} {} {}: {} over {} shards, {} distinct states ({} summed), {} transitions{}",
+                    if ok { "ok  " } else { "FAIL" },
+                    value["scope"].as_str().unwrap_or(""),
+                    value["switch"].as_str().unwrap_or(""),
+                    value["verdict"].as_str().unwrap_or(""),
+                    value["shards"],
+                    value["distinct_states"],
+                    value["states"],
+                    value["transitions"],
+                    if value["complete"] == true {
+                        " (complete)"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(replay) = value["replay"].as_str() {
+                    println!("     replay: kmap replay '{replay}'");
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("kmap merge: {e}");
+            ExitCode::from(BAD_INPUT)
+        }
+    }
+}
+
+/// The merged result, and whether it is a complete proof.
+fn merge(args: &Args) -> Result<(Value, bool), String> {
+    let mut parts = Vec::new();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}: not the JSON of `kmap prove --json`: {e}",
+                file.display()
+            )
+        })?;
+        parts.push((file.display().to_string(), value));
+    }
+    let (first_file, first) = &parts[0];
+    let count = first["shard"]["count"].as_u64().ok_or_else(|| {
+        format!("{first_file}: not a shard (run `kmap prove --shard I/N --json`)")
+    })?;
+    let mut seen = vec![false; count as usize];
+    let mut keys = std::collections::HashSet::new();
+    let mut with_keys = true;
+    let (mut states, mut transitions) = (0u64, 0u64);
+    let mut complete = true;
+    let mut violation: Option<Value> = None;
+    for (file, part) in &parts {
+        for field in ["scope", "switch"] {
+            if part[field] != first[field] {
+                return Err(format!("{file}: another {field} than {first_file}"));
+            }
+        }
+        if part["shard"]["count"].as_u64() != Some(count) {
+            return Err(format!("{file}: another shard count than {first_file}"));
+        }
+        let index = part["shard"]["index"].as_u64().unwrap_or(u64::MAX);
+        let slot = seen
+            .get_mut(index as usize)
+            .ok_or_else(|| format!("{file}: shard {index} of {count}?"))?;
+        if std::mem::replace(slot, true) {
+            return Err(format!("{file}: shard {index} given twice"));
+        }
+        states += part["states"].as_u64().unwrap_or(0);
+        transitions += part["transitions"].as_u64().unwrap_or(0);
+        complete &= part["complete"] == true;
+        match part["state_keys"].as_array() {
+            Some(list) => keys.extend(list.iter().filter_map(|k| k.as_str().map(str::to_owned))),
+            None => with_keys = false,
+        }
+        if part["verdict"] == "violation" && violation.is_none() {
+            violation = Some(part.clone());
+        }
+    }
+    let missing: Vec<usize> = (0..count as usize).filter(|&i| !seen[i]).collect();
+    if !missing.is_empty() && violation.is_none() {
+        return Err(format!("shards {missing:?} of {count} are missing"));
+    }
+    let verdict = match (&violation, complete) {
+        (Some(_), _) => "violation",
+        (None, true) => "pass",
+        (None, false) => "incomplete",
+    };
+    let value = serde_json::json!({
+        "scope": first["scope"],
+        "switch": first["switch"],
+        "shards": count,
+        "verdict": verdict,
+        "complete": complete && violation.is_none(),
+        "states": states,
+        "distinct_states": if with_keys { Value::from(keys.len()) } else { Value::Null },
+        "transitions": transitions,
+        "replay": violation.as_ref().map(|v| v["replay"].clone()),
+        "violation": violation.as_ref().map(|v| v["violation"].clone()),
+    });
+    Ok((value, verdict == "pass"))
+}
