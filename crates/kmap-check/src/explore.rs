@@ -323,6 +323,10 @@ pub fn replay(config: &Config, schedule: &Schedule) -> Outcome {
         kmap_sim::Replay::new(schedule.clone()),
         RunOptions {
             trace: true,
+            pick_any_next: schedule
+                .0
+                .iter()
+                .any(|(_, c)| matches!(c, Choice::PreemptTo(_))),
             ..RunOptions::default()
         },
     )

@@ -20,8 +20,11 @@ pub enum Choice {
     Irq,
     /// An NMI arrives and its handler runs to completion, nested here.
     Nmi,
-    /// The running task is preempted: the scheduler switches to another task.
+    /// The running task is preempted: the scheduler switches to the next task of the run queue.
     Preempt,
+    /// The running task is preempted, and the scheduler switches to this task of the run queue
+    /// (a stateful search offers every runnable task, as a scheduler may pick any).
+    PreemptTo(usize),
     /// The running task is preempted and moved to this CPU's run queue (load balancing); only
     /// while it may migrate.
     Migrate(usize),
@@ -47,6 +50,7 @@ impl fmt::Display for Choice {
             Choice::Irq => f.write_str("irq"),
             Choice::Nmi => f.write_str("nmi"),
             Choice::Preempt => f.write_str("preempt"),
+            Choice::PreemptTo(task) => write!(f, "preempt-to{task}"),
             Choice::Migrate(cpu) => write!(f, "migrate{cpu}"),
             Choice::Cpu(cpu) => write!(f, "cpu{cpu}"),
             Choice::Do(op) => f.write_str(op.name()),
@@ -70,6 +74,7 @@ impl FromStr for Choice {
                 numbered("cpu")
                     .map(Choice::Cpu)
                     .or_else(|| numbered("migrate").map(Choice::Migrate))
+                    .or_else(|| numbered("preempt-to").map(Choice::PreemptTo))
                     .ok_or_else(|| {
                         format!(
                             "`{s}` is not a choice (continue, irq, nmi, preempt, migrateN, cpuN, \
@@ -185,7 +190,7 @@ impl Chooser for RandomChooser {
                 Choice::Continue | Choice::Do(_) => 0.0,
                 Choice::Irq => self.rates.irq,
                 Choice::Nmi => self.rates.nmi,
-                Choice::Preempt | Choice::Migrate(_) => self.rates.preempt,
+                Choice::Preempt | Choice::PreemptTo(_) | Choice::Migrate(_) => self.rates.preempt,
                 Choice::Cpu(_) => self.rates.cpu / (point.options.len() as f64),
             };
             if roll < rate {

@@ -127,9 +127,12 @@ impl Machine {
                     }
                     self.interrupt(kind);
                 }
-                Choice::Preempt => {
+                Choice::Preempt | Choice::PreemptTo(_) => {
                     self.st.borrow_mut().used.preemptions += 1;
-                    self.schedule(Reason::Preempt);
+                    self.schedule(match choice {
+                        Choice::PreemptTo(task) => Reason::PreemptTo(task),
+                        _ => Reason::Preempt,
+                    });
                 }
                 Choice::Migrate(to) => {
                     let mut st = self.st.borrow_mut();
@@ -149,7 +152,7 @@ impl Machine {
             if probe
                 && matches!(
                     choice,
-                    Choice::Preempt | Choice::Migrate(_) | Choice::Cpu(_)
+                    Choice::Preempt | Choice::PreemptTo(_) | Choice::Migrate(_) | Choice::Cpu(_)
                 )
             {
                 lasting = self.probe_handlers(arrival);
@@ -190,7 +193,10 @@ impl Machine {
             && cpu.preempt == 0
             && !cpu.irqs_off
             && within(bounds.preemptions, st.used.preemptions);
-        if preemptible
+        if preemptible && (self.options.stateful || self.options.pick_any_next) {
+            // Any runnable task may be picked next, as in the SPIN model.
+            options.extend(cpu.runqueue.iter().map(|&task| Choice::PreemptTo(task)));
+        } else if preemptible
             && (!cpu.runqueue.is_empty()
                 || st.tasks.iter().enumerate().any(|(id, t)| {
                     t.status == Status::Sleeping && t.cpu == st.active && id != cpu.current

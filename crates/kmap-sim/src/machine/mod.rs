@@ -189,6 +189,9 @@ pub struct RunOptions {
     /// ([`ChoicePoint::state`](crate::ChoicePoint::state)), and handlers that run as real
     /// events run to completion without a switch of the executing CPU inside them.
     pub stateful: bool,
+    /// A preemption may switch to any task of the run queue (as a stateful search explores, and
+    /// its counterexamples replay), not only to the next one.
+    pub pick_any_next: bool,
     /// Partial-order reduction across CPUs: the executing CPU changes only before a program's
     /// next step (see the README's `kmap prove` section for why that loses no state that
     /// matters).

@@ -34,6 +34,8 @@ pub(crate) enum Reason {
     Exit,
     /// `migrate` to this CPU, now that migration is enabled.
     Migrate(usize),
+    /// Involuntary, and the scheduler picks this task next (it is in the CPU's run queue).
+    PreemptTo(usize),
 }
 
 impl Machine {
@@ -55,13 +57,19 @@ impl Machine {
                 st.cpus[cpu].runqueue.push_back(task);
             }
             match reason {
-                Reason::Preempt | Reason::Yield => {
+                Reason::Preempt | Reason::Yield | Reason::PreemptTo(_) => {
                     if st.cpus[cpu].runqueue.is_empty() {
                         return;
                     }
                     st.tasks[prev].status = Status::Runnable;
+                    if let Reason::PreemptTo(task) = reason {
+                        let queue = &mut st.cpus[cpu].runqueue;
+                        let at = queue.iter().position(|&t| t == task).expect("queued");
+                        queue.remove(at);
+                        queue.push_front(task);
+                    }
                     st.cpus[cpu].runqueue.push_back(prev);
-                    if reason == Reason::Preempt {
+                    if reason != Reason::Yield {
                         st.outcome.stats.preemptions += 1;
                     }
                 }
