@@ -283,8 +283,12 @@ impl Chooser for Expand {
 }
 
 /// Explore every state of `config` breadth-first; `progress` is called after every execution
-/// with the states and transitions so far.
-pub fn prove(config: &Config, options: ProveOptions, mut progress: impl FnMut(u64, u64)) -> Proof {
+/// with the states, the transitions and the depth so far.
+pub fn prove(
+    config: &Config,
+    options: ProveOptions,
+    mut progress: impl FnMut(u64, u64, usize),
+) -> Proof {
     let start = Instant::now();
     let memo = Rc::new(RefCell::new(ProbeMemo::default()));
     let depth = handler_depth(config);
@@ -354,7 +358,7 @@ pub fn prove(config: &Config, options: ProveOptions, mut progress: impl FnMut(u6
         let outcome = kmap_sim::run(&unbounded, chooser.clone(), run_options.clone())
             .expect("a validated configuration");
         proof.transitions += 1;
-        progress(proof.states, proof.transitions);
+        progress(proof.states, proof.transitions, proof.depth);
         let verdict = outcome.verdict();
         if verdict != Verdict::Pass {
             let worse = verdict == Verdict::Violation || proof.verdict == Verdict::Pass;

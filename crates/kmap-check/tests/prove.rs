@@ -25,7 +25,7 @@ fn small_scopes_are_proved_under_split_and_refuted_under_the_rfc_designs() {
                 continue;
             }
             let config = scope(cpus, tasks, depth, protocol).config();
-            let proof = prove(&config, ProveOptions::default(), |_, _| {});
+            let proof = prove(&config, ProveOptions::default(), |_, _, _| {});
             let name = format!("{cpus}/{tasks}/{depth} {protocol}");
             if protocol == Protocol::Split {
                 assert_eq!(proof.verdict, Verdict::Pass, "{name}");
@@ -74,7 +74,7 @@ fn the_stateful_search_reaches_the_final_states_of_the_stateless_one() {
                 stop_at_violation: false,
                 ..ProveOptions::default()
             },
-            |_, _| {},
+            |_, _, _| {},
         );
         assert!(stateless.complete && proof.complete, "{name}");
         assert_eq!(proof.verdict, stateless.verdict, "{name}");
@@ -100,7 +100,7 @@ fn the_reduction_across_cpus_keeps_verdicts_and_states() {
                 collect_quiescent: true,
                 ..ProveOptions::default()
             },
-            |_, _| {},
+            |_, _, _| {},
         )
     };
     let config = resolve("migrate-on-preempt").unwrap().config;

@@ -238,7 +238,7 @@ fn run_with_progress(scenario: &Scenario, options: ProveOptions) -> Proof {
     let terminal = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut bar: Option<ProgressBar> = None;
-    let proof = prove(&scenario.config, options, |states, transitions| {
+    let proof = prove(&scenario.config, options, |states, transitions, depth| {
         if !terminal || !transitions.is_multiple_of(256) {
             return;
         }
@@ -250,7 +250,7 @@ fn run_with_progress(scenario: &Scenario, options: ProveOptions) -> Proof {
         if let Some(b) = &bar {
             let rate = states as f64 / start.elapsed().as_secs_f64();
             b.set_message(format!(
-                "{}: {states} states ({rate:.0}/s), {transitions} transitions, {} MiB",
+                "{}: {states} states ({rate:.0}/s), {transitions} transitions, depth {depth}, {} MiB",
                 scenario.name,
                 memory_kib().0 / 1024
             ));

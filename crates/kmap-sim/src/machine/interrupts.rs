@@ -184,9 +184,10 @@ impl Machine {
         }
     }
 
-    /// The state a handler of `kind` can observe from here, written into `key`: its CPU (as
-    /// [`cpu_view`](Self::cpu_view) sees it), the handlers it is nested in, the frames its
-    /// program names, and how deep probes may still nest in it. The key is the state itself, not
+    /// The state a handler of `kind` can observe from here, written into `key`: its CPU's slots,
+    /// TLB, unflushed slots and counters, the interrupted stack's `idx` (a handler never reads
+    /// the saved PTEs: it writes its own cell and zeroes it), the handlers it is nested in, the
+    /// frames its program names, and how deep probes may still nest in it. The key is the state itself, not
     /// a hash of it, so the memo never mistakes one state for another.
     fn probe_key(&self, kind: NestedKind, depth_left: u32, key: &mut Vec<u64>) {
         let st = self.st.borrow();
@@ -206,7 +207,6 @@ impl Machine {
                 .iter()
                 .map(|pte| pte.raw()),
         );
-        key.extend((0..stack.cells()).map(|cell| stack.saved(cell).raw()));
         // The TLB in the order of its pages (a handful of entries).
         let mut last = None;
         while let Some((&page, &frame)) = st.tlb[cpu]
