@@ -27,113 +27,57 @@ struct SpinRun {
     seconds: u64,
 }
 
+/// A row as written: `(cpus, tasks, depth, nmi, protocol, SPIN model, defines, gcc flags, pan
+/// flags, seconds)`, the model empty where SPIN has none.
+type RowText = (
+    usize,
+    usize,
+    usize,
+    bool,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u64,
+);
+
+/// The rows.
+#[rustfmt::skip]
+const ROWS: &[RowText] = &[
+    (1, 2, 1, true, "split", "kmap_split.pml", "", "", "", 300),
+    (1, 3, 2, true, "split", "kmap_split.pml", "-DNT=3 -DD=2", "-DCOLLAPSE", "", 600),
+    (1, 3, 3, true, "split", "kmap_split.pml", "-DNT=3 -DD=3", "-DCOLLAPSE", "-w27", 900),
+    (2, 3, 1, false, "split", "kmap_split.pml", "-DNCPU=2 -DNT=3 -DNONMI", "-DCOLLAPSE", "-m20000000 -w26", 900),
+    (2, 3, 1, true, "split", "kmap_split.pml", "-DNCPU=2 -DNT=3", "-DCOLLAPSE", "-m60000000 -w28", 600),
+    (2, 3, 2, true, "split", "", "", "", "", 0),
+    (1, 2, 1, true, "rfc-v1", "kmap_naive.pml", "", "-DBFS", "", 300),
+    (1, 3, 2, true, "rfc-v1", "kmap_naive.pml", "-DNT=3 -DD=2", "-DBFS", "", 300),
+    (1, 3, 3, true, "rfc-v1", "kmap_naive.pml", "-DNT=3 -DD=3", "-DBFS", "", 300),
+    (2, 3, 1, true, "rfc-v1", "kmap_naive.pml", "-DNCPU=2 -DNT=3", "-DBFS", "", 300),
+    (1, 3, 2, true, "swap-after-current", "", "", "", "", 0),
+    (2, 3, 1, true, "swap-after-current", "", "", "", "", 0),
+];
+
 fn rows() -> Vec<Row> {
-    let spin = |model, defines, gcc, pan, seconds| {
-        Some(SpinRun {
-            model,
-            defines,
-            gcc,
-            pan,
-            seconds,
-        })
-    };
-    let row = |cpus, tasks, depth, nmi, protocol, spin| Row {
-        cpus,
-        tasks,
-        depth,
-        nmi,
-        protocol,
-        spin,
-    };
-    vec![
-        row(
-            1,
-            2,
-            1,
-            true,
-            "split",
-            spin("kmap_split.pml", "", "", "", 300),
-        ),
-        row(
-            1,
-            3,
-            2,
-            true,
-            "split",
-            spin("kmap_split.pml", "-DNT=3 -DD=2", "-DCOLLAPSE", "", 600),
-        ),
-        row(
-            1,
-            3,
-            3,
-            true,
-            "split",
-            spin("kmap_split.pml", "-DNT=3 -DD=3", "-DCOLLAPSE", "-w27", 900),
-        ),
-        row(
-            2,
-            3,
-            1,
-            false,
-            "split",
-            spin(
-                "kmap_split.pml",
-                "-DNCPU=2 -DNT=3 -DNONMI",
-                "-DCOLLAPSE",
-                "-m20000000 -w26",
-                900,
-            ),
-        ),
-        row(
-            2,
-            3,
-            1,
-            true,
-            "split",
-            spin(
-                "kmap_split.pml",
-                "-DNCPU=2 -DNT=3",
-                "-DCOLLAPSE",
-                "-m60000000 -w28",
-                600,
-            ),
-        ),
-        row(2, 3, 2, true, "split", None),
-        row(
-            1,
-            2,
-            1,
-            true,
-            "rfc-v1",
-            spin("kmap_naive.pml", "", "-DBFS", "", 300),
-        ),
-        row(
-            1,
-            3,
-            2,
-            true,
-            "rfc-v1",
-            spin("kmap_naive.pml", "-DNT=3 -DD=2", "-DBFS", "", 300),
-        ),
-        row(
-            1,
-            3,
-            3,
-            true,
-            "rfc-v1",
-            spin("kmap_naive.pml", "-DNT=3 -DD=3", "-DBFS", "", 300),
-        ),
-        row(
-            2,
-            3,
-            1,
-            true,
-            "rfc-v1",
-            spin("kmap_naive.pml", "-DNCPU=2 -DNT=3", "-DBFS", "", 300),
-        ),
-        row(1, 3, 2, true, "swap-after-current", None),
-        row(2, 3, 1, true, "swap-after-current", None),
-    ]
+    ROWS.iter()
+        .map(
+            |&(cpus, tasks, depth, nmi, protocol, model, defines, gcc, pan, seconds)| Row {
+                cpus,
+                tasks,
+                depth,
+                nmi,
+                protocol,
+                spin: (!model.is_empty()).then_some(SpinRun {
+                    model,
+                    defines,
+                    gcc,
+                    pan,
+                    seconds,
+                }),
+            },
+        )
+        .collect()
 }
 
 /// What one checker said about one row.

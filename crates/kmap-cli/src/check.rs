@@ -91,13 +91,18 @@ pub struct Args {
     pub json: bool,
 }
 
-fn parse_mutation(text: &str) -> Result<Mutation, String> {
+pub fn parse_mutation(text: &str) -> Result<Mutation, String> {
     Mutation::from_name(text).ok_or_else(|| {
         format!("`{text}` is not a machine mutation (drop-invalidations, no-bug-on, no-sched-out)")
     })
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
+    parse_part(text).map(|(index, count)| Shard { index, count })
+}
+
+/// `I/N`: part I (from 0) of N, for `--shard`.
+pub fn parse_part(text: &str) -> Result<(u32, u32), String> {
     let (index, count) = text
         .split_once('/')
         .ok_or_else(|| format!("`{text}` is not I/N"))?;
@@ -110,7 +115,7 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
     if count == 0 || index >= count {
         return Err(format!("shard {index}/{count}: I must be below N"));
     }
-    Ok(Shard { index, count })
+    Ok((index, count))
 }
 
 impl Args {

@@ -12,7 +12,7 @@ use kmap_check::timeline::Timeline;
 use kmap_check::{Overrides, ReplayId, Scenario};
 use kmap_sim::{Mutation, Protocol, Verdict};
 
-use crate::check::BAD_INPUT;
+use crate::check::{parse_mutation, parse_part, BAD_INPUT};
 use crate::stress::parse_protocol;
 
 #[derive(Parser, Clone, Debug)]
@@ -88,25 +88,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
-    let (index, count) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not I/N"))?;
-    let index: u32 = index
-        .parse()
-        .map_err(|_| format!("`{index}` is not a number"))?;
-    let count: u32 = count
-        .parse()
-        .map_err(|_| format!("`{count}` is not a number"))?;
-    if count == 0 || index >= count {
-        return Err(format!("shard {index}/{count}: I must be below N"));
-    }
-    Ok(Shard { index, count })
-}
-
-fn parse_mutation(text: &str) -> Result<Mutation, String> {
-    Mutation::from_name(text).ok_or_else(|| {
-        format!("`{text}` is not a machine mutation (drop-invalidations, no-bug-on, no-sched-out)")
-    })
+    parse_part(text).map(|(index, count)| Shard { index, count })
 }
 
 pub fn main(args: &Args) -> ExitCode {
