@@ -1,16 +1,15 @@
 //! The interpreter of task, interrupt and NMI programs: every operation is preceded by an
 //! arrival point, and calls the crate's real code through the adapter.
 
-use kmap::{Checkpoint, MapError};
-
 use std::rc::Rc;
+
+use kmap::{Checkpoint, MapError};
 
 use super::{Counter, Held, Label, Machine, Place, Reason, TaskState};
 use crate::adapter::WINDOW;
 use crate::chooser::{Choice, ChoicePoint, STOP};
 use crate::config::{AnyOp, Op};
-use crate::outcome::ChoiceRecord;
-use crate::outcome::{Rule, ViolationKind};
+use crate::outcome::{ChoiceRecord, Rule, ViolationKind};
 use crate::trace::What;
 
 impl Machine {
