@@ -415,6 +415,26 @@ pub fn prove(
     proof
 }
 
+/// A lower bound on the states of `config`'s search: every combination of the stack depths of its
+/// nondeterministic tasks is reachable (each maps, unmaps and yields on its own), and the key of
+/// a state holds every stack, so each combination is a state of its own.
+pub fn states_lower_bound(config: &Config) -> f64 {
+    config
+        .program
+        .tasks
+        .iter()
+        .filter(|t| t.is_any())
+        .map(|t| (t.any.len() + 1) as f64)
+        .product()
+}
+
+/// A lower bound on the memory a search of `config` needs, in bytes: 16 bytes for the key of each
+/// of [`states_lower_bound`] states, on top of what this process holds already. A scope over a
+/// `--max-memory` by this bound cannot fit, whatever the search does.
+pub fn memory_lower_bound(config: &Config) -> f64 {
+    resident_bytes() as f64 + 16.0 * states_lower_bound(config)
+}
+
 /// The resident memory of this process, in bytes (0 where unknown).
 pub fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -151,6 +151,21 @@ pub fn main(args: &Args) -> ExitCode {
             eprintln!("error: {}: {e}", scenario.source);
             return ExitCode::from(BAD_INPUT);
         }
+        if let Some(limit) = args.max_memory {
+            let needed = kmap_check::prove::memory_lower_bound(&scenario.config);
+            if needed > limit as f64 {
+                eprintln!(
+                    "kmap prove: {} cannot fit in --max-memory {} MiB: it has at least {:.3e} \
+                     states (every combination of its tasks' stack depths), and remembering \
+                     each takes at least 16 bytes: {:.3e} MiB at the very least",
+                    scenario.name,
+                    limit >> 20,
+                    kmap_check::prove::states_lower_bound(&scenario.config),
+                    needed / (1u64 << 20) as f64
+                );
+                return ExitCode::from(BAD_INPUT);
+            }
+        }
         let proof = run_with_progress(&scenario, options);
         let id = proof.counterexample.as_ref().map(|ce| ReplayId {
             scenario: name.clone(),

@@ -188,3 +188,26 @@ fn a_scenario_with_endless_tasks_is_for_prove_not_check() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cpus must be 1 to 8"));
 }
+
+#[test]
+fn a_scope_that_cannot_fit_is_refused_up_front_with_the_estimate() {
+    let out = kmap(&[
+        "prove",
+        "--tasks",
+        "12",
+        "--depth",
+        "8",
+        "--max-memory",
+        "100M",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot fit in --max-memory 100 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2.824e11 states"), "{stderr}");
+    // A scope that fits runs.
+    let out = kmap(&["prove", "--tasks", "2", "--max-memory", "1G"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
