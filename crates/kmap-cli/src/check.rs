@@ -270,7 +270,13 @@ pub fn main(args: &Args) -> ExitCode {
             }
         }
     }
-    if args.json {
+    finish(args.json, results, all_ok)
+}
+
+/// Print the JSON results (one object, or an array of several) when asked, and the exit status:
+/// 0 when every verdict was the expected one, 1 when not.
+pub fn finish(json: bool, mut results: Vec<serde_json::Value>, all_ok: bool) -> ExitCode {
+    if json {
         let value = if results.len() == 1 {
             results.remove(0)
         } else {

@@ -12,7 +12,7 @@ use kmap_check::timeline::Timeline;
 use kmap_check::{Overrides, ReplayId, Scenario};
 use kmap_sim::{Mutation, Protocol, Verdict};
 
-use crate::check::{parse_mutation, parse_part, BAD_INPUT};
+use crate::check::{finish, parse_mutation, parse_part, BAD_INPUT};
 use crate::stress::parse_protocol;
 
 #[derive(Parser, Clone, Debug)]
@@ -211,19 +211,7 @@ pub fn main(args: &Args) -> ExitCode {
             }
         }
     }
-    if args.json {
-        let value = if results.len() == 1 {
-            results.remove(0)
-        } else {
-            serde_json::Value::Array(results)
-        };
-        println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
-    }
-    if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    finish(args.json, results, all_ok)
 }
 
 fn protocol(scenario: &Scenario) -> &'static str {
