@@ -42,10 +42,17 @@ pub fn eoi() {
 }
 
 fn send(destination: u32, command: u32) {
+    // The ICR is two registers: with interrupts off, the timer handler's own IPI cannot land
+    // between this destination and this command (NMI handlers send none).
+    let enabled = crate::arch::interrupts_enabled();
+    crate::arch::disable_interrupts();
     write(ICR_HIGH, destination << 24);
     write(ICR_LOW, command);
     while read(ICR_LOW) & (1 << 12) != 0 {
         core::hint::spin_loop();
+    }
+    if enabled {
+        crate::arch::enable_interrupts();
     }
 }
 

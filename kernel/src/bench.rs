@@ -141,11 +141,17 @@ pub fn worker(task: usize) -> ! {
                 unsafe {
                     let address =
                         kmap::raw::map(&KERNEL, kmap::Frame::new(frame)).unwrap_or_else(|e| {
-                            crate::workload::fail(format_args!("benchmark map: {e}"))
+                            crate::workload::fail(
+                                crate::workload::Failure::Crate,
+                                format_args!("benchmark map: {e}"),
+                            )
                         });
                     touch(core::slice::from_raw_parts_mut(address, 4096));
                     if let Err(e) = kmap::raw::unmap(&KERNEL, address) {
-                        crate::workload::fail(format_args!("benchmark unmap: {e}"));
+                        crate::workload::fail(
+                            crate::workload::Failure::Crate,
+                            format_args!("benchmark unmap: {e}"),
+                        );
                     }
                 }
                 OPS[Phase::LocalThroughput as usize].fetch_add(1, Relaxed);
@@ -188,9 +194,10 @@ fn long_section(page: &mut [u8]) {
             let value =
                 unsafe { core::ptr::read_volatile(page.as_ptr().add(word * 8).cast::<u64>()) };
             if value != pass ^ word as u64 {
-                crate::workload::fail(format_args!(
-                    "benchmark section read {value:#x} at word {word}"
-                ));
+                crate::workload::fail(
+                    crate::workload::Failure::WrongWord,
+                    format_args!("benchmark section read {value:#x} at word {word}"),
+                );
             }
         }
     }
@@ -207,9 +214,10 @@ fn touch(page: &mut [u8]) {
         let value =
             unsafe { core::ptr::read_volatile(page.as_ptr().add(word * 256).cast::<u64>()) };
         if value != word as u64 {
-            crate::workload::fail(format_args!(
-                "benchmark access read {value:#x} at word {word}"
-            ));
+            crate::workload::fail(
+                crate::workload::Failure::WrongWord,
+                format_args!("benchmark access read {value:#x} at word {word}"),
+            );
         }
     }
 }

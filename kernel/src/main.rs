@@ -23,7 +23,7 @@ mod sched;
 mod serial;
 mod workload;
 
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 
 use kmap::{Frame, Page};
 
@@ -37,13 +37,23 @@ pub const TASKS_PER_CPU: usize = 4;
 pub const LOWMEM_MIB: usize = 32;
 /// Highmem frames handed out start here (64 MiB; QEMU runs with 128 MiB).
 pub const HIGHMEM_FIRST_FRAME: u64 = 64 * 256;
-/// The APIC timer's initial count: about 0.5 ms per tick.
-const TIMER_COUNT: u32 = 31_250;
+/// The APIC timer's initial count: about 0.5 ms per tick on the boot CPU. The second CPU's
+/// period differs (about 0.46 ms), so that the two CPUs' ticks drift against each other instead
+/// of locking in phase: the NMIs one CPU's timer handler sends then land anywhere in the other's
+/// code, its switch path included, not at one fixed distance from its own tick.
+const TIMER_COUNT: [u32; MAX_CPUS] = [31_250, 28_657];
 /// Ticks (of both CPUs together) before the boot CPU gives up: about 50 s.
 pub const DEADLINE_TICKS: u64 = 200_000;
 /// Ticks between progress reports.
 pub const REPORT_TICKS: u64 = 20_000;
 
+/// A build meant to be caught: it runs until it is, or until `BROKEN_DEADLINE_TICKS`.
+pub const BROKEN: bool = cfg!(any(feature = "rfc-v1", feature = "no-migrate-disable"));
+/// Ticks (of both CPUs together) a broken build runs before it ends uncaught: about 25 s.
+pub const BROKEN_DEADLINE_TICKS: u64 = 100_000;
+
+/// Set by the second CPU once it runs (Release: its per-CPU area, APIC id included, is
+/// published with it).
 pub static AP_ONLINE: AtomicBool = AtomicBool::new(false);
 
 extern "C" {
@@ -51,6 +61,23 @@ extern "C" {
     static ap_trampoline_end: u8;
     static mut ap_booting: u8;
     static mut ap_stack_top: u64;
+}
+
+/// The build, as `xtask` names it.
+fn build_name() -> &'static str {
+    match (
+        cfg!(feature = "rfc-v1"),
+        cfg!(feature = "rfc-v1-sti"),
+        cfg!(feature = "no-bug-on"),
+        cfg!(feature = "no-migrate-disable"),
+    ) {
+        (_, _, _, true) => "no-migrate-disable",
+        (true, true, _, _) => "rfc-v1-sti",
+        (true, _, true, _) => "rfc-v1-no-bug-on",
+        (true, _, _, _) => "rfc-v1",
+        (_, _, true, _) => "split-no-bug-on",
+        _ => "split",
+    }
 }
 
 /// Spin for about `n` iterations.
@@ -69,14 +96,7 @@ fn page(frame: u64) -> Page {
 #[no_mangle]
 pub extern "C" fn kmain(_start_info: u32) -> ! {
     serial::init();
-    println!(
-        "kdemo: kmap on real page tables ({} build)",
-        if cfg!(feature = "rfc-v1") {
-            "rfc-v1"
-        } else {
-            "split"
-        }
-    );
+    println!("kdemo: kmap on real page tables ({} build)", build_name());
     interrupts::init_idt();
     interrupts::init_cpu(0);
     sched::init_percpu(0);
@@ -116,7 +136,7 @@ pub extern "C" fn kmain(_start_info: u32) -> ! {
     arch::outb(0x21, 0xFF);
     arch::outb(0xA1, 0xFF);
     start_ap();
-    apic::init(TIMER_COUNT);
+    apic::init(TIMER_COUNT[0]);
     println!(
         "kdemo: {} CPUs, {} tasks each, timer every ~0.5 ms; running",
         MAX_CPUS, TASKS_PER_CPU
@@ -160,7 +180,7 @@ fn start_ap() {
     }
     apic::start_aps(8);
     for _ in 0..1_000 {
-        if AP_ONLINE.load(Relaxed) {
+        if AP_ONLINE.load(Acquire) {
             return;
         }
         delay(100_000);
@@ -174,13 +194,13 @@ fn start_ap() {
 pub extern "C" fn ap_main() -> ! {
     interrupts::init_cpu(1);
     sched::init_percpu(1);
-    apic::init(TIMER_COUNT);
-    AP_ONLINE.store(true, Relaxed);
+    apic::init(TIMER_COUNT[1]);
+    AP_ONLINE.store(true, Release);
     arch::enable_interrupts();
     boot_task(1)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    workload::fail(format_args!("panic: {info}"))
+    workload::fail(workload::Failure::Panic, format_args!("panic: {info}"))
 }

@@ -48,6 +48,19 @@ pub fn map_window() {
     };
 }
 
+/// The CPU and cell of the slot whose page holds `address`, if it is one.
+pub fn slot_at(address: usize) -> Option<(usize, usize)> {
+    let i = address.checked_sub(WINDOW)? / 4096;
+    (i < MAX_CPUS * CELLS).then_some((i / CELLS, i % CELLS))
+}
+
+/// The raw PTE of the window page holding `address` (for failure reports; the checks of the
+/// `no-bug-on` build do not go through here).
+pub fn slot_pte(address: usize) -> u64 {
+    let i = (address.wrapping_sub(WINDOW) / 4096).min(511);
+    WINDOW_PT.0[i].load(Relaxed) & !0xFFF
+}
+
 /// The kernel, as the kmap crate sees it.
 pub struct Kernel;
 
@@ -63,8 +76,9 @@ fn index(slot: Slot) -> usize {
 // WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
 // and invalidate_local is invlpg on this CPU; x86 caches no non-present entry; (4) PTEs carry
 // PRESENT; (5) lowmem is identity-mapped by the boot page tables, permanently, on every CPU;
-// (6) tasks never migrate (each CPU has its own run queue), and the timer preempts only at
-// preemption count 0; (7) sched::schedule calls the hooks in prepare- and finish-switch.
+// (6) the balancer moves a task only while its migration-disable count (`migrate_disable`
+// below) is zero, and the timer preempts only at preemption count 0 (the `no-migrate-disable`
+// build breaks (6) on purpose, and is caught); (7) sched::schedule calls the hooks in prepare- and finish-switch.
 unsafe impl Platform for Kernel {
     type Stack = KmapStack<CELLS>;
     const KERNEL_PROT: Prot = Prot::from_raw(WRITABLE);
@@ -99,6 +113,11 @@ unsafe impl Platform for Kernel {
     }
 
     fn read_pte(&self, slot: Slot) -> Pte {
+        // The `no-bug-on` build blinds the crate's check of an occupied slot (its BUG_ON), to
+        // show what a kernel without it suffers: the crate reads its PTEs only for that check.
+        if cfg!(feature = "no-bug-on") {
+            return Pte::EMPTY;
+        }
         Pte::from_raw(WINDOW_PT.0[index(slot)].load(Relaxed))
     }
 
@@ -126,11 +145,17 @@ unsafe impl Platform for Kernel {
             crate::sched::schedule();
         }
     }
+    // The `no-migrate-disable` build leaves the count alone, so the balancer moves tasks that
+    // hold mappings.
     fn migrate_disable(&self) {
-        current_task().migrate.fetch_add(1, Relaxed);
+        if !cfg!(feature = "no-migrate-disable") {
+            current_task().migrate.fetch_add(1, Relaxed);
+        }
     }
     fn migrate_enable(&self) {
-        current_task().migrate.fetch_sub(1, Relaxed);
+        if !cfg!(feature = "no-migrate-disable") {
+            current_task().migrate.fetch_sub(1, Relaxed);
+        }
     }
     fn pagefault_disable(&self) {
         percpu().pagefault.fetch_add(1, Relaxed);
@@ -148,6 +173,9 @@ unsafe impl Platform for Kernel {
     }
 
     fn report(&self, report: Report) {
-        crate::workload::fail(format_args!("the crate reported {report:?}"));
+        crate::workload::fail(
+            crate::workload::Failure::Crate,
+            format_args!("the crate reported {report:?}"),
+        );
     }
 }

@@ -4,7 +4,15 @@
 //! prepare-switch (`kmap::sched_out`, with `current` = prev), then the stack switch; the
 //! incoming task continues in `finish_switch` on its own stack, with interrupts enabled again,
 //! where `kmap::sched_in` runs with `current` = next. The `rfc-v1` build replaces the two hooks by
-//! the September 2020 RFC's single-step swap in prepare-switch, interrupts enabled.
+//! the September 2020 RFC's single-step swap in prepare-switch, with interrupts off as in Linux's
+//! `prepare_task_switch` (only an NMI can land in it); `rfc-v1-sti` widens it with interrupts on.
+//!
+//! Run queues: each CPU has a set of tasks (a bit mask), its boot task pinned to it. Every
+//! `BALANCE_TICKS` ticks the timer handler of a CPU moves one of its own waiting tasks to the
+//! other CPU, if that task's migration-disable count is zero: a task that holds mappings never
+//! moves. A task switched in on another CPU than the one it last ran on while holding mappings
+//! stops the machine (it would use the old CPU's slots); the `no-migrate-disable` build, whose
+//! platform leaves the count alone, is caught that way.
 //!
 //! Preemption: the timer interrupt (on its IST stack) does not switch there. It rewrites the
 //! interrupted frame so that, on `iretq`, the task itself calls `preempt_schedule` on its own
@@ -12,7 +20,10 @@
 //! runs `schedule` like any other and then resumes the task where it was interrupted.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 use kmap::{KmapStack, Page};
 
@@ -26,23 +37,45 @@ const STACK: usize = 64 * 1024;
 pub struct Task {
     pub kmap: KmapStack<CELLS>,
     pub migrate: AtomicI32,
+    /// The CPU the task last ran on.
+    last_cpu: AtomicUsize,
+    /// Set while the task is on its way through `preempt_schedule`: the timer does not preempt
+    /// it again there, so that at most one `PreemptContext` is ever on its stack.
+    preempting: AtomicBool,
     rsp: UnsafeCell<usize>,
     /// The highmem pages this task owns (set at boot, then used only by the task).
     pub pages: UnsafeCell<Option<[Page; 4]>>,
 }
 
-// SAFETY: `rsp` is written only by `switch_stacks` on the task's own CPU while it switches out,
-// and read only by that CPU's scheduler while it switches in; `pages` is used only by the task.
+// SAFETY: `rsp` is written only by `switch_stacks` while the task switches out, and read only
+// by the scheduler of the CPU whose run queue holds it while it switches in; a task moves to the
+// other run queue only while it is switched out, published with Release and taken with Acquire
+// (`balance`, `pick_next`); `pages` is used only by the task.
 unsafe impl Sync for Task {}
 
-#[allow(clippy::declare_interior_mutable_const)]
-const TASK: Task = Task {
-    kmap: KmapStack::new(),
-    migrate: AtomicI32::new(0),
-    rsp: UnsafeCell::new(0),
-    pages: UnsafeCell::new(None),
-};
-pub static TASKS: [Task; NTASKS] = [TASK; NTASKS];
+const fn task(id: usize) -> Task {
+    Task {
+        kmap: KmapStack::new(),
+        migrate: AtomicI32::new(0),
+        last_cpu: AtomicUsize::new(id / TASKS_PER_CPU),
+        preempting: AtomicBool::new(false),
+        rsp: UnsafeCell::new(0),
+        pages: UnsafeCell::new(None),
+    }
+}
+pub static TASKS: [Task; NTASKS] = [
+    task(0),
+    task(1),
+    task(2),
+    task(3),
+    task(4),
+    task(5),
+    task(6),
+    task(7),
+];
+
+/// Ticks of a CPU between two moves of one of its tasks to the other CPU.
+const BALANCE_TICKS: u64 = 4;
 
 #[repr(C, align(16))]
 struct Stacks([[u8; STACK]; NTASKS]);
@@ -71,7 +104,13 @@ pub struct PerCpu {
     /// A higher-priority task is waiting (set by the timer in the benchmark build).
     pub need_resched: AtomicBool,
     pub apic_id: AtomicU32,
-    next: AtomicUsize,
+    /// The run queue: bit `t` is set while task `t` belongs to this CPU.
+    queue: AtomicU32,
+    /// This CPU's timer ticks.
+    ticks: core::sync::atomic::AtomicU64,
+    /// Switches and NMIs on this CPU, for the report.
+    pub switches: core::sync::atomic::AtomicU64,
+    pub nmis: core::sync::atomic::AtomicU64,
     /// Pages owned by this CPU's interrupt and NMI handlers.
     pub irq_page: UnsafeCell<Option<Page>>,
     pub nmi_page: UnsafeCell<Option<Page>>,
@@ -93,7 +132,10 @@ const fn percpu_for(id: usize) -> PerCpu {
         in_swap: AtomicBool::new(false),
         need_resched: AtomicBool::new(false),
         apic_id: AtomicU32::new(0),
-        next: AtomicUsize::new(0),
+        queue: AtomicU32::new(((1 << TASKS_PER_CPU) - 1) << (id * TASKS_PER_CPU)),
+        ticks: core::sync::atomic::AtomicU64::new(0),
+        switches: core::sync::atomic::AtomicU64::new(0),
+        nmis: core::sync::atomic::AtomicU64::new(0),
         irq_page: UnsafeCell::new(None),
         nmi_page: UnsafeCell::new(None),
     }
@@ -123,6 +165,11 @@ pub fn percpu() -> &'static PerCpu {
 
 pub fn current_task() -> &'static Task {
     &TASKS[percpu().current.load(Relaxed)]
+}
+
+/// The tasks in CPU `cpu`'s run queue, as a bit mask.
+pub fn queue(cpu: usize) -> u32 {
+    PERCPU[cpu].queue.load(Relaxed)
 }
 
 pub fn current_id() -> usize {
@@ -233,6 +280,7 @@ pub fn schedule() {
     prepare_switch(prev, next);
     cpu.current.store(next, Relaxed);
     crate::workload::count_switch();
+    cpu.switches.fetch_add(1, Relaxed);
     // SAFETY: prev's rsp slot is written by this switch only; next's was saved by its own last
     // switch (or by prepare_task), on this CPU.
     unsafe { switch_stacks(TASKS[prev].rsp.get(), *TASKS[next].rsp.get()) };
@@ -248,23 +296,56 @@ pub fn schedule() {
     }
 }
 
-/// The next task of this CPU's run queue, round robin. In the benchmark build the CPU's first
-/// task has priority while it is awake, and is passed over while it sleeps.
+/// The next task of this CPU's run queue, round robin by task number. In the benchmark build the
+/// CPU's first task has priority while it is awake, and is passed over while it sleeps.
 fn pick_next(cpu: &PerCpu, prev: usize) -> usize {
     let first = cpu.id * TASKS_PER_CPU;
     if cfg!(feature = "bench") && !crate::bench_sleeping(cpu.id) {
         // Awake (perhaps woken while it was on its way to sleep): it runs, or keeps running.
         cpu.need_resched.store(false, Relaxed);
-        let _ = prev;
         return first;
     }
-    loop {
-        let turn = cpu.next.fetch_add(1, Relaxed) + 1;
-        let next = first + turn % TASKS_PER_CPU;
-        if !(cfg!(feature = "bench") && next == first && crate::bench_sleeping(cpu.id)) {
-            return next;
-        }
+    // Acquire: a task the other CPU moved here was switched out there before it was published.
+    let queue = cpu.queue.load(Acquire);
+    let asleep = |t: usize| cfg!(feature = "bench") && t == first && crate::bench_sleeping(cpu.id);
+    (1..=NTASKS)
+        .map(|k| (prev + k) % NTASKS)
+        .find(|&t| queue & 1 << t != 0 && !asleep(t))
+        .unwrap_or(prev)
+}
+
+/// From this CPU's timer interrupt: every `BALANCE_TICKS` ticks, move one waiting task of this
+/// CPU with a zero migration-disable count to the other CPU (not in the benchmark build, whose
+/// per-CPU figures must not depend on where the workers went). Returns whether a task moved.
+pub fn balance() -> bool {
+    let cpu = percpu();
+    let ticks = cpu.ticks.fetch_add(1, Relaxed) + 1;
+    // Not inside the rfc-v1-sti swap, the one place this CPU switches with interrupts on: there
+    // `next` is picked but not yet `current`, and must not move.
+    if cfg!(feature = "bench")
+        || !ticks.is_multiple_of(BALANCE_TICKS)
+        || !crate::AP_ONLINE.load(Acquire)
+        || cpu.in_swap.load(Relaxed)
+    {
+        return false;
     }
+    let other = &PERCPU[(cpu.id + 1) % MAX_CPUS];
+    let current = cpu.current.load(Relaxed);
+    let queue = cpu.queue.load(Relaxed);
+    // Every task of this queue but `current` is switched out: outside that swap this CPU
+    // switches only with interrupts off, and this runs in its timer interrupt. Their counts are stable: only a
+    // running task changes its own.
+    let movable = (0..NTASKS).find(|&t| {
+        queue & 1 << t != 0
+            && t != current
+            && t % TASKS_PER_CPU != 0 // the boot tasks are pinned
+            && TASKS[t].migrate.load(Relaxed) == 0
+    });
+    let Some(task) = movable else { return false };
+    cpu.queue.fetch_and(!(1 << task), Relaxed);
+    // Release: the task's saved stack pointer and stack reach the other CPU before the task does.
+    other.queue.fetch_or(1 << task, Release);
+    true
 }
 
 /// Prepare-switch, `current` = prev (rules S-1 to S-4).
@@ -274,13 +355,30 @@ fn prepare_switch(_prev: usize, _next: usize) {
     unsafe { kmap::sched_out(&crate::platform::KERNEL) };
 }
 
-/// Finish-switch, `current` = next, interrupts enabled (rules I-1 to I-6).
+/// Finish-switch, `current` = next, interrupts enabled (rules I-1 to I-6). A task that holds
+/// mappings and comes back on another CPU than it left stops the machine first.
 fn finish_switch() {
     let cpu = percpu();
+    let task = current_task();
+    let last = task.last_cpu.swap(cpu.id, Relaxed);
+    if last != cpu.id && task.kmap.depth() > 0 {
+        crate::workload::fail(
+            crate::workload::Failure::MigratedHolding,
+            format_args!(
+                "task {} was moved from CPU {last} to CPU {} while it holds {} mappings (their \
+                 addresses are CPU {last}'s slots; its migration-disable count is {})",
+                current_id(),
+                cpu.id,
+                task.kmap.depth(),
+                task.migrate.load(Relaxed)
+            ),
+        );
+    }
     arch::enable_interrupts();
     #[cfg(not(feature = "rfc-v1"))]
     {
-        cpu.in_sched_in.store(true, Relaxed);
+        // Counted as "NMIs during sched_in" only when it has work: the fast path is one load.
+        cpu.in_sched_in.store(task.kmap.depth() > 0, Relaxed);
         // SAFETY: finish-switch, current = next, before next runs its own code again.
         unsafe { kmap::sched_in(&crate::platform::KERNEL) };
         cpu.in_sched_in.store(false, Relaxed);
@@ -289,7 +387,9 @@ fn finish_switch() {
 }
 
 /// The September 2020 RFC: prev's slots cleared and next's installed in one step while
-/// `current` is still prev, interrupts enabled (the crate has no such function on purpose).
+/// `current` is still prev (the crate has no such function on purpose). As Linux had it, in
+/// `prepare_task_switch` with interrupts off: only an NMI can land in it. The `rfc-v1-sti` build
+/// enables interrupts around it, so that the timer interrupt can land there too.
 #[cfg(feature = "rfc-v1")]
 fn prepare_switch(prev: usize, next: usize) {
     use kmap::{Cell, CpuId, Platform, Slot};
@@ -300,7 +400,9 @@ fn prepare_switch(prev: usize, next: usize) {
         cell: Cell(cell),
     };
     cpu.in_swap.store(true, Relaxed);
-    arch::enable_interrupts();
+    if cfg!(feature = "rfc-v1-sti") {
+        arch::enable_interrupts();
+    }
     for cell in 0..TASKS[prev].kmap.depth() {
         if !TASKS[prev].kmap.saved(Cell(cell)).is_empty() {
             kernel.clear_pte(slot(cell));
@@ -330,14 +432,21 @@ struct PreemptContext {
 /// it may be preempted (preemption count zero). Returns whether it will.
 pub fn preempt(frame: &mut Frame, fx: &FxArea) -> bool {
     let cpu = percpu();
-    if cpu.preempt.load(Relaxed) != 0 || frame.cs != 0x08 || frame.rflags & (1 << 9) == 0 {
+    let task = current_task();
+    if cpu.preempt.load(Relaxed) != 0
+        || frame.cs != 0x08
+        || frame.rflags & (1 << 9) == 0
+        || task.preempting.load(Relaxed)
+    {
         return false;
     }
+    task.preempting.store(true, Relaxed);
     let size = core::mem::size_of::<PreemptContext>() as u64;
     let at = (frame.rsp - 128 - size) & !15;
     let context = at as *mut PreemptContext;
     // SAFETY: `at` is below the interrupted stack pointer and its red zone, on the task's own
-    // stack (64 KiB, far from full), which nothing else uses while the task is interrupted.
+    // stack, which nothing else uses while the task is interrupted. One context at most is on a
+    // task's stack (`preempting`), so the 64 KiB stack (no guard page) cannot overflow this way.
     unsafe {
         (*context).fx = fx.0;
         (*context).gprs = [
@@ -355,6 +464,10 @@ pub fn preempt(frame: &mut Frame, fx: &FxArea) -> bool {
 #[no_mangle]
 extern "C" fn preempt_schedule(_context: *const PreemptContext) {
     schedule();
+    // Interrupts off until the trampoline's `iretq`: no timer can preempt the task again before
+    // it is back where it was interrupted.
+    arch::disable_interrupts();
+    current_task().preempting.store(false, Relaxed);
 }
 
 /// Task `task`'s own highmem pages.

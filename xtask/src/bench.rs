@@ -109,9 +109,11 @@ pub fn run(prove_only: bool) -> Result<(), String> {
          global TLB flush with an IPI to the other CPU whenever the pool wraps).\n"
     );
     match kernel::bench(3) {
-        Ok(lines) => {
-            for line in lines {
-                let _ = writeln!(report, "{line}");
+        Ok(logs) => {
+            for log in logs {
+                for line in log.iter().filter(|l| l.starts_with("BENCH")) {
+                    let _ = writeln!(report, "{line}");
+                }
             }
         }
         Err(e) => {
