@@ -1,67 +1,45 @@
-//! The instructions the kernel needs, each behind a small function.
+//! The instructions the kernel needs, each behind a small function: from the `x86_64` crate,
+//! except `exit_qemu`'s halt loop with interrupts off, which it has no single call for.
 
 use core::arch::asm;
 
+use x86_64::instructions::{interrupts, port::Port, tlb};
+use x86_64::registers::{control::Cr2, model_specific::GsBase};
+use x86_64::VirtAddr;
+
 pub fn outb(port: u16, value: u8) {
-    // SAFETY: port I/O to the serial port and the QEMU exit device only.
-    unsafe {
-        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-    };
+    // SAFETY: port I/O to the legacy PIC's mask registers only (masking all its lines).
+    unsafe { Port::<u8>::new(port).write(value) };
 }
 
-pub fn inb(port: u16) -> u8 {
-    let value: u8;
-    // SAFETY: as for `outb`.
-    unsafe {
-        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
-    };
-    value
+fn outl(port: u16, value: u32) {
+    // SAFETY: port I/O to QEMU's isa-debug-exit device only, which ends the machine.
+    unsafe { Port::<u32>::new(port).write(value) };
 }
 
-pub fn outl(port: u16, value: u32) {
-    // SAFETY: as for `outb`.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
-    };
-}
-
-/// # Safety
-///
-/// The write must keep the machine consistent (the kernel writes only the GS base).
-pub unsafe fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: the caller's promise.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
-    };
+/// Point GS at `base` (the per-CPU area).
+pub fn set_gs_base(base: u64) {
+    GsBase::write(VirtAddr::new(base));
 }
 
 pub fn invlpg(address: usize) {
-    // SAFETY: invlpg only drops a translation from this CPU's TLB.
-    unsafe { asm!("invlpg [{}]", in(reg) address, options(nostack, preserves_flags)) };
+    tlb::flush(VirtAddr::new(address as u64));
 }
 
 pub fn cr2() -> u64 {
-    let value: u64;
-    // SAFETY: reading CR2 has no effect.
-    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) };
-    value
+    Cr2::read_raw()
 }
 
 pub fn interrupts_enabled() -> bool {
-    let flags: u64;
-    // SAFETY: reads RFLAGS through the stack, with no other effect.
-    unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) };
-    flags & (1 << 9) != 0
+    interrupts::are_enabled()
 }
 
 pub fn enable_interrupts() {
-    // SAFETY: every vector has a handler once the IDT is loaded (the caller's context).
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    interrupts::enable();
 }
 
 pub fn disable_interrupts() {
-    // SAFETY: masking interrupts is always allowed in ring 0.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    interrupts::disable();
 }
 
 /// Leave QEMU through its `isa-debug-exit` device: status `(code << 1) | 1`. Called from any

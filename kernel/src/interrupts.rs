@@ -3,9 +3,17 @@
 //! Every vector runs on an IST stack (reference baremetal-x86_64.md §4): the precompiled libcore
 //! uses the red zone, so the CPU must never push onto the interrupted stack. IST1 takes NMIs,
 //! IST2 double faults, IST3 other exceptions, IST4 device interrupts. Each CPU has its own GDT,
-//! TSS and IST stacks; the IDT is shared.
+//! TSS and IST stacks; the IDT is shared. The tables are the `x86_64` crate's; the entry stubs
+//! are hand-written, because that crate's `extern "x86-interrupt"` handlers need nightly, and
+//! because `isr_common` saves the whole register file and SSE state the preemption path needs.
 
 use core::cell::UnsafeCell;
+
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
 
 use crate::MAX_CPUS;
 
@@ -110,21 +118,10 @@ extern "C" {
 
 const IST_STACK: usize = 16 * 1024;
 
-#[repr(C, packed)]
-struct Tss {
-    reserved0: u32,
-    rsp: [u64; 3],
-    reserved1: u64,
-    ist: [u64; 7],
-    reserved2: u64,
-    reserved3: u16,
-    iomap: u16,
-}
-
 #[repr(C, align(16))]
 struct CpuTables {
-    gdt: [u64; 5],
-    tss: Tss,
+    gdt: GlobalDescriptorTable,
+    tss: TaskStateSegment,
     ist_stacks: [[u8; IST_STACK]; 4],
 }
 
@@ -134,93 +131,100 @@ unsafe impl Sync for PerCpuTables {}
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_TABLES: CpuTables = CpuTables {
-    gdt: [0; 5],
-    tss: Tss {
-        reserved0: 0,
-        rsp: [0; 3],
-        reserved1: 0,
-        ist: [0; 7],
-        reserved2: 0,
-        reserved3: 0,
-        iomap: 104,
-    },
+    gdt: GlobalDescriptorTable::new(),
+    tss: TaskStateSegment::new(),
     ist_stacks: [[0; IST_STACK]; 4],
 };
 static TABLES: PerCpuTables = PerCpuTables(UnsafeCell::new([EMPTY_TABLES; MAX_CPUS]));
 
-#[repr(C, align(16))]
-struct Idt([u64; 512]);
-struct SharedIdt(UnsafeCell<Idt>);
+struct SharedIdt(UnsafeCell<InterruptDescriptorTable>);
 // SAFETY: written once by the BSP before any CPU loads it, then only read by the hardware.
 unsafe impl Sync for SharedIdt {}
-static IDT: SharedIdt = SharedIdt(UnsafeCell::new(Idt([0; 512])));
+static IDT: SharedIdt = SharedIdt(UnsafeCell::new(InterruptDescriptorTable::new()));
 
-#[repr(C, packed)]
-struct Pointer {
-    limit: u16,
-    base: u64,
+/// The IST slot (0-based, as the TSS numbers them) for `vector`.
+fn ist(vector: u8) -> u16 {
+    match vector {
+        2 => 0,
+        8 => 1,
+        0..=31 => 2,
+        _ => 3,
+    }
 }
 
-/// Fill the IDT: every vector an interrupt gate to its stub, on the IST for its kind.
+/// Fill the IDT: every vector an interrupt gate to its stub, on the IST for its kind (the
+/// reserved exception vectors stay absent: the CPU never raises them).
 pub fn init_idt() {
     // SAFETY: the BSP runs this once, before any CPU loads the IDT.
     let idt = unsafe { &mut *IDT.0.get() };
     let stubs = core::ptr::addr_of!(isr_stubs) as u64;
-    for vector in 0..256u64 {
-        let handler = stubs + 16 * vector;
-        let ist: u64 = match vector {
-            2 => 1,
-            8 => 2,
-            0..=31 => 3,
-            _ => 4,
+    let stub = |vector: u8| VirtAddr::new(stubs + 16 * vector as u64);
+    macro_rules! exceptions {
+        ($($field:ident = $vector:expr),* $(,)?) => {$(
+            // SAFETY: the stub for this vector pushes a dummy error code where the CPU pushes
+            // none, so every stub leaves the frame `isr_common` expects; its IST stack is this
+            // CPU's own (loaded with the TSS in `init_cpu`).
+            unsafe { idt.$field.set_handler_addr(stub($vector)).set_stack_index(ist($vector)) };
+        )*};
+    }
+    exceptions!(
+        divide_error = 0,
+        debug = 1,
+        non_maskable_interrupt = 2,
+        breakpoint = 3,
+        overflow = 4,
+        bound_range_exceeded = 5,
+        invalid_opcode = 6,
+        device_not_available = 7,
+        double_fault = 8,
+        invalid_tss = 10,
+        segment_not_present = 11,
+        stack_segment_fault = 12,
+        general_protection_fault = 13,
+        page_fault = 14,
+        x87_floating_point = 16,
+        alignment_check = 17,
+        machine_check = 18,
+        simd_floating_point = 19,
+        virtualization = 20,
+        cp_protection_exception = 21,
+        hv_injection_exception = 28,
+        vmm_communication_exception = 29,
+        security_exception = 30,
+    );
+    for (entry, vector) in idt.slice_mut(32..=255).iter_mut().zip(32..=255u8) {
+        // SAFETY: as above, for device interrupts (no error code).
+        unsafe {
+            entry
+                .set_handler_addr(stub(vector))
+                .set_stack_index(ist(vector))
         };
-        let low = (handler & 0xFFFF)
-            | (0x08 << 16)
-            | (ist << 32)
-            | (0x8E << 40)
-            | ((handler >> 16) & 0xFFFF) << 48;
-        idt.0[2 * vector as usize] = low;
-        idt.0[2 * vector as usize + 1] = handler >> 32;
     }
 }
 
 /// Load this CPU's GDT (with its TSS and IST stacks) and the shared IDT.
 pub fn init_cpu(cpu: usize) {
     // SAFETY: each CPU initialises only its own tables, once, before enabling interrupts.
-    let t = unsafe { &mut (*TABLES.0.get())[cpu] };
+    let t: &'static mut CpuTables = unsafe { &mut (*TABLES.0.get())[cpu] };
     for (i, stack) in t.ist_stacks.iter().enumerate() {
         let top = stack.as_ptr() as u64 + IST_STACK as u64;
-        t.tss.ist[i] = top & !15;
+        t.tss.interrupt_stack_table[i] = VirtAddr::new(top & !15);
     }
-    let tss = core::ptr::addr_of!(t.tss) as u64;
-    t.gdt = [
-        0,
-        0x00AF9A000000FFFF,
-        0x00CF92000000FFFF,
-        (103 & 0xFFFF) | (tss & 0xFFFFFF) << 16 | 0x89 << 40 | ((tss >> 24) & 0xFF) << 56,
-        tss >> 32,
-    ];
-    let gdt = Pointer {
-        limit: 39,
-        base: t.gdt.as_ptr() as u64,
-    };
-    let idt = Pointer {
-        limit: 4095,
-        base: IDT.0.get() as u64,
-    };
-    // SAFETY: the GDT keeps the boot code and data selectors (0x08, 0x10) and adds this CPU's
-    // TSS at 0x18; the IDT is complete (`init_idt` ran on the BSP before any AP started).
+    // SAFETY: the TSS is a static's field, never written again once the GDT describes it.
+    let tss: &'static TaskStateSegment = unsafe { &*core::ptr::addr_of!(t.tss) };
+    // The boot code's selectors stay valid: code 0x08, data 0x10; the TSS takes 0x18.
+    let mut gdt = GlobalDescriptorTable::new();
+    gdt.append(Descriptor::kernel_code_segment());
+    gdt.append(Descriptor::kernel_data_segment());
+    let tss_selector = gdt.append(Descriptor::tss_segment(tss));
+    t.gdt = gdt;
+    // SAFETY: the GDT and the IDT are statics, live for ever; the GDT keeps the selectors the
+    // boot code loaded (0x08, 0x10); the IDT is complete (`init_idt` ran on the BSP before any
+    // AP started).
     unsafe {
-        core::arch::asm!(
-            "lgdt [{gdt}]",
-            "mov ax, 0x18",
-            "ltr ax",
-            "lidt [{idt}]",
-            gdt = in(reg) &gdt,
-            idt = in(reg) &idt,
-            out("ax") _,
-            options(nostack)
-        );
+        t.gdt.load_unsafe();
+        load_tss(tss_selector);
+        (*IDT.0.get()).load_unsafe();
     }
 }
 

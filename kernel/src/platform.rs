@@ -11,6 +11,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use x86_64::structures::paging::PageTableFlags;
+
 use kmap::{Cell, CpuId, Frame, KmapStack, Platform, Prot, Pte, Report, Slot, VirtAddr};
 
 use crate::sched::{current_task, percpu};
@@ -18,8 +20,8 @@ use crate::{CELLS, MAX_CPUS};
 
 /// The kmap window: PML4 entry 511.
 pub const WINDOW: usize = 0xFFFF_FF80_0000_0000;
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 2;
+const PRESENT: u64 = PageTableFlags::PRESENT.bits();
+const WRITABLE: u64 = PageTableFlags::WRITABLE.bits();
 
 #[repr(C, align(4096))]
 pub struct PageTable(pub [AtomicU64; 512]);

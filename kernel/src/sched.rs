@@ -148,8 +148,8 @@ pub fn init_percpu(cpu: usize) {
     let area = &PERCPU[cpu];
     area.this.store(area as *const PerCpu as usize, Relaxed);
     area.apic_id.store(crate::apic::id(), Relaxed);
-    // SAFETY: IA32_GS_BASE; nothing else uses GS.
-    unsafe { arch::wrmsr(0xC000_0101, area as *const PerCpu as u64) };
+    // Nothing else uses GS.
+    arch::set_gs_base(area as *const PerCpu as u64);
 }
 
 /// This CPU's area.

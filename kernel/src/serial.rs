@@ -1,33 +1,29 @@
-//! COM1, for the log. One writer at a time across CPUs (a spinlock); interrupt and NMI handlers
-//! do not print except on the way to a failure.
+//! COM1, for the log (the `uart_16550` crate). One writer at a time across CPUs (a spinlock);
+//! interrupt and NMI handlers do not print except on the way to a failure.
 
+use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::{inb, outb};
+use uart_16550::SerialPort;
 
-const COM1: u16 = 0x3F8;
+struct Com1(UnsafeCell<SerialPort>);
+// SAFETY: the port is used only by the holder of LOCK, or by the one context that failed (see
+// `print_forced`), after which nothing else prints.
+unsafe impl Sync for Com1 {}
+
+// SAFETY: 0x3F8 is COM1 on the PC QEMU emulates; nothing else drives it.
+static COM1: Com1 = Com1(UnsafeCell::new(unsafe { SerialPort::new(0x3F8) }));
 static LOCK: AtomicBool = AtomicBool::new(false);
 
-pub fn init() {
-    outb(COM1 + 1, 0x00); // no interrupts
-    outb(COM1 + 3, 0x80); // divisor latch
-    outb(COM1, 0x01); // 115200 baud
-    outb(COM1 + 1, 0x00);
-    outb(COM1 + 3, 0x03); // 8N1
-    outb(COM1 + 2, 0xC7); // FIFO
+fn port() -> &'static mut SerialPort {
+    // SAFETY: the caller holds LOCK, or is the failing context (see `Com1`).
+    unsafe { &mut *COM1.0.get() }
 }
 
-struct Port;
-
-impl Write for Port {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for byte in s.bytes() {
-            while inb(COM1 + 5) & 0x20 == 0 {}
-            outb(COM1, byte);
-        }
-        Ok(())
-    }
+/// Set the port up (115200 baud, 8N1, FIFO, no interrupts), once, at boot.
+pub fn init() {
+    port().init();
 }
 
 pub fn print(args: fmt::Arguments) {
@@ -37,7 +33,7 @@ pub fn print(args: fmt::Arguments) {
     {
         core::hint::spin_loop();
     }
-    let _ = Port.write_fmt(args);
+    let _ = port().write_fmt(args);
     LOCK.store(false, Ordering::Release);
 }
 
@@ -48,13 +44,13 @@ pub fn print_forced(args: fmt::Arguments) {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            let _ = Port.write_fmt(args);
+            let _ = port().write_fmt(args);
             LOCK.store(false, Ordering::Release);
             return;
         }
         core::hint::spin_loop();
     }
-    let _ = Port.write_fmt(args);
+    let _ = port().write_fmt(args);
 }
 
 #[macro_export]
