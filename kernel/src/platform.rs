@@ -74,7 +74,7 @@ fn index(slot: Slot) -> usize {
 }
 
 // SAFETY: (1) the CPU number is read from this CPU's GS area and the stack is the current
-// task's, fixed for its life; (2) every slot is its own page of WINDOW, mapped only by
+// task's, read in one gs-relative load (`sched::current_id`), fixed for its life; (2) every slot is its own page of WINDOW, mapped only by
 // WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
 // and invalidate_local is invlpg on this CPU; x86 caches no non-present entry; (4) PTEs carry
 // PRESENT; (5) lowmem is identity-mapped by the boot page tables, permanently, on every CPU;
@@ -135,15 +135,17 @@ unsafe impl Platform for Kernel {
         crate::arch::invlpg(page.as_usize());
     }
 
+    // Per-CPU counters change in one gs-relative instruction each (`sched::this_cpu_add`).
     fn preempt_disable(&self) {
-        percpu().preempt.fetch_add(1, Relaxed);
+        crate::sched::preempt_add(1);
     }
     fn preempt_enable(&self) {
-        let cpu = percpu();
-        let now = cpu.preempt.fetch_sub(1, Relaxed) - 1;
         // As Linux's preempt_enable: the end of a non-preemptible section is a preemption point
         // when a reschedule is pending (only the benchmark build asks for one).
-        if now == 0 && cpu.need_resched.load(Relaxed) && crate::arch::interrupts_enabled() {
+        if crate::sched::preempt_add(-1)
+            && percpu().need_resched.load(Relaxed)
+            && crate::arch::interrupts_enabled()
+        {
             crate::sched::schedule();
         }
     }
@@ -160,10 +162,10 @@ unsafe impl Platform for Kernel {
         }
     }
     fn pagefault_disable(&self) {
-        percpu().pagefault.fetch_add(1, Relaxed);
+        crate::sched::pagefault_add(1);
     }
     fn pagefault_enable(&self) {
-        percpu().pagefault.fetch_sub(1, Relaxed);
+        crate::sched::pagefault_add(-1);
     }
 
     fn in_hardirq(&self) -> bool {

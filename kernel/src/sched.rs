@@ -163,8 +163,12 @@ pub fn percpu() -> &'static PerCpu {
     unsafe { &*(area as *const PerCpu) }
 }
 
+/// The running task: one `gs`-relative load, as Linux's `current`. Reading the area's address
+/// first and its `current` after would be two steps a preemption and a move to the other CPU
+/// could split, returning the task now running on the CPU this one left (found by the balancer:
+/// a task then disabled migration on another task's count).
 pub fn current_task() -> &'static Task {
-    &TASKS[percpu().current.load(Relaxed)]
+    &TASKS[current_id()]
 }
 
 /// The tasks in CPU `cpu`'s run queue, as a bit mask.
@@ -173,7 +177,48 @@ pub fn queue(cpu: usize) -> u32 {
 }
 
 pub fn current_id() -> usize {
-    percpu().current.load(Relaxed)
+    let id: usize;
+    // SAFETY: GS points at this CPU's PerCpu; `current` is a word at that offset, written only
+    // by this CPU (with interrupts off), so one load of it is atomic.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{offset}]",
+            out(reg) id,
+            offset = const core::mem::offset_of!(PerCpu, current),
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+    id
+}
+
+/// Add `delta` to this CPU's counter at `OFFSET` of its PerCpu in one instruction, so that no
+/// preemption (and no move to the other CPU) can split the read from the write, as Linux's
+/// `this_cpu_add`; whether the counter is now zero.
+fn this_cpu_add<const OFFSET: usize>(delta: i32) -> bool {
+    let zero: u8;
+    // SAFETY: GS points at this CPU's PerCpu; OFFSET is of one of its AtomicI32 counters, which
+    // only this CPU modifies (an interrupt in between sees the whole instruction or none of it).
+    unsafe {
+        core::arch::asm!(
+            "add dword ptr gs:[{offset}], {delta:e}",
+            "setz {zero}",
+            offset = const OFFSET,
+            delta = in(reg) delta,
+            zero = out(reg_byte) zero,
+            options(nostack)
+        )
+    };
+    zero != 0
+}
+
+/// This CPU's preemption count += `delta`; whether it is now zero.
+pub fn preempt_add(delta: i32) -> bool {
+    this_cpu_add::<{ core::mem::offset_of!(PerCpu, preempt) }>(delta)
+}
+
+/// This CPU's page-fault-disable count += `delta`.
+pub fn pagefault_add(delta: i32) {
+    this_cpu_add::<{ core::mem::offset_of!(PerCpu, pagefault) }>(delta);
 }
 
 core::arch::global_asm!(
