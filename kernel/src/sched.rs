@@ -106,6 +106,8 @@ pub struct PerCpu {
     pub apic_id: AtomicU32,
     /// The run queue: bit `t` is set while task `t` belongs to this CPU.
     queue: AtomicU32,
+    /// The task this CPU's round robin picked last.
+    last_pick: AtomicUsize,
     /// This CPU's timer ticks.
     ticks: core::sync::atomic::AtomicU64,
     /// Switches and NMIs on this CPU, for the report.
@@ -133,6 +135,7 @@ const fn percpu_for(id: usize) -> PerCpu {
         need_resched: AtomicBool::new(false),
         apic_id: AtomicU32::new(0),
         queue: AtomicU32::new(((1 << TASKS_PER_CPU) - 1) << (id * TASKS_PER_CPU)),
+        last_pick: AtomicUsize::new(id * TASKS_PER_CPU),
         ticks: core::sync::atomic::AtomicU64::new(0),
         switches: core::sync::atomic::AtomicU64::new(0),
         nmis: core::sync::atomic::AtomicU64::new(0),
@@ -341,8 +344,10 @@ pub fn schedule() {
     }
 }
 
-/// The next task of this CPU's run queue, round robin by task number. In the benchmark build the
-/// CPU's first task has priority while it is awake, and is passed over while it sleeps.
+/// The next task of this CPU's run queue, round robin by task number from the last one picked
+/// (not from `prev`: a task that runs every tick, as the benchmark's high-priority task, would
+/// otherwise hand the CPU to the same successor every time). In the benchmark build the CPU's
+/// first task has priority while it is awake, and is passed over while it sleeps.
 fn pick_next(cpu: &PerCpu, prev: usize) -> usize {
     let first = cpu.id * TASKS_PER_CPU;
     if cfg!(feature = "bench") && !crate::bench_sleeping(cpu.id) {
@@ -353,10 +358,13 @@ fn pick_next(cpu: &PerCpu, prev: usize) -> usize {
     // Acquire: a task the other CPU moved here was switched out there before it was published.
     let queue = cpu.queue.load(Acquire);
     let asleep = |t: usize| cfg!(feature = "bench") && t == first && crate::bench_sleeping(cpu.id);
-    (1..=NTASKS)
-        .map(|k| (prev + k) % NTASKS)
+    let last = cpu.last_pick.load(Relaxed);
+    let next = (1..=NTASKS)
+        .map(|k| (last + k) % NTASKS)
         .find(|&t| queue & 1 << t != 0 && !asleep(t))
-        .unwrap_or(prev)
+        .unwrap_or(prev);
+    cpu.last_pick.store(next, Relaxed);
+    next
 }
 
 /// From this CPU's timer interrupt: every `BALANCE_TICKS` ticks, move one waiting task of this
