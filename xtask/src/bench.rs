@@ -4,14 +4,13 @@
 //! - Instruction counts of the crate's paths on a minimal platform, by callgrind (exact and
 //!   repeatable on a noisy machine).
 //! - The kernel under QEMU: scheduling latency with `kmap_atomic`-style sections against
-//!   `kmap_local` sections, and throughput of kmap_local against a global-pool `kmap()`.
+//!   `kmap_local` sections over section lengths, and throughput of kmap_local against a
+//!   global-pool `kmap()` over working sets, as SVG charts (`kernel_bench`).
 //! - The explorer's and the stress runner's throughput (`kmap bench`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
-
-use crate::kernel;
 
 /// Calls of each path under callgrind (the count is divided by this).
 const CALLS: u64 = 1000;
@@ -27,28 +26,19 @@ struct Measured {
 const PROVE_BEGIN: &str = "<!-- kmap prove against SPIN: cargo xtask bench --prove-only -->";
 const PROVE_END: &str = "<!-- end of kmap prove against SPIN -->";
 
-pub fn run(prove_only: bool) -> Result<(), String> {
+/// Where the kernel's section of BENCHMARKS.md begins and ends.
+const KERNEL_BEGIN: &str = "<!-- the kernel under QEMU: cargo xtask bench --kernel-only -->";
+const KERNEL_END: &str = "<!-- end of the kernel under QEMU -->";
+
+pub fn run(prove_only: bool, kernel_only: bool) -> Result<(), String> {
     let root = crate::workspace_root();
     if prove_only {
-        let path = root.join("BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let section = format!(
-            "{PROVE_BEGIN}\n{}{PROVE_END}\n",
-            crate::prove_bench::section(&root)?
-        );
-        let new = match (old.find(PROVE_BEGIN), old.find(PROVE_END)) {
-            (Some(begin), Some(end)) => {
-                format!(
-                    "{}{section}{}",
-                    &old[..begin],
-                    old[end + PROVE_END.len()..].trim_start_matches('\n')
-                )
-            }
-            _ => format!("{old}\n{section}"),
-        };
-        std::fs::write(&path, new).map_err(|e| format!("cannot write BENCHMARKS.md: {e}"))?;
-        println!("xtask: the kmap prove section of BENCHMARKS.md written");
-        return Ok(());
+        let section = crate::prove_bench::section(&root)?;
+        return replace_section(&root, PROVE_BEGIN, PROVE_END, &section);
+    }
+    if kernel_only {
+        let section = crate::kernel_bench::section(&root)?;
+        return replace_section(&root, KERNEL_BEGIN, KERNEL_END, &section);
     }
     let mut report = String::new();
     let _ = writeln!(report, "# Benchmarks\n");
@@ -90,37 +80,9 @@ pub fn run(prove_only: bool) -> Result<(), String> {
 
     let _ = writeln!(
         report,
-        "## The kernel under QEMU (2 CPUs, software emulation)\n"
+        "{KERNEL_BEGIN}\n{}{KERNEL_END}",
+        crate::kernel_bench::section(&root)?
     );
-    let _ = writeln!(
-        report,
-        "Absolute times under emulation mean little; each ratio compares two measurements made in the \
-         same boot. `cargo xtask bench` boots `kernel/` built with `--features bench` three times.\n\n\
-         Latency: on each CPU a high-priority task is woken by every timer tick (0.5 ms) while three \
-         workers run long mapped sections; the latency is the TSC from the wake-up in the timer \
-         interrupt to the task running. With `kmap_atomic`-style sections (preemption off while \
-         mapped) the wake-up waits for the section to end; with `kmap_local` sections the timer \
-         preempts the worker. The single worst of 4096 samples is at the mercy of the host \
-         scheduling QEMU's threads on this 2-core machine and swings from boot to boot; the 99th \
-         percentile is the robust figure for the tail.\n\n\
-         Throughput: the workers of both CPUs map one of 16 pages of their own, write and read 16 \
-         words, and unmap, for the same number of ticks, with kmap_local and then with a global-pool \
-         `kmap()` built in the benchmark only as a baseline (32 slots, one lock, reference counts, a \
-         global TLB flush with an IPI to the other CPU whenever the pool wraps).\n"
-    );
-    match kernel::bench(3) {
-        Ok(logs) => {
-            for log in logs {
-                for line in log.iter().filter(|l| l.starts_with("BENCH")) {
-                    let _ = writeln!(report, "{line}");
-                }
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(report, "Not measured: {e}");
-        }
-    }
-
     let _ = writeln!(report, "\n## The explorer and the stress runner\n");
     let _ = writeln!(
         report,
@@ -153,6 +115,25 @@ pub fn run(prove_only: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot write BENCHMARKS.md: {e}"))?;
     print!("{report}");
     println!("xtask: BENCHMARKS.md written");
+    Ok(())
+}
+
+/// Replace the text between `begin` and `end` in BENCHMARKS.md by `section` (appended, with
+/// its markers, when they are missing).
+fn replace_section(root: &Path, begin: &str, end: &str, section: &str) -> Result<(), String> {
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let section = format!("{begin}\n{section}{end}\n");
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) => format!(
+            "{}{section}{}",
+            &old[..b],
+            old[e + end.len()..].trim_start_matches('\n')
+        ),
+        _ => format!("{old}\n{section}"),
+    };
+    std::fs::write(&path, new).map_err(|e| format!("cannot write BENCHMARKS.md: {e}"))?;
+    println!("xtask: the section `{begin}` of BENCHMARKS.md written");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod kernel;
+mod kernel_bench;
 mod plot;
 mod prove_bench;
 
@@ -28,6 +29,10 @@ enum Task {
         /// Only `kmap prove` side by side with SPIN, written into its section of BENCHMARKS.md.
         #[arg(long)]
         prove_only: bool,
+        /// Only the kernel's benchmarks under QEMU (and their charts), written into their section
+        /// of BENCHMARKS.md.
+        #[arg(long)]
+        kernel_only: bool,
     },
     /// Build the demo kernel and boot it under QEMU with one instruction per translation block.
     /// Exit status: 0 when every boot ended as the build is meant to (split: RESULT: PASS; a
@@ -59,7 +64,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Test => test(),
-        Task::Bench { prove_only } => bench::run(prove_only),
+        Task::Bench {
+            prove_only,
+            kernel_only,
+        } => bench::run(prove_only, kernel_only),
         Task::Kernel {
             build,
             boots,

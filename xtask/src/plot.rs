@@ -8,11 +8,6 @@
 //! The SVG is built in memory with plotters' SVG backend and no font files: text is written as
 //! SVG `<text>` elements and laid out by whatever displays the file.
 
-#![allow(
-    dead_code,
-    reason = "used by the tests now and by `cargo xtask bench` once it draws its charts"
-)]
-
 use std::ops::Range;
 
 use plotters::coord::combinators::WithKeyPoints;
