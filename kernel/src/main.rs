@@ -2,8 +2,10 @@
 //! interrupts and real NMIs, on two CPUs, under QEMU.
 //!
 //! `platform.rs` is how a kernel adopts the crate; `sched.rs` is where the switch hooks go;
-//! `workload.rs` is what runs. Built with `--features rfc-v1`, the scheduler uses the September
-//! 2020 RFC's single-step slot swap instead, and the workload catches the corruption.
+//! `workload.rs` is what runs. The broken builds, each caught with its own consequence: `rfc-v1`
+//! (the September 2020 RFC's single-step slot swap, interrupts off as in Linux), `rfc-v1-sti`
+//! (the same, interrupts on), `no-bug-on` (the crate's occupied-slot check blinded; with
+//! `rfc-v1-sti`), `no-migrate-disable` (the platform's migrate_disable does nothing).
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

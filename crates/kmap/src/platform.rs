@@ -24,6 +24,9 @@ use crate::types::{Cell, CpuId, Frame, Prot, Pte, Slot, VirtAddr};
 ///    [`current_stack`](Self::current_stack) returns the [`KmapStack`](crate::KmapStack) embedded
 ///    in the task that is `current` on that CPU, the same object for the whole life of the task,
 ///    in interrupt and NMI context too (they map on the interrupted task's stack, rule N-1).
+///    Each is read in a way no preemption can split: a task preempted and moved to another CPU
+///    between reading "which CPU" and reading that CPU's `current` would get another task's stack
+///    (one gs-relative load on x86, as Linux's `current`).
 /// 2. [`slot_address`](Self::slot_address) gives every [`Slot`] its own `PAGE_SIZE`-aligned page
 ///    of kernel virtual address space, used for nothing else, and
 ///    [`slot_of`](Self::slot_of) is its exact inverse (it returns `None` for every other page).

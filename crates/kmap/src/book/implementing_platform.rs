@@ -48,31 +48,48 @@
 //!     pub migrate_disabled: AtomicI32,
 //! }
 //!
+//! #[repr(C)]
 //! pub struct PerCpu {
-//!     pub current: AtomicPtr<Task>,
-//!     pub preempt_count: AtomicI32,
-//!     pub pagefault_disabled: AtomicI32,
-//!     pub in_hardirq: AtomicI32,
+//!     pub current: AtomicPtr<Task>,     // gs:[0]
+//!     pub preempt_count: AtomicI32,     // gs:[8]
+//!     pub pagefault_disabled: AtomicI32, // gs:[12]
+//!     pub in_hardirq: AtomicI32,        // gs:[16]
+//!     pub id: usize,                    // gs:[24]
 //! }
 //!
 //! pub struct Kernel {
 //!     pub cpus: [PerCpu; CPUS],
 //! }
 //!
+//! // GS points at this CPU's `PerCpu` (set up at boot for every CPU). Each read of `current` and
+//! // each change of a per-CPU counter is ONE gs-relative instruction, as Linux's `current` and
+//! // `this_cpu_add`: computing the CPU's address first and using it after is two steps, and a
+//! // task preempted and moved to another CPU between them would use that CPU's `current` (the
+//! // demo kernel's balancer found exactly this).
 //! impl Kernel {
 //!     fn this_cpu(&self) -> usize {
 //!         let id: usize;
-//!         // SAFETY: gs:[0] holds this CPU's number (set up at boot for every CPU).
-//!         unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) id, options(nostack, readonly)) };
+//!         // SAFETY: gs:[24] holds this CPU's number (`PerCpu::id`), never written again.
+//!         unsafe { core::arch::asm!("mov {}, gs:[24]", out(reg) id, options(nostack, readonly)) };
 //!         id
 //!     }
-//!     fn per_cpu(&self) -> &PerCpu {
-//!         &self.cpus[self.this_cpu()]
-//!     }
 //!     fn current(&self) -> &Task {
-//!         // SAFETY: `current` always points at the running task, which outlives this call.
-//!         unsafe { &*self.per_cpu().current.load(Relaxed) }
+//!         let task: *const Task;
+//!         // SAFETY: gs:[0] is `PerCpu::current`, the running task, which outlives this call.
+//!         unsafe {
+//!             core::arch::asm!("mov {}, gs:[0]", out(reg) task, options(nostack, readonly));
+//!             &*task
+//!         }
 //!     }
+//! }
+//!
+//! /// `gs:[OFFSET] += delta` in one instruction: a counter of this CPU's `PerCpu`.
+//! fn this_cpu_add<const OFFSET: usize>(delta: i32) {
+//!     // SAFETY: OFFSET is that of an AtomicI32 of PerCpu, which only this CPU changes.
+//!     unsafe {
+//!         core::arch::asm!("add dword ptr gs:[{o}], {d:e}", o = const OFFSET, d = in(reg) delta,
+//!             options(nostack))
+//!     };
 //! }
 //!
 //! // SAFETY: slots are distinct pages of WINDOW mapped only by WINDOW_PTES; install/clear write
@@ -115,10 +132,10 @@
 //!         unsafe { core::arch::asm!("invlpg [{}]", in(reg) page.as_usize(), options(nostack)) };
 //!     }
 //!     fn preempt_disable(&self) {
-//!         self.per_cpu().preempt_count.fetch_add(1, Relaxed);
+//!         this_cpu_add::<8>(1);
 //!     }
 //!     fn preempt_enable(&self) {
-//!         self.per_cpu().preempt_count.fetch_sub(1, Relaxed);
+//!         this_cpu_add::<8>(-1);
 //!         // ... and reschedule here if a reschedule is pending and the count is now 0.
 //!     }
 //!     fn migrate_disable(&self) {
@@ -128,13 +145,14 @@
 //!         self.current().migrate_disabled.fetch_sub(1, Relaxed);
 //!     }
 //!     fn pagefault_disable(&self) {
-//!         self.per_cpu().pagefault_disabled.fetch_add(1, Relaxed);
+//!         this_cpu_add::<12>(1);
 //!     }
 //!     fn pagefault_enable(&self) {
-//!         self.per_cpu().pagefault_disabled.fetch_sub(1, Relaxed);
+//!         this_cpu_add::<12>(-1);
 //!     }
 //!     fn in_hardirq(&self) -> bool {
-//!         self.per_cpu().in_hardirq.load(Relaxed) != 0
+//!         // In task context it is 0 on every CPU, so a stale CPU number cannot mislead it.
+//!         self.cpus[self.this_cpu()].in_hardirq.load(Relaxed) != 0
 //!     }
 //!     fn irqs_disabled(&self) -> bool {
 //!         let flags: u64;
