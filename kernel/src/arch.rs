@@ -3,9 +3,9 @@
 
 use core::arch::asm;
 
+use x86_64::VirtAddr;
 use x86_64::instructions::{interrupts, port::Port, tlb};
 use x86_64::registers::{control::Cr2, model_specific::GsBase};
-use x86_64::VirtAddr;
 
 pub fn outb(port: u16, value: u8) {
     // SAFETY: port I/O to the legacy PIC's mask registers only (masking all its lines).

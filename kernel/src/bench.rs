@@ -19,7 +19,7 @@ use kmap::Local;
 use crate::platform::KERNEL;
 use crate::sched::{self, percpu};
 use crate::workload::Failure;
-use crate::{arch, serial, MAX_CPUS};
+use crate::{MAX_CPUS, arch, serial};
 
 /// Ticks (of both CPUs together) each phase lasts.
 const PHASE_TICKS: u64 = 3_000;
@@ -298,9 +298,9 @@ pub mod pool {
 
     use kmap::Platform;
 
-    use crate::platform::{PageTable, KERNEL, WINDOW, WINDOW_PD};
+    use crate::platform::{KERNEL, PageTable, WINDOW, WINDOW_PD};
     use crate::sched::percpu;
-    use crate::{apic, MAX_CPUS};
+    use crate::{MAX_CPUS, apic};
 
     /// `LAST_PKMAP` with PAE.
     pub const SLOTS: usize = 512;

@@ -9,11 +9,11 @@
 
 use core::cell::UnsafeCell;
 
+use x86_64::VirtAddr;
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
-use x86_64::VirtAddr;
 
 use crate::MAX_CPUS;
 
@@ -112,7 +112,7 @@ core::arch::global_asm!(
     options(att_syntax)
 );
 
-extern "C" {
+unsafe extern "C" {
     static isr_stubs: u8;
 }
 
@@ -160,7 +160,7 @@ pub fn init_idt() {
     let stubs = core::ptr::addr_of!(isr_stubs) as u64;
     let stub = |vector: u8| VirtAddr::new(stubs + 16 * vector as u64);
     macro_rules! exceptions {
-        ($($field:ident = $vector:expr),* $(,)?) => {$(
+        ($($field:ident = $vector:expr_2021),* $(,)?) => {$(
             // SAFETY: the stub for this vector pushes a dummy error code where the CPU pushes
             // none, so every stub leaves the frame `isr_common` expects; its IST stack is this
             // CPU's own (loaded with the TSS in `init_cpu`).
@@ -228,7 +228,7 @@ pub fn init_cpu(cpu: usize) {
     }
 }
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 extern "C" fn isr_dispatch(frame: &mut Frame, fx: &mut FxArea) {
     crate::handlers::dispatch(frame, fx);
 }

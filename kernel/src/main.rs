@@ -58,7 +58,7 @@ pub const BROKEN_DEADLINE_TICKS: u64 = 100_000;
 /// published with it).
 pub static AP_ONLINE: AtomicBool = AtomicBool::new(false);
 
-extern "C" {
+unsafe extern "C" {
     static ap_trampoline_start: u8;
     static ap_trampoline_end: u8;
     static mut ap_booting: u8;
@@ -95,7 +95,7 @@ fn page(frame: u64) -> Page {
     unsafe { Page::from_frame(Frame::new(frame)) }
 }
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub extern "C" fn kmain(_start_info: u32) -> ! {
     serial::init();
     println!("kdemo: kmap on real page tables ({} build)", build_name());
@@ -192,7 +192,7 @@ fn start_ap() {
     arch::exit_qemu(arch::EXIT_FAIL);
 }
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub extern "C" fn ap_main() -> ! {
     interrupts::init_cpu(1);
     sched::init_percpu(1);

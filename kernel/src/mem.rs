@@ -8,7 +8,7 @@ use core::arch::asm;
 /// # Safety
 ///
 /// `dest` and `src` are valid for `n` bytes and do not overlap.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller's promise; rep movsb copies exactly n bytes forward.
     unsafe {
@@ -20,7 +20,7 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 /// # Safety
 ///
 /// `dest` and `src` are valid for `n` bytes (they may overlap).
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dest as usize) <= (src as usize) || (dest as usize) >= (src as usize) + n {
         // SAFETY: a forward copy is right when dest starts before src or after its end.
@@ -38,7 +38,7 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 /// # Safety
 ///
 /// `dest` is valid for `n` bytes.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
     // SAFETY: the caller's promise; rep stosb writes exactly n bytes.
     unsafe {
@@ -50,7 +50,7 @@ pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 
 /// # Safety
 ///
 /// `a` and `b` are valid for `n` bytes.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     for i in 0..n {
         // SAFETY: i < n, within both buffers by the caller's promise.
@@ -70,12 +70,12 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// # Safety
 ///
 /// As for [`memcmp`].
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: the same promise.
     unsafe { memcmp(a, b, n) }
 }
 
 /// libcore refers to it although panic=abort never unwinds.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}

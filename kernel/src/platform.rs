@@ -32,7 +32,7 @@ pub static WINDOW_PDPT: PageTable = PageTable([EMPTY; 512]);
 pub static WINDOW_PD: PageTable = PageTable([EMPTY; 512]);
 pub static WINDOW_PT: PageTable = PageTable([EMPTY; 512]);
 
-extern "C" {
+unsafe extern "C" {
     static boot_pml4: PageTable;
 }
 

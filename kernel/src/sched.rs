@@ -28,7 +28,7 @@ use core::sync::atomic::{
 use kmap::{KmapStack, Page};
 
 use crate::interrupts::{Frame, FxArea};
-use crate::{arch, CELLS, MAX_CPUS, TASKS_PER_CPU};
+use crate::{CELLS, MAX_CPUS, TASKS_PER_CPU, arch};
 
 pub const NTASKS: usize = MAX_CPUS * TASKS_PER_CPU;
 const STACK: usize = 64 * 1024;
@@ -276,7 +276,7 @@ core::arch::global_asm!(
     "    iretq",
 );
 
-extern "C" {
+unsafe extern "C" {
     fn switch_stacks(prev_rsp: *mut usize, next_rsp: usize);
     static task_trampoline: u8;
     static preempt_trampoline: u8;
@@ -301,7 +301,7 @@ pub fn prepare_task(task: usize) {
     }
 }
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 extern "C" fn task_start(task: usize) -> ! {
     finish_switch();
     #[cfg(feature = "bench")]
@@ -514,7 +514,7 @@ pub fn preempt(frame: &mut Frame, fx: &FxArea) -> bool {
     true
 }
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 extern "C" fn preempt_schedule(_context: *const PreemptContext) {
     schedule();
     // Interrupts off until the trampoline's `iretq`: no timer can preempt the task again before

@@ -9,9 +9,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use kmap::{Local, Mapping, Page};
 
-use crate::platform::{Kernel, KERNEL};
+use crate::platform::{KERNEL, Kernel};
 use crate::sched::{self, percpu};
-use crate::{apic, arch, serial, MAX_CPUS};
+use crate::{MAX_CPUS, apic, arch, serial};
 
 const WORDS: usize = 512;
 
@@ -271,16 +271,19 @@ fn refusal(frame: kmap::Frame, refused: kmap::MapError) -> ! {
         use kmap::Platform;
         let address = crate::platform::KERNEL.slot_address(slot).as_usize();
         let held = crate::platform::slot_pte(address) >> 12;
-        fail(Failure::OccupiedSlot, format_args!(
-            "mapping {} refused: slot {}.{} already maps {} ({}), although current's idx is {}{during}: \
+        fail(
+            Failure::OccupiedSlot,
+            format_args!(
+                "mapping {} refused: slot {}.{} already maps {} ({}), although current's idx is {}{during}: \
              an interrupt would have overwritten another task's mapping",
-            describe(frame.pfn()),
-            slot.cpu.0,
-            slot.cell.0,
-            describe(held),
-            refused,
-            sched::current_task().kmap.depth()
-        ))
+                describe(frame.pfn()),
+                slot.cpu.0,
+                slot.cell.0,
+                describe(held),
+                refused,
+                sched::current_task().kmap.depth()
+            ),
+        )
     }
     fail(
         Failure::Crate,

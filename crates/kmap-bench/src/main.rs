@@ -12,7 +12,7 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use kmap::{raw, Cell, CpuId, Frame, KmapStack, Platform, Prot, Pte, Report, Slot, VirtAddr};
+use kmap::{Cell, CpuId, Frame, KmapStack, Platform, Prot, Pte, Report, Slot, VirtAddr, raw};
 
 const CELLS: usize = 16;
 const WINDOW: usize = 0xFFFF_FF80_0000_0000;
@@ -150,21 +150,21 @@ fn map_unmap(frame: &AtomicU64) {
 }
 
 /// Map and unmap a highmem frame (a slot).
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn path_map_unmap_highmem() {
     map_unmap(&HIGH_FRAME)
 }
 
 /// Map and unmap a lowmem frame (the fast path: its direct-map address).
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn path_map_unmap_lowmem() {
     map_unmap(&LOW_FRAME)
 }
 
 /// `kmap_atomic` and `kunmap_atomic` of a highmem frame.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn path_map_unmap_atomic() {
     // SAFETY: as in `map_unmap`.
@@ -176,7 +176,7 @@ pub extern "C" fn path_map_unmap_atomic() {
 }
 
 /// `sched_out` then `sched_in` (the current task keeps whatever it holds).
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn path_switch() {
     // SAFETY: a benchmark scheduler: the same task goes out and comes back in on CPU 0.
@@ -187,7 +187,7 @@ pub extern "C" fn path_switch() {
 }
 
 /// An interrupt that maps and unmaps one frame on top of the task's mappings.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn path_irq_map_unmap() {
     map_unmap(&IRQ_FRAME)

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use kmap_sim::{Config, Mutation, Protocol, Schedule};
 
-pub use explore::{explore, Exploration, Search, Shard, Strategy};
+pub use explore::{Exploration, Search, Shard, Strategy, explore};
 pub use scenario::{Scenario, ScenarioError};
 
 /// Find a scenario: a built-in name, or a file.
@@ -168,7 +168,7 @@ impl Overrides {
             _ => {
                 return Err(format!(
                     "`{key}` is not a machine setting of a replay string"
-                ))
+                ));
             }
         }
         Ok(())

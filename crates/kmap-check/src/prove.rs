@@ -25,12 +25,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kmap_sim::{
-    ChoicePoint, Chooser, Config, Op, Outcome, ProbeMemo, Program, Protocol, RunOptions, Task,
-    Verdict, STOP,
+    ChoicePoint, Chooser, Config, Op, Outcome, ProbeMemo, Program, Protocol, RunOptions, STOP,
+    Task, Verdict,
 };
 use rustc_hash::FxHashSet;
 
-use crate::explore::{shortest, Counterexample};
+use crate::explore::{Counterexample, shortest};
 
 /// A scope for [`prove`]: the machine and the programs, built by [`Scope::config`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,18 +335,18 @@ pub fn prove(
             proof.stopped = Some(format!("{} states remembered (--max-states)", proof.states));
             break;
         }
-        if proof.transitions.is_multiple_of(1024) {
-            if let Some(limit) = options.max_memory {
-                let resident = resident_bytes();
-                if resident > limit {
-                    proof.complete = false;
-                    proof.stopped = Some(format!(
-                        "{} MiB resident, over the limit of {} MiB (--max-memory)",
-                        resident >> 20,
-                        limit >> 20
-                    ));
-                    break;
-                }
+        if proof.transitions.is_multiple_of(1024)
+            && let Some(limit) = options.max_memory
+        {
+            let resident = resident_bytes();
+            if resident > limit {
+                proof.complete = false;
+                proof.stopped = Some(format!(
+                    "{} MiB resident, over the limit of {} MiB (--max-memory)",
+                    resident >> 20,
+                    limit >> 20
+                ));
+                break;
             }
         }
         let path = path_to(&nodes, id);
@@ -383,10 +383,11 @@ pub fn prove(
                     continue;
                 }
                 let depth = nodes[id as usize].depth + 1;
-                if let Some(shard) = options.shard {
-                    if depth == Shard::SPLIT_DEPTH && !shard.owns(state.key) {
-                        continue;
-                    }
+                if let Some(shard) = options.shard
+                    && depth == Shard::SPLIT_DEPTH
+                    && !shard.owns(state.key)
+                {
+                    continue;
                 }
                 if options.collect_keys {
                     proof.state_keys.push(state.key);

@@ -307,26 +307,26 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
                 let field = format!("{field}[{i}]");
                 let op = parse_op(text.get_ref())
                     .map_err(|e| at(text.span(), Some(field.clone()), e))?;
-                if let Some(frame) = op.frame() {
-                    if frame >= machine.frames {
-                        return Err(at(
-                            text.span(),
-                            Some(field),
-                            format!(
-                                "frame {frame} is out of range: the machine has {} frames",
-                                machine.frames
-                            ),
-                        ));
-                    }
+                if let Some(frame) = op.frame()
+                    && frame >= machine.frames
+                {
+                    return Err(at(
+                        text.span(),
+                        Some(field),
+                        format!(
+                            "frame {frame} is out of range: the machine has {} frames",
+                            machine.frames
+                        ),
+                    ));
                 }
-                if let Op::Migrate(cpu) = op {
-                    if cpu >= machine.cpus {
-                        return Err(at(
-                            text.span(),
-                            Some(field),
-                            format!("CPU {cpu}: the machine has {}", machine.cpus),
-                        ));
-                    }
+                if let Op::Migrate(cpu) = op
+                    && cpu >= machine.cpus
+                {
+                    return Err(at(
+                        text.span(),
+                        Some(field),
+                        format!("CPU {cpu}: the machine has {}", machine.cpus),
+                    ));
                 }
                 if in_handler && op.task_only() {
                     return Err(at(
@@ -365,7 +365,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
                     d.span(),
                     Some(field),
                     "`depth` is for a task with `any = true`".into(),
-                ))
+                ));
             }
             (Some(d), true) => check(
                 (1..=machine.cells).contains(&depth),
@@ -393,7 +393,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
                     line: nth_table_line(text, "[[task]]", i),
                     field: None,
                     message: "missing field `ops`".into(),
-                })
+                });
             }
         };
         tasks.push(Task {
@@ -427,7 +427,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
                 verdict.span(),
                 Some("expect.verdict".into()),
                 format!("`{other}` is not a verdict (pass, violation, refused)"),
-            ))
+            ));
         }
     };
     let b = &parsed.bounds;

@@ -1,8 +1,8 @@
 //! Every built-in scenario gives its expected verdict; a printed schedule replays the same run;
 //! shards add up to the whole search.
 
-use kmap_check::explore::{explore, replay, Search, Shard, Strategy};
-use kmap_check::{builtin, resolve, ReplayId};
+use kmap_check::explore::{Search, Shard, Strategy, explore, replay};
+use kmap_check::{ReplayId, builtin, resolve};
 use kmap_sim::{Protocol, Verdict};
 
 #[test]

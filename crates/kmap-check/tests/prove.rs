@@ -1,8 +1,8 @@
 //! `kmap prove`: small scopes proved or refuted, and the stateful search checked against the
 //! stateless one and against itself without the reduction.
 
-use kmap_check::explore::{explore, Search};
-use kmap_check::prove::{prove, ProveOptions, Scope};
+use kmap_check::explore::{Search, explore};
+use kmap_check::prove::{ProveOptions, Scope, prove};
 use kmap_check::resolve;
 use kmap_sim::{Config, Protocol, Verdict};
 

@@ -2,7 +2,7 @@
 //! search with pruning and the search without reach the same verdict and the same set of final
 //! states.
 
-use kmap_check::explore::{explore, Exploration, Search};
+use kmap_check::explore::{Exploration, Search, explore};
 use kmap_check::{builtin, resolve};
 use kmap_sim::{Config, Protocol};
 

@@ -2,8 +2,8 @@
 //! machine mutation, and for every strategy, the string a search prints reproduces the same
 //! violation (kind, point, context, CPU), probe-found ones included.
 
-use kmap_check::explore::{explore, replay, Search, Strategy};
-use kmap_check::{builtin, resolve, Overrides, ReplayId};
+use kmap_check::explore::{Search, Strategy, explore, replay};
+use kmap_check::{Overrides, ReplayId, builtin, resolve};
 use kmap_sim::{Mutation, Protocol, Verdict};
 
 fn variants() -> Vec<Overrides> {

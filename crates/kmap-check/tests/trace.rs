@@ -2,7 +2,7 @@
 //! platform calls in a row without an arrival point between them, except where its code argues
 //! why none is needed.
 
-use kmap_check::explore::{counterexample, explore, Search};
+use kmap_check::explore::{Search, counterexample, explore};
 use kmap_check::timeline::Timeline;
 use kmap_check::{builtin, resolve};
 use kmap_sim::{Context, Protocol, Schedule, What};

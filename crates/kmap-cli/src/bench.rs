@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kmap_check::{builtin, explore, Search};
-use kmap_sim::stress::{stress, Options};
+use kmap_check::{Search, builtin, explore};
+use kmap_sim::stress::{Options, stress};
 use kmap_sim::{Protocol, Rates, Verdict};
 
 #[derive(Parser, Clone, Debug)]

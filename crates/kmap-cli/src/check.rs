@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use kmap_check::explore::{counterexample, Counterexample};
+use kmap_check::explore::{Counterexample, counterexample};
 use kmap_check::timeline::Timeline;
 use kmap_check::{
-    builtin, explore, Exploration, Overrides, ReplayId, Scenario, Search, Shard, Strategy,
+    Exploration, Overrides, ReplayId, Scenario, Search, Shard, Strategy, builtin, explore,
 };
 use kmap_sim::{Mutation, Protocol, Verdict};
 
@@ -151,7 +151,7 @@ impl Args {
             other => {
                 return Err(format!(
                     "`{other}` is not a strategy (exhaustive, random, pct)"
-                ))
+                ));
             }
         };
         Ok(Search {
@@ -535,11 +535,11 @@ pub fn replay_main(args: &ReplayArgs) -> ExitCode {
             println!("refused: {}", refusal.message);
         }
     }
-    if let Some(path) = &args.svg {
-        if let Err(e) = write_svg(path, &checked, ce) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return ExitCode::from(BAD_INPUT);
-        }
+    if let Some(path) = &args.svg
+        && let Err(e) = write_svg(path, &checked, ce)
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return ExitCode::from(BAD_INPUT);
     }
     match ce.outcome.verdict() {
         Verdict::Pass => ExitCode::SUCCESS,

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kmap_check::{builtin, Overrides, Search};
+use kmap_check::{Overrides, Search, builtin};
 use kmap_sim::stress::Options;
 use kmap_sim::{Protocol, Rates};
 
-use crate::check::{print_checked, run_with_progress, write_svg, Checked};
+use crate::check::{Checked, print_checked, run_with_progress, write_svg};
 use crate::stress::{print_report, run};
 
 #[derive(Parser, Clone, Debug)]
@@ -41,8 +41,12 @@ struct Line {
 }
 
 pub fn main(args: &Args) -> ExitCode {
-    println!("kmap — the kmap_local mechanism in Rust, checked on a simulated machine that runs the crate's");
-    println!("real code, with an interrupt, an NMI or a preemption arriving at every point where one can.\n");
+    println!(
+        "kmap — the kmap_local mechanism in Rust, checked on a simulated machine that runs the crate's"
+    );
+    println!(
+        "real code, with an interrupt, an NMI or a preemption arriving at every point where one can.\n"
+    );
     let mut lines = Vec::new();
 
     println!(

@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use kmap_check::prove::{prove, Proof, ProveOptions, Scope, Shard};
+use kmap_check::prove::{Proof, ProveOptions, Scope, Shard, prove};
 use kmap_check::timeline::Timeline;
 use kmap_check::{Overrides, ReplayId, Scenario};
 use kmap_sim::{Mutation, Protocol, Verdict};
 
-use crate::check::{finish, parse_mutation, parse_part, BAD_INPUT};
+use crate::check::{BAD_INPUT, finish, parse_mutation, parse_part};
 use crate::stress::parse_protocol;
 
 #[derive(Parser, Clone, Debug)]

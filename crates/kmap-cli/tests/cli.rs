@@ -72,8 +72,10 @@ fn bad_input_exits_2_with_file_line_and_field() {
     );
     let out = kmap(&["check", unknown.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr)
-        .contains("unknown-op.toml:3: field `task[0].ops[1]`: unknown operation `jump 3`"));
+    assert!(
+        text(&out.stderr)
+            .contains("unknown-op.toml:3: field `task[0].ops[1]`: unknown operation `jump 3`")
+    );
 
     for args in [
         &["check", "no-such-scenario"][..],

@@ -132,7 +132,7 @@ impl<const C: usize> DynStack for KmapStack<C> {
 pub trait KmapOps {
     /// `raw::map` / `map_pfn` / `map_atomic` / `map_atomic_pfn`.
     fn map(&self, m: &dyn Hardware, frame: u64, atomic: bool, pfn: bool)
-        -> Result<usize, MapError>;
+    -> Result<usize, MapError>;
     /// `raw::unmap` / `unmap_atomic`.
     fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError>;
     /// `sched_out`.

@@ -343,21 +343,21 @@ impl Config {
         }
         let check_ops = |who: &str, ops: &[Op], in_interrupt: bool| -> Result<(), ConfigError> {
             for op in ops {
-                if let Some(frame) = op.frame() {
-                    if frame >= m.frames {
-                        return Err(ConfigError(format!(
-                            "{who}: `{op}` names frame {frame}, but the machine has {} frames",
-                            m.frames
-                        )));
-                    }
+                if let Some(frame) = op.frame()
+                    && frame >= m.frames
+                {
+                    return Err(ConfigError(format!(
+                        "{who}: `{op}` names frame {frame}, but the machine has {} frames",
+                        m.frames
+                    )));
                 }
-                if let Op::Migrate(cpu) = op {
-                    if *cpu >= m.cpus {
-                        return Err(ConfigError(format!(
-                            "{who}: `{op}`, but the machine has {} CPUs",
-                            m.cpus
-                        )));
-                    }
+                if let Op::Migrate(cpu) = op
+                    && *cpu >= m.cpus
+                {
+                    return Err(ConfigError(format!(
+                        "{who}: `{op}`, but the machine has {} CPUs",
+                        m.cpus
+                    )));
                 }
                 if in_interrupt && op.task_only() {
                     return Err(ConfigError(format!(

@@ -52,10 +52,10 @@ mod sim;
 pub mod stress;
 mod trace;
 
-pub use adapter::{pte_frame, DIRECT_MAP, PAGE_SIZE, SUPPORTED_CELLS, WINDOW};
+pub use adapter::{DIRECT_MAP, PAGE_SIZE, SUPPORTED_CELLS, WINDOW, pte_frame};
 pub use chooser::{
-    Choice, ChoicePoint, Chooser, NoInjection, RandomChooser, Rates, Replay, Schedule, StateKey,
-    STOP,
+    Choice, ChoicePoint, Chooser, NoInjection, RandomChooser, Rates, Replay, STOP, Schedule,
+    StateKey,
 };
 pub use config::{
     AnyOp, Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Task,

@@ -157,7 +157,7 @@ impl Machine {
                 .flat_map(|(cpu, entries)| {
                     entries
                         .iter()
-                        .filter(|(&page, _)| page >= crate::adapter::WINDOW)
+                        .filter(|&(&page, _)| page >= crate::adapter::WINDOW)
                         .map(move |(&page, &frame)| (cpu, page, frame))
                 })
                 .collect();

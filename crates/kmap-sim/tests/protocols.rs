@@ -1,8 +1,8 @@
 //! Each switch protocol on a hand-built situation, the TLB model, nesting, determinism.
 
 use kmap_sim::{
-    run_with, Choice, ChoicePoint, Chooser, Config, Label, MachineConfig, Mutation, NoInjection,
-    Op, Program, Protocol, RunOptions, Task, Verdict, ViolationKind,
+    Choice, ChoicePoint, Chooser, Config, Label, MachineConfig, Mutation, NoInjection, Op, Program,
+    Protocol, RunOptions, Task, Verdict, ViolationKind, run_with,
 };
 
 /// Takes each `(label, n, choice)` in turn, at the `n`-th arrival (from 1) at `label`.

@@ -1,6 +1,6 @@
 //! Short random runs: the split protocol stays clean, the other two are caught.
 
-use kmap_sim::stress::{run_one, stress, Options};
+use kmap_sim::stress::{Options, run_one, stress};
 use kmap_sim::{Protocol, Rates, RunOptions, Verdict};
 
 fn options(protocol: Protocol, cpus: usize, kmap_ops: u64) -> Options {

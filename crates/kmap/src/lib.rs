@@ -29,5 +29,5 @@ pub use error::{MapError, UnmapError};
 pub use guard::{Local, Mapping, OutOfBounds, Page};
 pub use platform::{Checkpoint, Platform, Point, Report};
 pub use stack::{KmapStack, StackState, TaskStack};
-pub use switch::{assert_no_mappings, sched_in, sched_out, MappingsHeld};
+pub use switch::{MappingsHeld, assert_no_mappings, sched_in, sched_out};
 pub use types::{Cell, CpuId, Frame, Prot, Pte, Slot, VirtAddr};

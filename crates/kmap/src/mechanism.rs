@@ -36,7 +36,7 @@
 //! changes, and [`report`](Platform::report) changes nothing the mechanism reads: they count as
 //! part of the step around them.
 
-use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
+use core::sync::atomic::{Ordering::SeqCst, compiler_fence};
 
 use crate::error::{MapError, UnmapError};
 use crate::platform::{Platform, Point, Report};
@@ -55,11 +55,7 @@ pub(crate) fn step<P: Platform>(platform: &P, point: Point) {
 /// side, rule 1.4), else 1.
 #[inline(always)]
 pub(crate) const fn cell_step<P: Platform>() -> usize {
-    if P::GUARD_CELLS {
-        2
-    } else {
-        1
-    }
+    if P::GUARD_CELLS { 2 } else { 1 }
 }
 
 /// What a map request asks for.
@@ -95,13 +91,13 @@ impl Placement {
 pub(crate) fn map<P: Platform>(platform: &P, request: Request) -> Result<Placement, MapError> {
     // The fast path: a frame with a direct-map address needs no per-task state, no migration
     // or preemption window, and cannot be refused (rule M-0.2).
-    if !(request.always_slot || P::FORCE_MAP) {
-        if let Some(addr) = platform.direct_map(request.frame) {
-            if request.atomic {
-                atomic_begin(platform);
-            }
-            return Ok(Placement::Direct(addr));
+    if !(request.always_slot || P::FORCE_MAP)
+        && let Some(addr) = platform.direct_map(request.frame)
+    {
+        if request.atomic {
+            atomic_begin(platform);
         }
+        return Ok(Placement::Direct(addr));
     }
 
     // Decide.

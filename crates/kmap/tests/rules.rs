@@ -4,8 +4,8 @@
 mod support;
 
 use kmap::{
-    assert_no_mappings, Cell, Checkpoint, CpuId, Frame, KmapStack, MapError, MappingsHeld, Point,
-    Pte, Report, Slot, UnmapError,
+    Cell, Checkpoint, CpuId, Frame, KmapStack, MapError, MappingsHeld, Point, Pte, Report, Slot,
+    UnmapError, assert_no_mappings,
 };
 use kmap_host::{Counter, Event, HostPlatform, PROT_READ_ONLY, PTE_WRITE};
 use support::*;
@@ -580,9 +580,11 @@ fn rule_1_4_guard_cells_use_odd_cells_only_and_fit_16_mappings() {
         p.occupied(0),
         (0..16).map(|i| 2 * i + 1).collect::<Vec<_>>()
     );
-    assert!((0..33)
-        .step_by(2)
-        .all(|c| p.task(0).saved(Cell(c)).is_empty()));
+    assert!(
+        (0..33)
+            .step_by(2)
+            .all(|c| p.task(0).saved(Cell(c)).is_empty())
+    );
     assert_eq!(map(&p, 40), Err(MapError::Overflow { cells: 33 }));
     for addr in addrs.into_iter().rev() {
         unmap(&p, addr).unwrap();

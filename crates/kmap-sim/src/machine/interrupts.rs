@@ -6,7 +6,7 @@ use kmap::Pte;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet, FxHashSet};
 
 use super::{Arrival, Label, Machine, Nested, NestedKind, State};
-use crate::adapter::{pte_frame, PAGE_SIZE, WINDOW};
+use crate::adapter::{PAGE_SIZE, WINDOW, pte_frame};
 use crate::chooser::Choice;
 use crate::outcome::Rule;
 use crate::trace::What;
@@ -211,8 +211,8 @@ impl Machine {
         let mut last = None;
         while let Some((&page, &frame)) = st.tlb[cpu]
             .iter()
-            .filter(|(&page, _)| last.is_none_or(|l| page > l))
-            .min_by_key(|(&page, _)| page)
+            .filter(|&(&page, _)| last.is_none_or(|l| page > l))
+            .min_by_key(|&(&page, _)| page)
         {
             key.extend([page as u64, frame]);
             last = Some(page);

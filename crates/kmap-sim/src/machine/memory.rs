@@ -5,7 +5,7 @@
 use kmap::Pte;
 
 use super::{Held, Machine};
-use crate::adapter::{pte_frame, DIRECT_MAP, PAGE_SIZE, WINDOW};
+use crate::adapter::{DIRECT_MAP, PAGE_SIZE, WINDOW, pte_frame};
 use crate::config::Mutation;
 use crate::outcome::{Rule, ViolationKind};
 use crate::trace::What;
@@ -104,10 +104,10 @@ impl Machine {
         }
         let mut st = self.st.borrow_mut();
         let cpu = st.active;
-        if m.tlb {
-            if let Some(&frame) = st.tlb[cpu].get(&page) {
-                return (Some(frame), true);
-            }
+        if m.tlb
+            && let Some(&frame) = st.tlb[cpu].get(&page)
+        {
+            return (Some(frame), true);
         }
         let pte = st.pt[(page - WINDOW) / PAGE_SIZE];
         if pte.is_empty() {

@@ -211,13 +211,14 @@ impl Machine {
         }
         // INV-4, from the stack's record of the CPU its cells were mapped on (the crate reports
         // it too under `split`).
-        if let Some(slot_cpu) = self.stack(next).home() {
-            if slot_cpu != cpu && !self.aborted() {
-                self.hazard(
-                    Rule::Inv4,
-                    format!("a task holding CPU {slot_cpu}'s slots was switched in on CPU {cpu}"),
-                );
-            }
+        if let Some(slot_cpu) = self.stack(next).home()
+            && slot_cpu != cpu
+            && !self.aborted()
+        {
+            self.hazard(
+                Rule::Inv4,
+                format!("a task holding CPU {slot_cpu}'s slots was switched in on CPU {cpu}"),
+            );
         }
         self.check_switch_left_stacks_alone();
         let mut st = self.st.borrow_mut();

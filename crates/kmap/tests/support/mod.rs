@@ -2,7 +2,7 @@
 //! addresses, and snapshots of the machine state.
 #![allow(dead_code)]
 
-use kmap::{raw, Frame, MapError, Platform, Pte, UnmapError};
+use kmap::{Frame, MapError, Platform, Pte, UnmapError, raw};
 use kmap_host::HostPlatform;
 
 /// Highmem frames start here in every test machine.
