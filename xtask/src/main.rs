@@ -123,6 +123,13 @@ fn test() -> Result<(), String> {
         args.extend(["--", "-D", "warnings"]);
         cargo(&kernel, &args, &[])?;
     }
+    msrv_is_this_toolchain(&root)?;
+    // The product crate as crates.io would receive it: packaged, then built from the package.
+    cargo(
+        &root,
+        &["publish", "--dry-run", "--allow-dirty", "--package", "kmap"],
+        &[],
+    )?;
     // The product crate alone, as a kernel builds it: no_std, no default features.
     cargo(
         &root,
@@ -144,6 +151,39 @@ fn test() -> Result<(), String> {
         kernel::boot(build)?.require_expected()?;
     }
     println!("xtask: every check passed");
+    Ok(())
+}
+
+/// The declared MSRV (`rust-version` of the workspace) must be the toolchain that builds and
+/// tests it here: a declared version nothing checks is a claim nobody tested.
+fn msrv_is_this_toolchain(root: &Path) -> Result<(), String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
+        .map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .ok_or("Cargo.toml declares no rust-version")?;
+    let output = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    let toolchain = version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| {
+            v.rsplit_once('.')
+                .map(|(major_minor, _)| major_minor.to_string())
+        })
+        .ok_or_else(|| format!("cannot read `rustc --version`: {version}"))?;
+    if toolchain != declared {
+        return Err(format!(
+            "the declared MSRV is {declared}, but this toolchain is {toolchain}: test the MSRV \
+             with that toolchain, or declare this one"
+        ));
+    }
+    println!("xtask: the declared MSRV {declared} is this toolchain's version");
     Ok(())
 }
 

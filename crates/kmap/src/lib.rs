@@ -16,6 +16,10 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod book;
+// The README's examples compile as doc tests: what the crate's page on crates.io shows works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 mod error;
 mod guard;
 mod mechanism;
