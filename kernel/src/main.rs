@@ -74,6 +74,7 @@ fn build_name() -> &'static str {
         cfg!(feature = "no-migrate-disable"),
     ) {
         (_, _, _, true) => "no-migrate-disable",
+        (true, true, true, _) => "rfc-v1-sti-no-bug-on",
         (true, true, _, _) => "rfc-v1-sti",
         (true, _, true, _) => "rfc-v1-no-bug-on",
         (true, _, _, _) => "rfc-v1",
@@ -187,9 +188,10 @@ fn start_ap() {
         }
         delay(100_000);
     }
-    println!("kdemo: the second CPU did not start");
-    println!("RESULT: FAIL");
-    arch::exit_qemu(arch::EXIT_FAIL);
+    workload::fail(
+        workload::Failure::NoSecondCpu,
+        format_args!("the second CPU did not start"),
+    )
 }
 
 #[unsafe(no_mangle)]

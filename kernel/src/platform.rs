@@ -74,7 +74,9 @@ fn index(slot: Slot) -> usize {
 }
 
 // SAFETY: (1) the CPU number is read from this CPU's GS area and the stack is the current
-// task's, read in one gs-relative load (`sched::current_id`), fixed for its life; (2) every slot is its own page of WINDOW, mapped only by
+// task's, read in one gs-relative load (`sched::current_id`), fixed for its life; the CPU
+// number is read in two steps (the area's address, then its id), which the crate does only
+// with migration disabled; (2) every slot is its own page of WINDOW, mapped only by
 // WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
 // and invalidate_local is invlpg on this CPU; x86 caches no non-present entry; (4) PTEs carry
 // PRESENT; (5) lowmem is identity-mapped by the boot page tables, permanently, on every CPU;

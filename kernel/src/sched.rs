@@ -332,8 +332,9 @@ pub fn schedule() {
     // SAFETY: prev's rsp slot is written by this switch only; next's was saved by its own last
     // switch (or by prepare_task), on this CPU.
     unsafe { switch_stacks(TASKS[prev].rsp.get(), *TASKS[next].rsp.get()) };
-    // Back on prev's stack: it has just been switched in.
+    // Back on prev's stack: it has just been switched in, perhaps on the other CPU.
     finish_switch();
+    let cpu = percpu();
     // As Linux's schedule() loops while a reschedule is pending: a wake-up that came while the
     // switch ran with preemption off is served now, not at the next tick.
     if cpu.need_resched.load(Relaxed) && cpu.preempt.load(Relaxed) == 0 {

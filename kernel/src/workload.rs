@@ -5,7 +5,7 @@
 //! no other kernel address. Any wrong word, unexpected fault or refusal stops the machine with
 //! RESULT: FAIL and what, where and in which context.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use kmap::{Local, Mapping, Page};
 
@@ -27,7 +27,25 @@ pub static NMIS_IN_SCHED_IN: AtomicU64 = AtomicU64::new(0);
 pub static NMIS_IN_SWAP: AtomicU64 = AtomicU64::new(0);
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
 pub static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
-static FAILED: AtomicBool = AtomicBool::new(false);
+/// How the run ends: `RUNNING`, then `FAILING` (one context reports a failure and exits with
+/// RESULT: FAIL) or `PASSING` (the boot task reports the targets met); a failure overrides a
+/// pass still being printed, never the other way round.
+static STATE: AtomicU8 = AtomicU8::new(RUNNING);
+const RUNNING: u8 = 0;
+const FAILING: u8 = 1;
+const PASSING: u8 = 2;
+/// The CPU reporting the failure.
+static REPORTER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Wait, interrupts off, for the context that ends the machine.
+fn halt_for_ever() -> ! {
+    arch::disable_interrupts();
+    loop {
+        // SAFETY: halting with interrupts off only waits; NMIs return here at once (see
+        // `nmi_work`).
+        unsafe { core::arch::asm!("hlt", options(nomem, nostack)) };
+    }
+}
 
 /// What stopped the machine. `xtask` accepts, per build, only the kinds that build is meant to
 /// produce; the name is printed on a line `FAILURE: <name>`.
@@ -50,6 +68,8 @@ pub enum Failure {
     Panic,
     /// The correct build missed its targets before the deadline.
     Deadline,
+    /// The second CPU never came up.
+    NoSecondCpu,
 }
 
 impl Failure {
@@ -63,6 +83,7 @@ impl Failure {
             Failure::Exception => "exception",
             Failure::Panic => "panic",
             Failure::Deadline => "deadline",
+            Failure::NoSecondCpu => "no-second-cpu",
         }
     }
 }
@@ -92,15 +113,21 @@ fn context() -> &'static str {
 /// Stop the machine: what went wrong, of which kind, on which CPU, in which context and task.
 pub fn fail(kind: Failure, what: core::fmt::Arguments) -> ! {
     arch::disable_interrupts();
-    if FAILED.swap(true, Relaxed) {
-        // Another context is reporting (the other CPU, or the context this NMI interrupted):
-        // it ends the machine once its report is out. Exiting here would cut that report short.
-        loop {
-            // SAFETY: halting with interrupts off only waits; NMIs return here at once (see
-            // `nmi_work`).
-            unsafe { core::arch::asm!("hlt", options(nomem, nostack)) };
+    let me = percpu().id;
+    if STATE.swap(FAILING, Relaxed) == FAILING {
+        if REPORTER.load(Relaxed) == me {
+            // The report itself failed (a panic in it, say): say so and end the machine.
+            serial::print_forced(format_args!(
+                "FAIL on CPU {me} again, while reporting: {what}\nFAILURE: {}\nRESULT: FAIL\n",
+                kind.name()
+            ));
+            arch::exit_qemu(arch::EXIT_FAIL);
         }
+        // The other CPU is reporting: it ends the machine once its report is out.
+        halt_for_ever();
     }
+    REPORTER.store(me, Relaxed);
+    serial::take_for_failure();
     {
         let cpu = percpu();
         serial::print_forced(format_args!(
@@ -139,12 +166,14 @@ pub fn record_nmi_rip(rip: u64) {
 fn print_nmi_rips() {
     let mut line = [0u64; 12];
     let mut n = 0;
-    let flush = |line: &[u64]| {
-        serial::print_forced(format_args!("NMI-RIPS"));
-        for rip in line {
-            serial::print_forced(format_args!(" {rip:x}"));
+    let flush = |rips: &[u64]| {
+        use core::fmt::Write as _;
+        let mut line = serial::Line::new();
+        let _ = write!(line, "NMI-RIPS");
+        for rip in rips {
+            let _ = write!(line, " {rip:x}");
         }
-        serial::print_forced(format_args!("\n"));
+        serial::print_forced(format_args!("{}\n", line.as_str()));
     };
     for rip in NMI_RIPS.iter().map(|r| r.load(Relaxed)).filter(|&r| r != 0) {
         line[n] = rip;
@@ -464,8 +493,8 @@ pub fn irq_work() {
 
 /// An NMI's share: count where it landed, check this CPU's NMI page.
 pub fn nmi_work() {
-    if FAILED.load(Relaxed) {
-        return; // the machine is stopping: let the failure report finish
+    if STATE.load(Relaxed) != RUNNING {
+        return; // the machine is stopping: let its report finish
     }
     let cpu = percpu();
     cpu.nmis.fetch_add(1, Relaxed);
@@ -535,9 +564,17 @@ pub fn boot_task(cpu: usize) -> ! {
                     format_args!("the workload did not reach its targets before the deadline"),
                 );
             }
-            FAILED.store(true, Relaxed);
+            if STATE
+                .compare_exchange(RUNNING, PASSING, Relaxed, Relaxed)
+                .is_err()
+            {
+                halt_for_ever(); // a failure is being reported
+            }
             report();
             print_nmi_rips();
+            if STATE.load(Relaxed) != PASSING {
+                halt_for_ever(); // a failure came meanwhile: it ends the machine
+            }
             serial::print_forced(format_args!("RESULT: PASS\n"));
             arch::exit_qemu(arch::EXIT_PASS);
         }

@@ -21,7 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Every test: formatting, lints (warnings are errors), the whole workspace's tests, doc
-    /// tests and compile-fail tests, the docs, and both kernel builds booted under QEMU.
+    /// tests and compile-fail tests, the docs, the crate packaged for crates.io, and every kernel
+    /// build booted under QEMU.
     Test,
     /// Every benchmark (instruction counts under callgrind, the kernel under QEMU, the explorer),
     /// written to BENCHMARKS.md with the machine, the command and the date.
@@ -45,7 +46,7 @@ enum Task {
         #[arg(long, alias = "switch", default_value = "split")]
         build: kernel::Build,
         /// Boot this many times.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         boots: u32,
         /// Run every boot and count the outcomes, instead of stopping at the first unexpected.
         #[arg(long)]
