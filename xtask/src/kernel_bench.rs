@@ -235,13 +235,31 @@ pub fn section(root: &Path) -> Result<String, String> {
             format!("neither wins throughout (ratios {lo:.2}–{hi:.2})")
         }
     };
+    // The smallest working set from which kmap_local wins at every larger one too.
+    let crossover = throughput
+        .iter()
+        .position(|(_, p, _)| p.mid > 1.0)
+        .filter(|&i| throughput[i..].iter().all(|(_, p, _)| p.mid > 1.0))
+        .map_or_else(
+            || "kmap_local does not win at the largest working set measured".to_string(),
+            |i| {
+                format!(
+                    "kmap_local wins from {} frames on ({:.2}× there, {:.2}× at {} frames)",
+                    throughput[i].0,
+                    throughput[i].1.mid,
+                    throughput[throughput.len() - 1].1.mid,
+                    throughput[throughput.len() - 1].0
+                )
+            },
+        );
     let _ = writeln!(
         out,
         "\nIn words: with a working set smaller than the pool ({} of the points), {}. Every \
          `kmap()` then finds its frame through the hash and needs no TLB operation, while every \
          kmap_local unmap invalidates its slot (`invlpg`, costly under emulation). With a working \
          set larger than the pool ({} of the points), {}: each `kmap()` misses, and every {POOL_SLOTS} \
-         misses flush both CPUs' TLBs. kmap_local's cost does not depend on the working set.\n",
+         misses flush both CPUs' TLBs; {crossover}. kmap_local's cost does not depend on the \
+         working set.\n",
         below.len(),
         verdict(below_lo, below_hi),
         above.len(),
