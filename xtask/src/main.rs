@@ -3,6 +3,7 @@
 mod bench;
 mod kernel;
 mod kernel_bench;
+mod mutants;
 mod plot;
 mod prove_bench;
 
@@ -59,6 +60,15 @@ enum Task {
         #[arg(long)]
         multi_insn_tb: bool,
     },
+    /// Named mutants of crates/kmap (xtask/mutants.toml), each applied to a copy of the
+    /// workspace under target/mutants/NAME and put through the explorer, stress, the crate's
+    /// tests (and with --kernel a kernel boot): which checks catch which, written to
+    /// BENCHMARKS.md. Fails when a mechanism mutant escapes the explorer or a guard-API mutant
+    /// the crate's tests, or when a mutant no longer applies.
+    Mutants {
+        #[command(flatten)]
+        options: mutants::Options,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +79,7 @@ fn main() -> ExitCode {
             prove_only,
             kernel_only,
         } => bench::run(prove_only, kernel_only),
+        Task::Mutants { options } => mutants::run(&options),
         Task::Kernel {
             build,
             boots,

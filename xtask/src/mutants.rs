@@ -1,0 +1,1305 @@
+//! `cargo xtask mutants`: which checks catch which bug.
+//!
+//! Each named mutant of `xtask/mutants.toml` breaks one rule of the reference in `crates/kmap`.
+//! It is applied to a copy of the workspace under `target/mutants/NAME/` (never to the tree
+//! itself), built with one target folder shared by every mutant (`target/mutant-target`, so
+//! that only the workspace's crates rebuild), and put through the checks in order: the explorer
+//! on every built-in scenario (`kmap check --all`), `kmap prove` on small scopes, random stress
+//! (`kmap stress`), the crate's tests (`cargo test -p kmap`) and, with `--kernel`, a boot of
+//! the demo kernel built from the copy (`cargo xtask kernel` inside it). The table says which
+//! checks caught each mutant, the size of the shortest counterexample the explorer printed and
+//! the time to the first catch; a full run writes it into BENCHMARKS.md between its markers.
+//!
+//! Every mechanism mutant must be caught by the explorer alone (`check` or `prove`), every
+//! guard-API mutant by the crate's tests: the command fails when one is not.
+//!
+//! With `--cargo-mutants` it also runs `cargo mutants` over `crates/kmap`, with the tests of the
+//! crate and of the explorer as the test command (`cargo test` of kmap, kmap-sim, kmap-check and
+//! kmap-cli: every built-in scenario, the proofs of small scopes, the `kmap` binary's checks):
+//! cargo-mutants runs no other command than `cargo test` or nextest.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::{copy_tree, workspace_root};
+
+/// Where the section of BENCHMARKS.md begins and ends.
+const BEGIN: &str = "<!-- mutants: cargo xtask mutants -->";
+const END: &str = "<!-- end of mutants -->";
+/// How the paragraph on `cargo mutants` begins, so that a run without `--cargo-mutants` keeps it.
+const CARGO_MUTANTS_PREFIX: &str = "**`cargo mutants`**";
+
+/// The scopes of `kmap prove` (CPUs, tasks, depth), smallest first; on the crate as it is each
+/// is proved in under a second. The first that fails stops the series.
+const PROVE_SCOPES: [(usize, usize, usize); 3] = [(1, 2, 2), (2, 2, 2), (2, 2, 3)];
+/// Random stress: at most this many kmap operations (about 10 s here) or this many seconds.
+const STRESS_OPS: u64 = 5_000_000;
+const STRESS_SECONDS: u64 = 20;
+
+/// Wall-clock limits, far above what each takes on the crate as it is: a mutant that makes a
+/// check loop is reported as such instead of hanging the command.
+const EXPLORER_LIMIT: Duration = Duration::from_secs(300);
+const BUILD_LIMIT: Duration = Duration::from_secs(1800);
+const TESTS_LIMIT: Duration = Duration::from_secs(1800);
+const KERNEL_LIMIT: Duration = Duration::from_secs(3600);
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Only this mutant (repeat for several). BENCHMARKS.md is then left alone.
+    #[arg(long, value_name = "NAME")]
+    only: Vec<String>,
+    /// Only these checks, comma-separated (check, prove, stress, tests, kernel). BENCHMARKS.md
+    /// is then left alone.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    checks: Vec<Check>,
+    /// Apply each mutant to its copy and `cargo check` it (does it still apply, does it
+    /// compile?), and run no check.
+    #[arg(long)]
+    check_only: bool,
+    /// Also boot each mutant's kernel: `cargo xtask kernel` inside the copy (QEMU, minutes).
+    #[arg(long)]
+    kernel: bool,
+    /// Also run `cargo mutants` over crates/kmap (hours; installed if missing) with the tests of
+    /// the crate and of the explorer, and report its caught, missed and unviable mutants.
+    #[arg(long)]
+    cargo_mutants: bool,
+    /// List the named mutants and stop.
+    #[arg(long)]
+    list: bool,
+}
+
+/// One of the checks a mutant is put through, in the order they run.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Check {
+    /// `kmap check --all`.
+    #[value(name = "check")]
+    Explore,
+    /// `kmap prove` on the scopes 1/2/2, 2/2/2 and 2/2/3 (CPUs/tasks/depth).
+    Prove,
+    /// `kmap stress` (5,000,000 kmap operations or 20 s).
+    Stress,
+    /// `cargo test -p kmap`.
+    Tests,
+    /// `cargo xtask kernel` inside the copy.
+    Kernel,
+}
+
+impl Check {
+    const ALL: [Check; 5] = [
+        Check::Explore,
+        Check::Prove,
+        Check::Stress,
+        Check::Tests,
+        Check::Kernel,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Check::Explore => "check",
+            Check::Prove => "prove",
+            Check::Stress => "stress",
+            Check::Tests => "tests",
+            Check::Kernel => "kernel",
+        }
+    }
+
+    fn explorer(self) -> bool {
+        matches!(self, Check::Explore | Check::Prove)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MutantsFile {
+    mutant: Vec<Mutant>,
+}
+
+/// One named mutant, as `xtask/mutants.toml` gives it.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct Mutant {
+    name: String,
+    /// The reference's rule id, a colon, and the rule in one line.
+    rule: String,
+    /// What the patch changes, in one line.
+    change: String,
+    kind: Kind,
+    /// The file patched, from the workspace root.
+    file: String,
+    find: Patterns,
+    replace: Patterns,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    Mechanism,
+    GuardApi,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mechanism => "mechanism",
+            Kind::GuardApi => "guard API",
+        }
+    }
+}
+
+/// One string, or a list of them (a patch in several places).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+enum Patterns {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Patterns {
+    fn list(&self) -> Vec<&str> {
+        match self {
+            Patterns::One(one) => vec![one.as_str()],
+            Patterns::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl Mutant {
+    /// The rule's id: what comes before the first colon.
+    fn rule_id(&self) -> &str {
+        self.rule.split_once(':').map_or(&self.rule, |(id, _)| id)
+    }
+
+    /// `text` (the contents of `self.file`) with the patch applied; an error when a find string
+    /// does not occur exactly once.
+    fn apply(&self, text: &str) -> Result<String, String> {
+        let (finds, replaces) = (self.find.list(), self.replace.list());
+        if finds.len() != replaces.len() {
+            return Err(format!(
+                "the mutant `{}` has {} find strings and {} replacements: xtask/mutants.toml must \
+                 give as many of each",
+                self.name,
+                finds.len(),
+                replaces.len()
+            ));
+        }
+        let mut text = text.to_string();
+        for (i, (find, replace)) in finds.into_iter().zip(replaces).enumerate() {
+            let count = if find.is_empty() {
+                0
+            } else {
+                text.matches(find).count()
+            };
+            if count != 1 {
+                return Err(format!(
+                    "the mutant `{}` no longer applies: its find string #{} occurs {count} times \
+                     in {} (it must occur exactly once); update xtask/mutants.toml:\n{find}",
+                    self.name,
+                    i + 1,
+                    self.file
+                ));
+            }
+            text = text.replacen(find, replace, 1);
+        }
+        Ok(text)
+    }
+}
+
+fn load(root: &Path) -> Result<Vec<Mutant>, String> {
+    let path = root.join("xtask/mutants.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: MutantsFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut names = BTreeSet::new();
+    for mutant in &file.mutant {
+        if !names.insert(mutant.name.as_str()) {
+            return Err(format!("xtask/mutants.toml names `{}` twice", mutant.name));
+        }
+        if mutant.name.is_empty()
+            || !mutant
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(format!(
+                "xtask/mutants.toml: `{}` is not a name of letters, digits and dashes",
+                mutant.name
+            ));
+        }
+    }
+    Ok(file.mutant)
+}
+
+pub fn run(options: &Options) -> Result<(), String> {
+    let root = workspace_root();
+    let all = load(&root)?;
+    if options.list {
+        for m in &all {
+            println!("{:<40} {:<10} {}", m.name, m.kind.name(), m.rule);
+            println!("{:<40} {:<10} {}", "", "", m.change);
+        }
+        return Ok(());
+    }
+    for name in &options.only {
+        if !all.iter().any(|m| &m.name == name) {
+            return Err(format!(
+                "no mutant is named `{name}` (see `cargo xtask mutants --list`)"
+            ));
+        }
+    }
+    let selected: Vec<Mutant> = all
+        .into_iter()
+        .filter(|m| options.only.is_empty() || options.only.contains(&m.name))
+        .collect();
+    // Every patch must still apply to the tree as it is, before anything is built.
+    for mutant in &selected {
+        let path = root.join(&mutant.file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        mutant.apply(&text)?;
+    }
+    println!(
+        "xtask: {} mutant(s) of crates/kmap apply to the tree",
+        selected.len()
+    );
+
+    if options.check_only {
+        for mutant in &selected {
+            let copy = prepare(&root, mutant, false)?;
+            let build = cargo_in(
+                &root,
+                &copy,
+                &[
+                    "check",
+                    "--package",
+                    "kmap",
+                    "--package",
+                    "kmap-cli",
+                    "--all-targets",
+                ],
+                BUILD_LIMIT,
+            )?;
+            if build.code != Some(0) {
+                return Err(format!(
+                    "the mutant `{}` does not compile: fix its patch in xtask/mutants.toml\n{}",
+                    mutant.name,
+                    tail(&build.stderr, 40)
+                ));
+            }
+            println!(
+                "xtask: mutant {:<40} applies and compiles ({:.0} s)",
+                mutant.name,
+                build.elapsed.as_secs_f64()
+            );
+        }
+        return Ok(());
+    }
+
+    let mut checks: Vec<Check> = if options.checks.is_empty() {
+        vec![Check::Explore, Check::Prove, Check::Stress, Check::Tests]
+    } else {
+        options.checks.clone()
+    };
+    if options.kernel {
+        checks.push(Check::Kernel);
+    }
+    let checks: BTreeSet<Check> = checks.into_iter().collect();
+    let full = options.only.is_empty() && options.checks.is_empty();
+
+    let mut results = Vec::new();
+    for mutant in &selected {
+        results.push(run_mutant(&root, mutant, &checks)?);
+    }
+    let cargo_mutants = if options.cargo_mutants {
+        Some(cargo_mutants(&root)?)
+    } else {
+        None
+    };
+
+    let unmet = unmet(&results, &checks);
+    let section = section(&root, &results, &checks, cargo_mutants.as_deref(), &unmet);
+    println!();
+    print!("{section}");
+    if full {
+        write_section(&root, &section)?;
+    } else {
+        println!("xtask: BENCHMARKS.md left alone (not every mutant or check ran)");
+    }
+    if unmet.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not caught as required: {}",
+            unmet
+                .iter()
+                .map(|(name, why)| format!("{name} ({why})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    }
+}
+
+/// What one check made of one mutant.
+#[derive(Clone, Debug)]
+enum Verdict {
+    /// Caught, with what caught it.
+    Caught(String),
+    /// It passed: not caught.
+    Missed,
+    /// The check could not say (it timed out, did not build, could not run).
+    Error(String),
+}
+
+#[derive(Clone, Debug)]
+struct CheckRun {
+    check: Check,
+    verdict: Verdict,
+    elapsed: Duration,
+}
+
+/// A counterexample the explorer printed: the steps of its trace, its injected events, and
+/// where it came from.
+#[derive(Clone, Debug)]
+struct Counterexample {
+    steps: usize,
+    events: usize,
+    source: String,
+}
+
+struct MutantResult {
+    mutant: Mutant,
+    runs: Vec<CheckRun>,
+    shortest: Option<Counterexample>,
+    build: Duration,
+}
+
+impl MutantResult {
+    fn run(&self, check: Check) -> Option<&CheckRun> {
+        self.runs.iter().find(|r| r.check == check)
+    }
+
+    fn caught_by(&self, check: Check) -> bool {
+        self.run(check)
+            .is_some_and(|r| matches!(r.verdict, Verdict::Caught(_)))
+    }
+
+    /// The time of the checks, in the order they ran, up to the first that caught the mutant.
+    fn first_catch(&self) -> Option<(Duration, Check)> {
+        let mut total = Duration::ZERO;
+        for run in &self.runs {
+            total += run.elapsed;
+            if matches!(run.verdict, Verdict::Caught(_)) {
+                return Some((total, run.check));
+            }
+        }
+        None
+    }
+}
+
+fn run_mutant(
+    root: &Path,
+    mutant: &Mutant,
+    checks: &BTreeSet<Check>,
+) -> Result<MutantResult, String> {
+    println!("xtask: mutant {} ({})", mutant.name, mutant.rule);
+    let copy = prepare(root, mutant, checks.contains(&Check::Kernel))?;
+    let mut build_time = Duration::ZERO;
+    if checks
+        .iter()
+        .any(|c| matches!(c, Check::Explore | Check::Prove | Check::Stress))
+    {
+        let build = cargo_in(
+            root,
+            &copy,
+            &["build", "--release", "--package", "kmap-cli"],
+            BUILD_LIMIT,
+        )?;
+        if build.code != Some(0) {
+            return Err(format!(
+                "the mutant `{}` does not compile: fix its patch in xtask/mutants.toml\n{}",
+                mutant.name,
+                tail(&build.stderr, 40)
+            ));
+        }
+        build_time = build.elapsed;
+        println!("xtask:   built kmap in {:.0} s", build_time.as_secs_f64());
+    }
+    let kmap = mutant_target(root).join("release/kmap");
+    let mut runs = Vec::new();
+    let mut counterexamples = Vec::new();
+    for &check in checks {
+        let (verdict, elapsed) = match check {
+            Check::Explore => check_all(&kmap, &mut counterexamples)?,
+            Check::Prove => prove(&kmap, &mut counterexamples)?,
+            Check::Stress => stress(&kmap)?,
+            Check::Tests => tests(root, &copy)?,
+            Check::Kernel => kernel(root, &copy)?,
+        };
+        println!(
+            "xtask:   {:<6} {:.1} s: {}",
+            check.name(),
+            elapsed.as_secs_f64(),
+            verdict_text(&verdict)
+        );
+        runs.push(CheckRun {
+            check,
+            verdict,
+            elapsed,
+        });
+    }
+    let shortest = counterexamples.into_iter().min_by_key(|c| c.steps);
+    Ok(MutantResult {
+        mutant: mutant.clone(),
+        runs,
+        shortest,
+        build: build_time,
+    })
+}
+
+fn verdict_text(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Caught(what) => format!("caught: {what}"),
+        Verdict::Missed => "not caught".into(),
+        Verdict::Error(why) => format!("no verdict: {why}"),
+    }
+}
+
+fn mutant_target(root: &Path) -> PathBuf {
+    root.join("target/mutant-target")
+}
+
+/// A fresh copy of the workspace under target/mutants/NAME with the mutant applied: what
+/// builds the `kmap` binary and runs the crate's tests, and with `kernel` the demo kernel
+/// (without its build folder).
+fn prepare(root: &Path, mutant: &Mutant, kernel: bool) -> Result<PathBuf, String> {
+    let copy = root.join("target/mutants").join(&mutant.name);
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy)
+            .map_err(|e| format!("cannot remove {}: {e}", copy.display()))?;
+    }
+    for part in ["Cargo.toml", "Cargo.lock", ".cargo", "crates", "xtask"] {
+        if root.join(part).exists() {
+            copy_tree(&root.join(part), &copy.join(part))
+                .map_err(|e| format!("cannot copy {part} for the mutant: {e}"))?;
+        }
+    }
+    if kernel {
+        let entries = std::fs::read_dir(root.join("kernel"))
+            .map_err(|e| format!("cannot read kernel/: {e}"))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if entry.file_name() == "target" {
+                continue;
+            }
+            copy_tree(&entry.path(), &copy.join("kernel").join(entry.file_name()))
+                .map_err(|e| format!("cannot copy kernel/ for the mutant: {e}"))?;
+        }
+    }
+    let file = copy.join(&mutant.file);
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    std::fs::write(&file, mutant.apply(&text)?)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(copy)
+}
+
+/// What a command did.
+struct Ran {
+    /// The exit code; `None` when it was killed (by a signal, or at its time limit).
+    code: Option<i32>,
+    timed_out: bool,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Run `command` to its end or to `limit`, whichever comes first, with its output captured.
+fn run_limited(mut command: Command, limit: Duration) -> Result<Ran, String> {
+    let shown = format!("{command:?}");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("could not run {shown}: {e}"))?;
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().map_err(|e| e.to_string())?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = start.elapsed();
+    Ok(Ran {
+        code: if timed_out { None } else { status.code() },
+        timed_out,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        elapsed,
+    })
+}
+
+/// `cargo ARGS` on the copy's workspace, with the target folder all mutants share.
+fn cargo_in(root: &Path, copy: &Path, args: &[&str], limit: Duration) -> Result<Ran, String> {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .args(args)
+        .arg("--manifest-path")
+        .arg(copy.join("Cargo.toml"))
+        .current_dir(copy)
+        // One target folder for every mutant: cargo names the artifacts of workspace crates by
+        // their path inside the workspace, so each mutant rebuilds only the workspace's crates,
+        // and never overwrites the real tree's artifacts in target/.
+        .env("CARGO_TARGET_DIR", mutant_target(root));
+    run_limited(command, limit)
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The verdict of a run of the explorer whose exit status says 0 for "as expected", 1 for
+/// "something went wrong", 2 for bad input; `caught` describes a catch from the output.
+fn explorer_verdict(ran: &Ran, caught: impl FnOnce(&Ran) -> String) -> Verdict {
+    match ran.code {
+        Some(0) => Verdict::Missed,
+        Some(1) => Verdict::Caught(caught(ran)),
+        Some(101) => Verdict::Caught(format!(
+            "the explorer panicked: {}",
+            ran.stderr
+                .lines()
+                .find(|l| l.contains("panicked"))
+                .unwrap_or("(no message)")
+                .trim()
+        )),
+        _ if ran.timed_out => Verdict::Error(format!(
+            "timed out after {:.0} s",
+            ran.elapsed.as_secs_f64()
+        )),
+        code => Verdict::Error(format!("exit status {code:?}: {}", tail(&ran.stderr, 3))),
+    }
+}
+
+/// The injected events of a printed schedule (`ARRIVAL:CHOICE,...`).
+fn events(schedule: &str) -> usize {
+    schedule
+        .split(',')
+        .filter_map(|entry| entry.split_once(':').map(|(_, choice)| choice))
+        .filter(|choice| {
+            matches!(*choice, "irq" | "nmi" | "preempt")
+                || ["preempt-to", "migrate", "cpu"]
+                    .iter()
+                    .any(|p| choice.starts_with(p))
+        })
+        .count()
+}
+
+/// A counterexample from a result of `kmap check --json` or `kmap replay --json`.
+fn counterexample(value: &serde_json::Value, source: String) -> Option<Counterexample> {
+    let trace = value["trace"].as_array()?;
+    Some(Counterexample {
+        steps: trace.len(),
+        events: value["schedule"].as_str().map_or(0, events),
+        source,
+    })
+}
+
+fn check_all(
+    kmap: &Path,
+    counterexamples: &mut Vec<Counterexample>,
+) -> Result<(Verdict, Duration), String> {
+    let mut command = Command::new(kmap);
+    command.args(["check", "--all", "--json"]);
+    let ran = run_limited(command, EXPLORER_LIMIT)?;
+    let verdict = explorer_verdict(&ran, |ran| {
+        let value: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap_or_default();
+        let results = match value {
+            serde_json::Value::Array(results) => results,
+            one => vec![one],
+        };
+        let failed: Vec<&serde_json::Value> = results.iter().filter(|r| r["ok"] == false).collect();
+        let mut names = Vec::new();
+        for result in &failed {
+            let name = result["scenario"].as_str().unwrap_or("?").to_string();
+            if let Some(ce) = counterexample(result, format!("check {name}")) {
+                counterexamples.push(ce);
+            }
+            names.push(name);
+        }
+        if names.is_empty() {
+            return "no failing scenario in the output".into();
+        }
+        let shown = names.len().min(2);
+        format!(
+            "{} of {} scenarios ({}{})",
+            names.len(),
+            results.len(),
+            names[..shown].join(", "),
+            if names.len() > shown { ", …" } else { "" }
+        )
+    });
+    Ok((verdict, ran.elapsed))
+}
+
+fn prove(
+    kmap: &Path,
+    counterexamples: &mut Vec<Counterexample>,
+) -> Result<(Verdict, Duration), String> {
+    let mut total = Duration::ZERO;
+    for (cpus, tasks, depth) in PROVE_SCOPES {
+        let scope = format!("{cpus}/{tasks}/{depth}");
+        let mut command = Command::new(kmap);
+        command.arg("prove");
+        for (flag, value) in [("--cpus", cpus), ("--tasks", tasks), ("--depth", depth)] {
+            command.arg(flag).arg(value.to_string());
+        }
+        command.arg("--json");
+        let ran = run_limited(command, EXPLORER_LIMIT)?;
+        total += ran.elapsed;
+        let mut replay_id = None;
+        let verdict = explorer_verdict(&ran, |ran| {
+            let value: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap_or_default();
+            replay_id = value["replay"].as_str().map(str::to_string);
+            let what = value["violation"]["kind"]
+                .as_str()
+                .or(value["verdict"].as_str())
+                .unwrap_or("?");
+            format!("scope {scope} ({what})")
+        });
+        if let Some(id) = replay_id {
+            // The proof prints no trace: replay its counterexample for one.
+            let mut command = Command::new(kmap);
+            command.args(["replay", &id, "--json"]);
+            let replayed = run_limited(command, EXPLORER_LIMIT)?;
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&replayed.stdout)
+                && let Some(ce) = counterexample(&value, format!("prove {scope}"))
+            {
+                counterexamples.push(ce);
+            }
+        }
+        if !matches!(verdict, Verdict::Missed) {
+            return Ok((verdict, total));
+        }
+    }
+    Ok((Verdict::Missed, total))
+}
+
+fn stress(kmap: &Path) -> Result<(Verdict, Duration), String> {
+    let mut command = Command::new(kmap);
+    command.args([
+        "stress",
+        "--ops",
+        &STRESS_OPS.to_string(),
+        "--time",
+        &STRESS_SECONDS.to_string(),
+    ]);
+    let ran = run_limited(
+        command,
+        Duration::from_secs(STRESS_SECONDS) + EXPLORER_LIMIT,
+    )?;
+    let verdict = explorer_verdict(&ran, |ran| {
+        // `VIOLATION: crash on CPU 1 in IRQ after "…": map 510: …`: its first words.
+        let line = ran
+            .stdout
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("VIOLATION: ")
+                    .or_else(|| l.strip_prefix("REFUSED: "))
+            })
+            .unwrap_or("a violation");
+        line.split(" after ")
+            .next()
+            .unwrap_or(line)
+            .split(": ")
+            .next()
+            .unwrap_or(line)
+            .to_string()
+    });
+    Ok((verdict, ran.elapsed))
+}
+
+fn tests(root: &Path, copy: &Path) -> Result<(Verdict, Duration), String> {
+    let ran = cargo_in(
+        root,
+        copy,
+        &["test", "--package", "kmap", "--no-fail-fast"],
+        TESTS_LIMIT,
+    )?;
+    let output = format!("{}\n{}", ran.stdout, ran.stderr);
+    let failed: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("test ")?.strip_suffix(" ... FAILED"))
+        .collect();
+    let verdict = match ran.code {
+        Some(0) => Verdict::Missed,
+        _ if ran.timed_out => Verdict::Error(format!(
+            "timed out after {:.0} s",
+            ran.elapsed.as_secs_f64()
+        )),
+        _ if !failed.is_empty() => {
+            let shown = failed.len().min(2);
+            let mut text = failed[..shown].join(", ");
+            if failed.len() > shown {
+                let _ = write!(text, " and {} more", failed.len() - shown);
+            }
+            Verdict::Caught(text)
+        }
+        _ if output.contains("could not compile") => {
+            Verdict::Error("the tests did not compile".into())
+        }
+        code => Verdict::Error(format!("exit status {code:?}: {}", tail(&ran.stderr, 3))),
+    };
+    Ok((verdict, ran.elapsed))
+}
+
+/// `cargo xtask kernel` inside the copy: its xtask, built from the copy (so that its kernel is
+/// the copy's, with the mutant), run there. The kernel builds into the copy's kernel/target.
+fn kernel(root: &Path, copy: &Path) -> Result<(Verdict, Duration), String> {
+    let start = Instant::now();
+    let build = cargo_in(root, copy, &["build", "--package", "xtask"], BUILD_LIMIT)?;
+    if build.code != Some(0) {
+        return Ok((
+            Verdict::Error(format!(
+                "the copy's xtask did not build: {}",
+                tail(&build.stderr, 3)
+            )),
+            start.elapsed(),
+        ));
+    }
+    let mut command = Command::new(mutant_target(root).join("debug/xtask"));
+    command
+        .arg("kernel")
+        .current_dir(copy)
+        .env_remove("CARGO_TARGET_DIR");
+    let ran = run_limited(command, KERNEL_LIMIT)?;
+    let verdict_line = || {
+        format!("{}\n{}", ran.stdout, ran.stderr)
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("xtask: "))
+            .map(|l| {
+                l.split(": not a failure")
+                    .next()
+                    .unwrap_or(l)
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    // Exit statuses of `cargo xtask kernel` (see its help): 0 the boot ended as the split
+    // build is meant to (RESULT: PASS), 1 it ended otherwise, 3 it hung or QEMU ended without
+    // a verdict, 4 the kernel did not build or QEMU could not run.
+    let verdict = match ran.code {
+        Some(0) => Verdict::Missed,
+        Some(1) | Some(3) => Verdict::Caught(verdict_line()),
+        _ if ran.timed_out => Verdict::Error(format!(
+            "timed out after {:.0} s",
+            ran.elapsed.as_secs_f64()
+        )),
+        code => Verdict::Error(format!("exit status {code:?}: {}", verdict_line())),
+    };
+    Ok((verdict, start.elapsed()))
+}
+
+/// The mutants not caught as required: a mechanism mutant by the explorer (check or prove), a
+/// guard-API mutant by the crate's tests. Only judged when those checks ran.
+fn unmet(results: &[MutantResult], checks: &BTreeSet<Check>) -> Vec<(String, String)> {
+    let explorer_ran = checks.contains(&Check::Explore) && checks.contains(&Check::Prove);
+    let tests_ran = checks.contains(&Check::Tests);
+    let mut unmet = Vec::new();
+    for r in results {
+        let why = match r.mutant.kind {
+            Kind::Mechanism
+                if explorer_ran && !Check::ALL.iter().any(|&c| c.explorer() && r.caught_by(c)) =>
+            {
+                "a mechanism mutant the explorer did not catch"
+            }
+            Kind::GuardApi if tests_ran && !r.caught_by(Check::Tests) => {
+                "a guard-API mutant the crate's tests did not catch"
+            }
+            _ => continue,
+        };
+        unmet.push((r.mutant.name.clone(), why.to_string()));
+    }
+    unmet
+}
+
+fn cell(result: &MutantResult, check: Check) -> String {
+    match result.run(check) {
+        None => "not run".into(),
+        Some(run) => match &run.verdict {
+            Verdict::Caught(what) => format!("**caught**: {}", what.replace('|', "\\|")),
+            Verdict::Missed => "—".into(),
+            Verdict::Error(why) => format!("no verdict: {}", why.replace('|', "\\|")),
+        },
+    }
+}
+
+/// The Markdown section: the table, the mutants in words, the requirement, and the paragraph on
+/// `cargo mutants` (this run's, or the one already in BENCHMARKS.md).
+fn section(
+    root: &Path,
+    results: &[MutantResult],
+    checks: &BTreeSet<Check>,
+    cargo_mutants: Option<&str>,
+    unmet: &[(String, String)],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Mutants of the crate: which checks catch them\n");
+    let _ = writeln!(
+        s,
+        "Generated by `cargo xtask mutants{}` on {}; machine: {}.\n",
+        if checks.contains(&Check::Kernel) {
+            " --kernel"
+        } else {
+            ""
+        },
+        today(),
+        machine()
+    );
+    let scopes: Vec<String> = PROVE_SCOPES
+        .iter()
+        .map(|(c, t, d)| format!("{c}/{t}/{d}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "Each mutant of `xtask/mutants.toml` breaks one rule of the reference in `crates/kmap` \
+         with a small source patch, applied to a copy of the workspace (`target/mutants/NAME/`). \
+         The checks run in this order: `kmap check --all` (every built-in scenario must get its \
+         expected verdict), `kmap prove` on the scopes {} (CPUs/tasks/depth, the first that \
+         fails ends the series), `kmap stress --ops {STRESS_OPS} --time {STRESS_SECONDS}`, \
+         `cargo test -p kmap`{}. *Shortest counterexample*: the fewest steps (trace lines: \
+         calls, arrival points, program steps) of a counterexample the explorer printed, from \
+         `kmap check --json` or from `kmap replay --json` of the proof's, with its injected \
+         events (interrupts, NMIs, preemptions, migrations). *First catch*: the time of the \
+         checks, in that order, up to the first that caught the mutant (the release build of \
+         the copy not included).\n",
+        scopes.join(", "),
+        if checks.contains(&Check::Kernel) {
+            ", and a boot of the demo kernel built from the copy (`cargo xtask kernel`)"
+        } else {
+            " (a boot of the kernel only with `--kernel`)"
+        }
+    );
+    let shown: Vec<Check> = Check::ALL
+        .into_iter()
+        .filter(|c| checks.contains(c))
+        .collect();
+    let header = |c: Check| match c {
+        Check::Explore => "`check --all`",
+        Check::Prove => "`prove`",
+        Check::Stress => "`stress`",
+        Check::Tests => "`cargo test -p kmap`",
+        Check::Kernel => "kernel boot",
+    };
+    let _ = writeln!(
+        s,
+        "| mutant | rule | kind | {} | shortest counterexample | first catch |",
+        shown
+            .iter()
+            .map(|&c| header(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|---|{}---|---|", "---|".repeat(shown.len()));
+    for r in results {
+        let shortest = r.shortest.as_ref().map_or("—".to_string(), |ce| {
+            format!(
+                "{} steps, {} event{} ({})",
+                ce.steps,
+                ce.events,
+                if ce.events == 1 { "" } else { "s" },
+                ce.source
+            )
+        });
+        let first = r.first_catch().map_or("not caught".to_string(), |(t, c)| {
+            format!("{:.1} s ({})", t.as_secs_f64(), c.name())
+        });
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            r.mutant.name,
+            r.mutant.rule_id(),
+            r.mutant.kind.name(),
+            shown
+                .iter()
+                .map(|&c| cell(r, c))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            shortest,
+            first
+        );
+    }
+    let _ = writeln!(s, "\nThe mutants:\n");
+    for r in results {
+        let built = if r.build.is_zero() {
+            String::new()
+        } else {
+            format!(
+                " (the copy's release build: {:.0} s)",
+                r.build.as_secs_f64()
+            )
+        };
+        let _ = writeln!(
+            s,
+            "- `{}` ({}, `{}`): breaks {}; {}{built}.",
+            r.mutant.name,
+            r.mutant.kind.name(),
+            r.mutant.file,
+            r.mutant.rule,
+            r.mutant.change,
+        );
+    }
+    let _ = writeln!(s);
+    let judged = [Check::Explore, Check::Prove, Check::Tests]
+        .iter()
+        .all(|c| checks.contains(c));
+    if unmet.is_empty() && !judged {
+        let _ = writeln!(
+            s,
+            "Not judged whether each mutant is caught as required: that needs `check`, `prove` \
+             and `tests`.\n"
+        );
+    } else if unmet.is_empty() {
+        let _ = writeln!(
+            s,
+            "Every mechanism mutant is caught by the explorer alone (`kmap check --all` or \
+             `kmap prove`), every guard-API mutant by the crate's tests.\n"
+        );
+    } else {
+        let _ = writeln!(s, "Not caught as required:\n");
+        for (name, why) in unmet {
+            let _ = writeln!(s, "- `{name}`: {why}.");
+        }
+        let _ = writeln!(s);
+    }
+    let previous = std::fs::read_to_string(root.join("BENCHMARKS.md"))
+        .ok()
+        .and_then(|text| {
+            let (b, e) = (text.find(BEGIN)?, text.find(END)?);
+            text.get(b + BEGIN.len()..e)?
+                .lines()
+                .find(|l| l.starts_with(CARGO_MUTANTS_PREFIX))
+                .map(str::to_string)
+        });
+    match (cargo_mutants, previous) {
+        (Some(paragraph), _) => {
+            let _ = writeln!(s, "{paragraph}\n");
+        }
+        (None, Some(paragraph)) => {
+            let _ = writeln!(s, "{paragraph}\n");
+        }
+        (None, None) => {
+            let _ = writeln!(
+                s,
+                "{CARGO_MUTANTS_PREFIX} (every mutant cargo-mutants generates in crates/kmap, \
+                 against the tests of the crate and of the explorer): not run yet; `cargo xtask \
+                 mutants --cargo-mutants` runs it (hours).\n"
+            );
+        }
+    }
+    s
+}
+
+/// Put `section` between the markers of BENCHMARKS.md, touching nothing outside them; append
+/// the markers with the section when they are missing.
+fn write_section(root: &Path, section: &str) -> Result<(), String> {
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = splice(&old, section);
+    std::fs::write(&path, new).map_err(|e| format!("cannot write BENCHMARKS.md: {e}"))?;
+    println!("xtask: the section `{BEGIN}` of BENCHMARKS.md written");
+    Ok(())
+}
+
+fn splice(old: &str, section: &str) -> String {
+    match old.find(BEGIN).and_then(|b| {
+        let start = b + BEGIN.len();
+        old[start..].find(END).map(|e| (start, start + e))
+    }) {
+        Some((start, end)) => format!("{}\n{section}{}", &old[..start], &old[end..]),
+        None => {
+            let separator = if old.is_empty() || old.ends_with("\n\n") {
+                ""
+            } else if old.ends_with('\n') {
+                "\n"
+            } else {
+                "\n\n"
+            };
+            format!("{old}{separator}{BEGIN}\n{section}{END}\n")
+        }
+    }
+}
+
+/// `cargo mutants` over crates/kmap, with the tests of the whole workspace (the explorer's
+/// among them); returns the paragraph for BENCHMARKS.md.
+fn cargo_mutants(root: &Path) -> Result<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let installed = Command::new(&cargo)
+        .args(["mutants", "--version"])
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            )
+        });
+    let version = match installed {
+        Ok((true, version)) => version,
+        _ => {
+            println!("xtask: cargo-mutants is missing: cargo install cargo-mutants --locked");
+            let status = Command::new(&cargo)
+                .args(["install", "cargo-mutants", "--locked"])
+                .status()
+                .map_err(|e| format!("could not run cargo install: {e}"))?;
+            if !status.success() {
+                return Err(format!(
+                    "`cargo install cargo-mutants --locked` failed ({status})"
+                ));
+            }
+            Command::new(&cargo)
+                .args(["mutants", "--version"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        }
+    };
+    let output = root.join("target/cargo-mutants");
+    // The tests of the crate and of the explorer: every package whose tests run the crate
+    // (not xtask's, kmap-host's or the benchmarks').
+    let args = [
+        "mutants",
+        "--package",
+        "kmap",
+        "--test-package",
+        "kmap",
+        "--test-package",
+        "kmap-sim",
+        "--test-package",
+        "kmap-check",
+        "--test-package",
+        "kmap-cli",
+        "--gitignore=true",
+        "--no-shuffle",
+    ];
+    println!(
+        "xtask: cargo {} --dir {} --output {} (hours)",
+        args.join(" "),
+        root.display(),
+        output.display()
+    );
+    let start = Instant::now();
+    let status = Command::new(&cargo)
+        .args(args)
+        .arg("--dir")
+        .arg(root)
+        .arg("--output")
+        .arg(&output)
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("could not run cargo mutants: {e}"))?;
+    let elapsed = start.elapsed();
+    // cargo-mutants: 0 every mutant caught, 2 some missed, 3 some timed out; 4 the tests fail
+    // on the unmutated tree, anything else a usage or internal error.
+    if !matches!(status.code(), Some(0 | 2 | 3)) {
+        return Err(format!("cargo mutants failed ({status})"));
+    }
+    let outcomes = output.join("mutants.out/outcomes.json");
+    let text = std::fs::read_to_string(&outcomes)
+        .map_err(|e| format!("cannot read {}: {e}", outcomes.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not JSON: {e}", outcomes.display()))?;
+    let counts = outcome_counts(&value);
+    let missed_list =
+        std::fs::read_to_string(output.join("mutants.out/missed.txt")).unwrap_or_default();
+    if !missed_list.trim().is_empty() {
+        println!("xtask: the mutants cargo-mutants says were missed:\n{missed_list}");
+    }
+    let paragraph = format!(
+        "{CARGO_MUTANTS_PREFIX} ({version}, `cargo mutants {}` run by `cargo xtask mutants \
+         --cargo-mutants` on {}, {:.1} h): {} mutants of crates/kmap, {} caught, {} missed, {} \
+         unviable, {} timed out. The test command is `cargo test` of kmap, kmap-sim, kmap-check \
+         and kmap-cli: the crate's tests and the explorer's (every built-in scenario, small \
+         proofs, the `kmap` binary's checks). The missed ones are listed in \
+         `target/cargo-mutants/mutants.out/missed.txt`.",
+        args[1..].join(" "),
+        today(),
+        elapsed.as_secs_f64() / 3600.0,
+        counts.total,
+        counts.caught,
+        counts.missed,
+        counts.unviable,
+        counts.timeout
+    );
+    println!("xtask: {paragraph}");
+    Ok(paragraph)
+}
+
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Counts {
+    total: usize,
+    caught: usize,
+    missed: usize,
+    unviable: usize,
+    timeout: usize,
+}
+
+/// The outcomes of cargo-mutants' `outcomes.json`, counted from its list of scenarios (the
+/// baseline is not a mutant).
+fn outcome_counts(value: &serde_json::Value) -> Counts {
+    let mut counts = Counts::default();
+    for outcome in value["outcomes"].as_array().into_iter().flatten() {
+        if outcome["scenario"] == "Baseline" {
+            continue;
+        }
+        counts.total += 1;
+        match outcome["summary"].as_str() {
+            Some("CaughtMutant") => counts.caught += 1,
+            Some("MissedMutant") => counts.missed += 1,
+            Some("Unviable") => counts.unviable += 1,
+            Some("Timeout") => counts.timeout += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "an unknown date".into())
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{model}, {cpus} CPUs; {rustc}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_named_mutants_parse() {
+        let mutants = load(&workspace_root()).unwrap();
+        assert!(mutants.len() >= 12);
+        for kind in [Kind::Mechanism, Kind::GuardApi] {
+            assert!(mutants.iter().any(|m| m.kind == kind));
+        }
+        for m in &mutants {
+            assert_eq!(m.find.list().len(), m.replace.list().len(), "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn a_find_string_must_occur_exactly_once() {
+        let mutant = Mutant {
+            name: "m".into(),
+            rule: "X-1: a rule".into(),
+            change: "a change".into(),
+            kind: Kind::Mechanism,
+            file: "f.rs".into(),
+            find: Patterns::One("a".into()),
+            replace: Patterns::One("b".into()),
+        };
+        assert_eq!(mutant.apply("xay").unwrap(), "xby");
+        assert!(
+            mutant
+                .apply("aa")
+                .unwrap_err()
+                .contains("no longer applies")
+        );
+        assert!(mutant.apply("xyz").unwrap_err().contains("occurs 0 times"));
+        assert_eq!(mutant.rule_id(), "X-1");
+    }
+
+    #[test]
+    fn the_section_replaces_only_what_is_between_the_markers() {
+        let old = format!("# B\n\nbefore\n{BEGIN}\nold table\n{END}\nafter\n");
+        assert_eq!(
+            splice(&old, "new table\n"),
+            format!("# B\n\nbefore\n{BEGIN}\nnew table\n{END}\nafter\n")
+        );
+        assert_eq!(
+            splice("# B\n", "t\n"),
+            format!("# B\n\n{BEGIN}\nt\n{END}\n")
+        );
+    }
+
+    #[test]
+    fn schedules_count_injected_events_only() {
+        assert_eq!(events("25:irq"), 1);
+        assert_eq!(events("3:map,7:preempt-to1,9:continue,12:nmi,14:cpu1"), 3);
+        assert_eq!(events("-"), 0);
+    }
+
+    #[test]
+    fn outcomes_are_counted_without_the_baseline() {
+        let value = serde_json::json!({ "outcomes": [
+            { "scenario": "Baseline", "summary": "Success" },
+            { "scenario": { "Mutant": {} }, "summary": "CaughtMutant" },
+            { "scenario": { "Mutant": {} }, "summary": "MissedMutant" },
+            { "scenario": { "Mutant": {} }, "summary": "Unviable" },
+            { "scenario": { "Mutant": {} }, "summary": "CaughtMutant" },
+        ]});
+        assert_eq!(
+            outcome_counts(&value),
+            Counts {
+                total: 4,
+                caught: 2,
+                missed: 1,
+                unviable: 1,
+                timeout: 0
+            }
+        );
+    }
+}
