@@ -110,6 +110,16 @@ pub fn run(prove_only: bool, kernel_only: bool) -> Result<(), String> {
         crate::prove_bench::section(&root)?
     );
 
+    // The mutation table is `cargo xtask mutants`'s (it takes far longer than the benchmarks):
+    // carry it over as it is.
+    let old = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+    if let (Some(begin), Some(end)) = (
+        old.find(crate::mutants::BEGIN),
+        old.find(crate::mutants::END),
+    ) {
+        let _ = writeln!(report, "\n{}", &old[begin..end + crate::mutants::END.len()]);
+    }
+
     std::fs::write(root.join("BENCHMARKS.md"), &report)
         .map_err(|e| format!("cannot write BENCHMARKS.md: {e}"))?;
     print!("{report}");

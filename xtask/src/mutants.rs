@@ -30,8 +30,8 @@ use serde::Deserialize;
 use crate::{copy_tree, workspace_root};
 
 /// Where the section of BENCHMARKS.md begins and ends.
-const BEGIN: &str = "<!-- mutants: cargo xtask mutants -->";
-const END: &str = "<!-- end of mutants -->";
+pub const BEGIN: &str = "<!-- mutants: cargo xtask mutants -->";
+pub const END: &str = "<!-- end of mutants -->";
 /// How the paragraph on `cargo mutants` begins, so that a run without `--cargo-mutants` keeps it.
 const CARGO_MUTANTS_PREFIX: &str = "**`cargo mutants`**";
 
