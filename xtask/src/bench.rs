@@ -242,7 +242,7 @@ fn switch_disassembly(root: &Path) -> Result<(String, usize), String> {
     Ok((listing, hooks))
 }
 
-fn today() -> String {
+pub(crate) fn today() -> String {
     Command::new("date")
         .arg("+%Y-%m-%d")
         .output()
@@ -250,7 +250,7 @@ fn today() -> String {
         .unwrap_or_else(|_| "an unknown date".into())
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -285,13 +285,7 @@ pub fn run(options: &Options) -> Result<(), String> {
                 ],
                 BUILD_LIMIT,
             )?;
-            if build.code != Some(0) {
-                return Err(format!(
-                    "the mutant `{}` does not compile: fix its patch in xtask/mutants.toml\n{}",
-                    mutant.name,
-                    tail(&build.stderr, 40)
-                ));
-            }
+            compiled(mutant, &build)?;
             println!(
                 "xtask: mutant {:<40} applies and compiles ({:.0} s)",
                 mutant.name,
@@ -420,13 +414,7 @@ fn run_mutant(
             &["build", "--release", "--package", "kmap-cli"],
             BUILD_LIMIT,
         )?;
-        if build.code != Some(0) {
-            return Err(format!(
-                "the mutant `{}` does not compile: fix its patch in xtask/mutants.toml\n{}",
-                mutant.name,
-                tail(&build.stderr, 40)
-            ));
-        }
+        compiled(mutant, &build)?;
         build_time = build.elapsed;
         println!("xtask:   built kmap in {:.0} s", build_time.as_secs_f64());
     }
@@ -589,6 +577,18 @@ fn cargo_in(root: &Path, copy: &Path, args: &[&str], limit: Duration) -> Result<
 }
 
 /// The last `lines` lines of `text`.
+/// A build of a mutant's copy must have succeeded: a mutant that does not compile tests nothing.
+fn compiled(mutant: &Mutant, build: &Ran) -> Result<(), String> {
+    if build.code == Some(0) {
+        return Ok(());
+    }
+    Err(format!(
+        "the mutant `{}` does not compile: fix its patch in xtask/mutants.toml\n{}",
+        mutant.name,
+        tail(&build.stderr, 40)
+    ))
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -890,8 +890,8 @@ fn section(
         } else {
             ""
         },
-        today(),
-        machine()
+        crate::bench::today(),
+        crate::bench::machine()
     );
     let scopes: Vec<String> = PROVE_SCOPES
         .iter()
@@ -1159,7 +1159,7 @@ fn cargo_mutants(root: &Path) -> Result<String, String> {
          proofs, the `kmap` binary's checks). The missed ones are listed in \
          `target/cargo-mutants/mutants.out/missed.txt`.",
         args[1..].join(" "),
-        today(),
+        crate::bench::today(),
         elapsed.as_secs_f64() / 3600.0,
         counts.total,
         counts.caught,
@@ -1198,30 +1198,6 @@ fn outcome_counts(value: &serde_json::Value) -> Counts {
         }
     }
     counts
-}
-
-fn today() -> String {
-    Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "an unknown date".into())
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "an unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rustc = Command::new("rustc")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!("{model}, {cpus} CPUs; {rustc}")
 }
 
 #[cfg(test)]
