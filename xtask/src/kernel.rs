@@ -376,7 +376,7 @@ impl Windows {
                 in_crate = false;
             } else if line.starts_with('/') {
                 in_crate = line.contains("/crates/kmap/src/");
-            } else if in_crate && !function.ends_with("::fmt>") && !function.ends_with("::fmt") {
+            } else if in_crate && !function.ends_with("::fmt") {
                 // Formatting code of the crate's types (Debug, Display) is not a path of it.
                 let address = line.trim_start().split(':').next().unwrap_or("");
                 if let Ok(address) = u64::from_str_radix(address, 16) {

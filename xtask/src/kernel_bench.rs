@@ -256,10 +256,10 @@ pub fn section(root: &Path) -> Result<String, String> {
         out,
         "\nIn words: with a working set smaller than the pool ({} of the points), {}. Every \
          `kmap()` then finds its frame through the hash and needs no TLB operation, while every \
-         kmap_local unmap invalidates its slot (`invlpg`, costly under emulation). With a working \
+         kmap_local unmap invalidates its slot (`invlpg`). With a working \
          set larger than the pool ({} of the points), {}: each `kmap()` misses, and every {POOL_SLOTS} \
-         misses flush both CPUs' TLBs; {crossover}. kmap_local's cost does not depend on the \
-         working set.\n",
+         misses flush both CPUs' TLBs; {crossover}. kmap_local keeps no pool: the working set \
+         changes nothing in its path.\n",
         below.len(),
         verdict(below_lo, below_hi),
         above.len(),
