@@ -65,6 +65,18 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "exit-then-preempt",
         include_str!("../scenarios/exit-then-preempt.toml"),
     ),
+    (
+        "hole-then-irq",
+        include_str!("../scenarios/hole-then-irq.toml"),
+    ),
+    (
+        "hole-across-switch",
+        include_str!("../scenarios/hole-across-switch.toml"),
+    ),
+    (
+        "hole-overflow",
+        include_str!("../scenarios/hole-overflow.toml"),
+    ),
 ];
 
 /// The first comment paragraph of a built-in scenario: what it shows.

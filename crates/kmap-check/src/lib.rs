@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use kmap_sim::{Config, Mutation, Protocol, Schedule};
+use kmap_sim::{Config, Mutation, Protocol, Release, Schedule};
 
 pub use explore::{Exploration, Search, Shard, Strategy, explore};
 pub use scenario::{Scenario, ScenarioError};
@@ -69,6 +69,8 @@ pub struct Overrides {
     pub debug_guards: Option<bool>,
     /// Force-map.
     pub force_map: Option<bool>,
+    /// Which releases the programs may make (`lifo` or `any`).
+    pub release: Option<Release>,
     /// A machine mutation.
     pub mutation: Option<Mutation>,
     /// Strict checking: hazards are violations.
@@ -94,6 +96,7 @@ impl Overrides {
         m.tlb = self.tlb.unwrap_or(m.tlb);
         m.guard_cells = self.debug_guards.unwrap_or(m.guard_cells);
         m.force_map = self.force_map.unwrap_or(m.force_map);
+        m.release = self.release.unwrap_or(m.release);
         m.mutation = self.mutation.or(m.mutation);
         config.strict = self.strict.unwrap_or(config.strict);
         let b = &mut config.bounds;
@@ -122,6 +125,9 @@ impl Overrides {
         }
         if let Some(v) = self.force_map {
             pairs.push(("force_map".into(), v.to_string()));
+        }
+        if let Some(v) = self.release {
+            pairs.push(("release".into(), v.name().into()));
         }
         if let Some(v) = self.mutation {
             pairs.push(("mutation".into(), v.name().into()));
@@ -153,6 +159,12 @@ impl Overrides {
             "tlb" => self.tlb = Some(flag(value)?),
             "debug_guards" => self.debug_guards = Some(flag(value)?),
             "force_map" => self.force_map = Some(flag(value)?),
+            "release" => {
+                self.release = Some(
+                    Release::from_name(value)
+                        .ok_or(format!("`{value}` is not a release order (lifo, any)"))?,
+                )
+            }
             "mutation" => {
                 self.mutation = Some(
                     Mutation::from_name(value)

@@ -4,7 +4,9 @@
 use std::fmt;
 use std::path::Path;
 
-use kmap_sim::{Bounds, Config, MachineConfig, Mutation, Op, Program, Protocol, Task, Verdict};
+use kmap_sim::{
+    Bounds, Config, MachineConfig, Mutation, Op, Program, Protocol, Release, Task, Verdict,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -78,6 +80,7 @@ struct MachineSection {
     switch: Spanned<String>,
     debug_guards: bool,
     force_map: bool,
+    release: Spanned<String>,
     tlb: bool,
     bug_on: bool,
     mutation: Option<Spanned<String>>,
@@ -94,6 +97,7 @@ impl Default for MachineSection {
             switch: Spanned::new(0..0, m.protocol.name().into()),
             debug_guards: m.guard_cells,
             force_map: m.force_map,
+            release: Spanned::new(0..0, m.release.name().into()),
             tlb: m.tlb,
             bug_on: true,
             mutation: None,
@@ -218,6 +222,16 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             ),
         )
     })?;
+    let release = Release::from_name(m.release.get_ref()).ok_or_else(|| {
+        at(
+            m.release.span(),
+            Some("machine.release".into()),
+            format!(
+                "`{}` is not a release order (lifo, any)",
+                m.release.get_ref()
+            ),
+        )
+    })?;
     let mutation = match &m.mutation {
         None => None,
         Some(name) => Some(Mutation::from_name(name.get_ref()).ok_or_else(|| {
@@ -254,6 +268,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
         protocol,
         guard_cells: m.debug_guards,
         force_map: m.force_map,
+        release,
         tlb: m.tlb,
         mutation,
     };

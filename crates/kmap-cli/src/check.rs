@@ -12,7 +12,7 @@ use kmap_check::timeline::Timeline;
 use kmap_check::{
     Exploration, Overrides, ReplayId, Scenario, Search, Shard, Strategy, builtin, explore,
 };
-use kmap_sim::{Mutation, Protocol, Verdict};
+use kmap_sim::{Mutation, Protocol, Release, Verdict};
 
 use crate::stress::parse_protocol;
 
@@ -44,6 +44,9 @@ pub struct Args {
     /// Force-map lowmem frames.
     #[arg(long)]
     pub force_map: Option<bool>,
+    /// Release order: lifo (Linux's rule) or any (a release below the top leaves a hole).
+    #[arg(long, value_parser = parse_release)]
+    pub release: Option<Release>,
     /// A machine mutation: drop-invalidations, no-bug-on or no-sched-out.
     #[arg(long, value_parser = parse_mutation)]
     pub mutation: Option<Mutation>,
@@ -91,6 +94,10 @@ pub struct Args {
     pub json: bool,
 }
 
+pub fn parse_release(text: &str) -> Result<Release, String> {
+    Release::from_name(text).ok_or_else(|| format!("`{text}` is not a release order (lifo, any)"))
+}
+
 pub fn parse_mutation(text: &str) -> Result<Mutation, String> {
     Mutation::from_name(text).ok_or_else(|| {
         format!("`{text}` is not a machine mutation (drop-invalidations, no-bug-on, no-sched-out)")
@@ -126,6 +133,7 @@ impl Args {
             tlb: self.tlb,
             debug_guards: self.debug_guards,
             force_map: self.force_map,
+            release: self.release,
             mutation: self.mutation,
             strict: self.strict.then_some(true),
             preemptions: self.preemptions,

@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kmap_check::prove::{Proof, ProveOptions, Scope, Shard, prove};
 use kmap_check::timeline::Timeline;
 use kmap_check::{Overrides, ReplayId, Scenario};
-use kmap_sim::{Mutation, Protocol, Verdict};
+use kmap_sim::{Mutation, Protocol, Release, Verdict};
 
-use crate::check::{BAD_INPUT, finish, parse_mutation, parse_part};
+use crate::check::{BAD_INPUT, finish, parse_mutation, parse_part, parse_release};
 use crate::stress::parse_protocol;
 
 #[derive(Parser, Clone, Debug)]
@@ -38,6 +38,10 @@ pub struct Args {
     /// Switch protocol: split, rfc-v1 or swap-after-current.
     #[arg(long = "switch", value_parser = parse_protocol)]
     pub switch: Option<Protocol>,
+    /// Release order: lifo (Linux's rule) or any (the tasks may also release any mapping below
+    /// the top, leaving a hole).
+    #[arg(long, value_parser = parse_release)]
+    pub release: Option<Release>,
     /// A machine mutation: drop-invalidations, no-bug-on or no-sched-out.
     #[arg(long, value_parser = parse_mutation)]
     pub mutation: Option<Mutation>,
@@ -111,6 +115,7 @@ pub fn main(args: &Args) -> ExitCode {
     };
     let overrides = Overrides {
         switch: args.switch,
+        release: args.release,
         mutation: args.mutation,
         strict: args.strict.then_some(true),
         ..Overrides::default()

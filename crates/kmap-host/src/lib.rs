@@ -59,16 +59,17 @@ pub enum Event {
     Point(Point),
 }
 
-type PointHook<const C: usize, const G: bool, const F: bool> =
-    Box<dyn FnMut(&HostPlatform<C, G, F>, Point)>;
+type PointHook<const C: usize, const G: bool, const F: bool, const A: bool> =
+    Box<dyn FnMut(&HostPlatform<C, G, F, A>, Point)>;
 
 /// A host process playing the machine: `cpus` CPUs, `frames` frames of which the first `lowmem`
-/// are direct-mapped, `tasks` tasks each with a [`KmapStack<CELLS>`]. `GUARD` and `FORCE` select
-/// guard cells and force-map.
+/// are direct-mapped, `tasks` tasks each with a [`KmapStack<CELLS>`]. `GUARD`, `FORCE` and `ANY_ORDER`
+/// select guard cells, force-map and release in any order.
 pub struct HostPlatform<
     const CELLS: usize = 16,
     const GUARD: bool = false,
     const FORCE: bool = false,
+    const ANY_ORDER: bool = false,
 > {
     memfd: libc::c_int,
     phys: *mut u8,
@@ -86,11 +87,13 @@ pub struct HostPlatform<
     hardirq: StdCell<bool>,
     irqs_off: StdCell<bool>,
     events: RefCell<Vec<Event>>,
-    on_point: RefCell<Option<PointHook<CELLS, GUARD, FORCE>>>,
+    on_point: RefCell<Option<PointHook<CELLS, GUARD, FORCE, ANY_ORDER>>>,
     pages_out: RefCell<HashSet<u64>>,
 }
 
-impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> HostPlatform<CELLS, GUARD, FORCE> {
+impl<const CELLS: usize, const GUARD: bool, const FORCE: bool, const ANY_ORDER: bool>
+    HostPlatform<CELLS, GUARD, FORCE, ANY_ORDER>
+{
     /// A machine with `cpus` CPUs, `frames` frames (`lowmem` of them direct-mapped) and `tasks`
     /// tasks; at first CPU `c` runs task `c % tasks` (then use [`switch_to`](Self::switch_to)).
     ///
@@ -269,7 +272,7 @@ impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> HostPlatform<CELL
 
     /// Run `hook` at every arrival point from now on (`None` to stop). The hook is not run for
     /// points passed while it is itself running, so it may map and unmap.
-    pub fn on_point(&self, hook: Option<PointHook<CELLS, GUARD, FORCE>>) {
+    pub fn on_point(&self, hook: Option<PointHook<CELLS, GUARD, FORCE, ANY_ORDER>>) {
         *self.on_point.borrow_mut() = hook;
     }
 
@@ -341,8 +344,8 @@ impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> HostPlatform<CELL
     }
 }
 
-impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> Drop
-    for HostPlatform<CELLS, GUARD, FORCE>
+impl<const CELLS: usize, const GUARD: bool, const FORCE: bool, const ANY_ORDER: bool> Drop
+    for HostPlatform<CELLS, GUARD, FORCE, ANY_ORDER>
 {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `new` mapped; nothing borrows the platform any more.
@@ -359,16 +362,18 @@ impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> Drop
 // task's stack is a fixed element of `tasks`; (2) each slot is its own page of the reserved
 // window and `slot_of` inverts `slot_address`; (3) `install_pte` maps the PTE's frame at the
 // slot with MAP_FIXED and `clear_pte` replaces it with an inaccessible page (the host kernel
-// keeps its TLBs coherent); (4) a PTE always has the present bit; (5) the direct map is the
-// physical mapping of the first `lowmem` frames; (6) tasks move between CPUs only through
+// keeps its TLBs coherent); (4) a PTE always has the present bit, and is never all ones (the
+// frame number is below `frames`); (5) the direct map is the physical mapping of the first
+// `lowmem` frames; (6) tasks move between CPUs only through
 // `run_on`/`switch_to`, which tests drive; (7) `switch_to` calls the hooks as documented;
 // (8) 4096 is a power of two.
-unsafe impl<const CELLS: usize, const GUARD: bool, const FORCE: bool> Platform
-    for HostPlatform<CELLS, GUARD, FORCE>
+unsafe impl<const CELLS: usize, const GUARD: bool, const FORCE: bool, const ANY_ORDER: bool>
+    Platform for HostPlatform<CELLS, GUARD, FORCE, ANY_ORDER>
 {
     type Stack = KmapStack<CELLS>;
     const GUARD_CELLS: bool = GUARD;
     const FORCE_MAP: bool = FORCE;
+    const RELEASE_ANY_ORDER: bool = ANY_ORDER;
     const KERNEL_PROT: Prot = PROT_READ_WRITE;
 
     fn current_cpu(&self) -> CpuId {

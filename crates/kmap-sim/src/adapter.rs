@@ -135,6 +135,8 @@ pub trait KmapOps {
     -> Result<usize, MapError>;
     /// `raw::unmap` / `unmap_atomic`.
     fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError>;
+    /// `raw::unmap_any_order` (only for a run with `release = "any"`).
+    fn unmap_any_order(&self, m: &dyn Hardware, addr: usize) -> Result<(), UnmapError>;
     /// `sched_out`.
     fn sched_out(&self, m: &dyn Hardware);
     /// `sched_in`.
@@ -147,21 +149,27 @@ pub trait KmapOps {
     fn new_stack(&self) -> Box<dyn DynStack>;
 }
 
-/// The machine as a `Platform` with `C` cells, guard cells `G` and force-map `F`.
-pub struct SimPlatform<'m, const C: usize, const G: bool, const F: bool>(pub &'m dyn Hardware);
+/// The machine as a `Platform` with `C` cells, guard cells `G`, force-map `F` and release in
+/// any order `A`.
+pub struct SimPlatform<'m, const C: usize, const G: bool, const F: bool, const A: bool>(
+    pub &'m dyn Hardware,
+);
 
 // SAFETY: the machine models every promised fact: (1) `cpu()` is the executing CPU and
 // `current_stack` the current task's stack (fixed for the task's life, in `Machine::stacks`);
 // (2) slots are distinct pages of WINDOW and `slot_of` inverts `slot_address`; (3) accesses go
-// through the modelled MMU, which reaches the installed frame; (4) PTEs have PTE_PRESENT;
+// through the modelled MMU, which reaches the installed frame; (4) PTEs have PTE_PRESENT, and frame numbers below 2^20 never make all ones (Pte::HOLE);
 // (5) lowmem is the permanent direct map; (6)-(7) the scheduler honours the counters and calls
 // the hooks per protocol. The crate never dereferences the addresses in the simulator: every
 // access is made by the machine through its MMU, so a broken protocol shows up as a wrong
 // frame or a fault, never as host memory corruption.
-unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatform<'_, C, G, F> {
+unsafe impl<const C: usize, const G: bool, const F: bool, const A: bool> Platform
+    for SimPlatform<'_, C, G, F, A>
+{
     type Stack = KmapStack<C>;
     const GUARD_CELLS: bool = G;
     const FORCE_MAP: bool = F;
+    const RELEASE_ANY_ORDER: bool = A;
     const PAGE_SIZE: usize = PAGE_SIZE;
     const KERNEL_PROT: Prot = Prot::from_raw(PTE_WRITE);
 
@@ -269,9 +277,9 @@ unsafe impl<const C: usize, const G: bool, const F: bool> Platform for SimPlatfo
     }
 }
 
-struct Ops<const C: usize, const G: bool, const F: bool>;
+struct Ops<const C: usize, const G: bool, const F: bool, const A: bool>;
 
-impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
+impl<const C: usize, const G: bool, const F: bool, const A: bool> KmapOps for Ops<C, G, F, A> {
     fn map(
         &self,
         m: &dyn Hardware,
@@ -279,7 +287,7 @@ impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
         atomic: bool,
         pfn: bool,
     ) -> Result<usize, MapError> {
-        let p = SimPlatform::<C, G, F>(m);
+        let p = SimPlatform::<C, G, F, A>(m);
         let frame = Frame::new(frame);
         // SAFETY: the simulator never dereferences the pointer (see the Platform impl); LIFO
         // order is the program's business, and misuse is refused by the crate.
@@ -295,7 +303,7 @@ impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
     }
 
     fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError> {
-        let p = SimPlatform::<C, G, F>(m);
+        let p = SimPlatform::<C, G, F, A>(m);
         // SAFETY: as in `map`.
         unsafe {
             if atomic {
@@ -306,23 +314,27 @@ impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
         }
     }
 
+    fn unmap_any_order(&self, m: &dyn Hardware, addr: usize) -> Result<(), UnmapError> {
+        any_order_unmap::<C, G, F, A>(m, addr)
+    }
+
     fn sched_out(&self, m: &dyn Hardware) {
         // SAFETY: called by the machine's scheduler in prepare-switch with current = prev.
-        unsafe { kmap::sched_out(&SimPlatform::<C, G, F>(m)) }
+        unsafe { kmap::sched_out(&SimPlatform::<C, G, F, A>(m)) }
     }
 
     fn sched_in(&self, m: &dyn Hardware) {
         // SAFETY: called by the machine's scheduler in finish-switch with current = next.
-        unsafe { kmap::sched_in(&SimPlatform::<C, G, F>(m)) }
+        unsafe { kmap::sched_in(&SimPlatform::<C, G, F, A>(m)) }
     }
 
     fn fork(&self, m: &dyn Hardware) -> Box<dyn DynStack> {
-        let p = SimPlatform::<C, G, F>(m);
+        let p = SimPlatform::<C, G, F, A>(m);
         Box::new(p.current_stack().fork(&p))
     }
 
     fn assert_no_mappings(&self, m: &dyn Hardware, at: Checkpoint) -> Result<(), MappingsHeld> {
-        kmap::assert_no_mappings(&SimPlatform::<C, G, F>(m), at)
+        kmap::assert_no_mappings(&SimPlatform::<C, G, F, A>(m), at)
     }
 
     fn new_stack(&self) -> Box<dyn DynStack> {
@@ -330,17 +342,41 @@ impl<const C: usize, const G: bool, const F: bool> KmapOps for Ops<C, G, F> {
     }
 }
 
-/// The crate's entry points for `cells` cells, guard cells and force-map as given, or `None`
-/// when `cells` is not in [`SUPPORTED_CELLS`].
-pub fn ops_for(cells: usize, guard: bool, force: bool) -> Option<&'static dyn KmapOps> {
+/// `raw::unmap_any_order`, which compiles only for a platform that releases in any order, so
+/// it is always called on the `A = true` layout; a run with `A` false never calls it.
+fn any_order_unmap<const C: usize, const G: bool, const F: bool, const A: bool>(
+    m: &dyn Hardware,
+    addr: usize,
+) -> Result<(), UnmapError> {
+    assert!(
+        A,
+        "the machine releases out of order only in a run with release = \"any\""
+    );
+    // SAFETY: as in `map`: the simulator never dereferences the pointer, and the machine releases
+    // only a frame the current context holds.
+    unsafe { kmap::raw::unmap_any_order(&SimPlatform::<C, G, F, true>(m), addr as *const u8) }
+}
+
+/// The crate's entry points for `cells` cells, guard cells, force-map and release in any order
+/// as given, or `None` when `cells` is not in [`SUPPORTED_CELLS`].
+pub fn ops_for(
+    cells: usize,
+    guard: bool,
+    force: bool,
+    any_order: bool,
+) -> Option<&'static dyn KmapOps> {
     macro_rules! dispatch {
         ($($c:literal)*) => {
-            match (cells, guard, force) {
+            match (cells, guard, force, any_order) {
                 $(
-                    ($c, false, false) => Some(&Ops::<$c, false, false>),
-                    ($c, true, false) => Some(&Ops::<$c, true, false>),
-                    ($c, false, true) => Some(&Ops::<$c, false, true>),
-                    ($c, true, true) => Some(&Ops::<$c, true, true>),
+                    ($c, false, false, false) => Some(&Ops::<$c, false, false, false>),
+                    ($c, true, false, false) => Some(&Ops::<$c, true, false, false>),
+                    ($c, false, true, false) => Some(&Ops::<$c, false, true, false>),
+                    ($c, true, true, false) => Some(&Ops::<$c, true, true, false>),
+                    ($c, false, false, true) => Some(&Ops::<$c, false, false, true>),
+                    ($c, true, false, true) => Some(&Ops::<$c, true, false, true>),
+                    ($c, false, true, true) => Some(&Ops::<$c, false, true, true>),
+                    ($c, true, true, true) => Some(&Ops::<$c, true, true, true>),
                 )*
                 _ => None,
             }

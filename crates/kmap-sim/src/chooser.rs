@@ -53,7 +53,7 @@ impl fmt::Display for Choice {
             Choice::PreemptTo(task) => write!(f, "preempt-to{task}"),
             Choice::Migrate(cpu) => write!(f, "migrate{cpu}"),
             Choice::Cpu(cpu) => write!(f, "cpu{cpu}"),
-            Choice::Do(op) => f.write_str(op.name()),
+            Choice::Do(op) => write!(f, "{op}"),
         }
     }
 }
@@ -66,8 +66,11 @@ impl FromStr for Choice {
             "irq" => Ok(Choice::Irq),
             "nmi" => Ok(Choice::Nmi),
             "preempt" => Ok(Choice::Preempt),
-            _ if AnyOp::ALL.iter().any(|op| op.name() == s) => Ok(Choice::Do(
-                *AnyOp::ALL.iter().find(|op| op.name() == s).expect("found"),
+            _ if AnyOp::ALL.iter().any(|op| op.to_string() == s) => Ok(Choice::Do(
+                *AnyOp::ALL
+                    .iter()
+                    .find(|op| op.to_string() == s)
+                    .expect("found"),
             )),
             _ => {
                 let numbered = |prefix: &str| s.strip_prefix(prefix).and_then(|n| n.parse().ok());
@@ -75,10 +78,11 @@ impl FromStr for Choice {
                     .map(Choice::Cpu)
                     .or_else(|| numbered("migrate").map(Choice::Migrate))
                     .or_else(|| numbered("preempt-to").map(Choice::PreemptTo))
+                    .or_else(|| numbered("release").map(|at| Choice::Do(AnyOp::Release(at))))
                     .ok_or_else(|| {
                         format!(
                             "`{s}` is not a choice (continue, irq, nmi, preempt, migrateN, cpuN, \
-                             map, check, unmap, yield)"
+                             map, check, unmap, releaseN, yield)"
                         )
                     })
             }

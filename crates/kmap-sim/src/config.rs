@@ -41,6 +41,41 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// Which releases the programs may make.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+pub enum Release {
+    /// Linux's rule: only the top mapping (`unmap F` of another is refused, rule U-3).
+    #[default]
+    Lifo,
+    /// The platform releases in any order (`Platform::RELEASE_ANY_ORDER`): `unmap F` of a live
+    /// frame below the top leaves a hole (`raw::unmap_any_order`).
+    Any,
+}
+
+impl Release {
+    /// Every mode.
+    pub const ALL: [Release; 2] = [Release::Lifo, Release::Any];
+
+    /// The name used on the command line and in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Release::Lifo => "lifo",
+            Release::Any => "any",
+        }
+    }
+
+    /// The mode called `name`.
+    pub fn from_name(name: &str) -> Option<Release> {
+        Release::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A deliberate fault in the machine, for showing that the oracle catches what it claims to,
 /// and what a kernel would suffer from it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -124,6 +159,8 @@ pub struct MachineConfig {
     pub guard_cells: bool,
     /// Lowmem frames are mapped through slots too.
     pub force_map: bool,
+    /// Which releases the programs may make.
+    pub release: Release,
     /// Model a TLB that keeps stale translations until invalidated.
     pub tlb: bool,
     /// A deliberate fault, if any.
@@ -148,6 +185,7 @@ impl Default for MachineConfig {
             protocol: Protocol::Split,
             guard_cells: false,
             force_map: false,
+            release: Release::Lifo,
             tlb: true,
             mutation: None,
         }
@@ -238,8 +276,10 @@ pub struct Task {
     /// What it does.
     pub ops: Vec<Op>,
     /// An endless nondeterministic program instead of `ops` (when not empty): at every step the
-    /// task maps its next page of this list (while it holds fewer), reads through every mapping
-    /// it holds, unmaps its top mapping, or yields, as the chooser decides (see [`AnyOp`]).
+    /// task maps the first page of this list it does not hold (while its stack, holes included,
+    /// is shallower than the list), reads through every mapping it holds, unmaps its top
+    /// mapping, releases one below the top (with [`Release::Any`]), or yields, as the chooser
+    /// decides (see [`AnyOp`]).
     pub any: Vec<u64>,
 }
 
@@ -259,21 +299,26 @@ pub enum AnyOp {
     Check,
     /// Unmap the top mapping.
     Unmap,
+    /// Release the mapping held at this position, counted from the oldest (0), below the top
+    /// ([`Release::Any`] only).
+    Release(usize),
     /// Give up the CPU if another task is runnable.
     Yield,
 }
 
 impl AnyOp {
-    /// Every step.
+    /// Every step that takes no number.
     pub const ALL: [AnyOp; 4] = [AnyOp::Map, AnyOp::Check, AnyOp::Unmap, AnyOp::Yield];
+}
 
-    /// Its name in schedules.
-    pub fn name(self) -> &'static str {
+impl fmt::Display for AnyOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AnyOp::Map => "map",
-            AnyOp::Check => "check",
-            AnyOp::Unmap => "unmap",
-            AnyOp::Yield => "yield",
+            AnyOp::Map => f.write_str("map"),
+            AnyOp::Check => f.write_str("check"),
+            AnyOp::Unmap => f.write_str("unmap"),
+            AnyOp::Release(at) => write!(f, "release{at}"),
+            AnyOp::Yield => f.write_str("yield"),
         }
     }
 }

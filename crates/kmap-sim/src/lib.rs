@@ -58,7 +58,8 @@ pub use chooser::{
     StateKey,
 };
 pub use config::{
-    AnyOp, Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Task,
+    AnyOp, Bounds, Config, ConfigError, MachineConfig, Mutation, Op, Program, Protocol, Release,
+    Task,
 };
 pub use machine::{ProbeMemo, RunOptions};
 pub use outcome::{

@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::chooser::{RandomChooser, Rates};
-use crate::config::{Bounds, Config, MachineConfig, Op, Program, Protocol, Task};
+use crate::config::{Bounds, Config, MachineConfig, Op, Program, Protocol, Release, Task};
 use crate::machine::RunOptions;
 use crate::outcome::{Outcome, Stats, Verdict};
 
@@ -23,13 +23,15 @@ const FRAMES_PER_TASK: u64 = 8;
 
 /// A random workload for `cpus` CPUs: two to four tasks per CPU that map up to three nested
 /// frames (some lowmem, some atomic), write and check them, yield, sleep, migrate and fork while
-/// holding them; interrupt and NMI handlers that map and check.
+/// holding them; interrupt and NMI handlers that map and check. One seed in four gives guard
+/// cells, one force-map, one release in any order (the tasks release a random mapping).
 pub fn workload(seed: u64, cpus: usize) -> Config {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let (cells, guard_cells, force_map) = match seed % 4 {
-        1 => (33, true, false),
-        2 => (16, false, true),
-        _ => (16, false, false),
+    let (cells, guard_cells, force_map, release) = match seed % 4 {
+        1 => (33, true, false, Release::Lifo),
+        2 => (16, false, true, Release::Lifo),
+        3 => (16, false, false, Release::Any),
+        _ => (16, false, false, Release::Lifo),
     };
     let mut tasks = Vec::new();
     for cpu in 0..cpus {
@@ -45,7 +47,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
             tasks.push(Task {
                 name: format!("T{id}"),
                 cpu,
-                ops: task_program(&mut rng, &frames, cpus),
+                ops: task_program(&mut rng, &frames, cpus, release),
                 any: Vec::new(),
             });
         }
@@ -62,6 +64,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
             protocol: Protocol::Split,
             guard_cells,
             force_map,
+            release,
             tlb: true,
             mutation: None,
         },
@@ -82,7 +85,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
     }
 }
 
-fn task_program(rng: &mut SmallRng, frames: &[u64], cpus: usize) -> Vec<Op> {
+fn task_program(rng: &mut SmallRng, frames: &[u64], cpus: usize, release: Release) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut held: Vec<(u64, bool)> = Vec::new(); // (frame, atomic)
     let length = rng.random_range(12..=40);
@@ -110,6 +113,12 @@ fn task_program(rng: &mut SmallRng, frames: &[u64], cpus: usize) -> Vec<Op> {
             65..=69 if !atomic => ops.push(Op::Sleep),
             70..=71 if !atomic && cpus > 1 => ops.push(Op::Migrate(rng.random_range(0..cpus))),
             72 if !atomic => ops.push(Op::Fork),
+            // In any order: a random mapping, unless an atomic one is held (atomic sections
+            // nest, so those stay LIFO).
+            73..=99 if !held.is_empty() && release == Release::Any && !atomic => {
+                let (frame, _) = held.remove(rng.random_range(0..held.len()));
+                ops.push(Op::UnmapFrame(frame));
+            }
             73..=99 if !held.is_empty() => {
                 held.pop();
                 ops.push(Op::Unmap);

@@ -41,6 +41,13 @@ pub enum UnmapError {
         /// The address given.
         addr: VirtAddr,
     },
+    /// [`raw::unmap_any_order`](crate::raw::unmap_any_order): the address is a kmap slot, but
+    /// not a live cell of the current stack on this CPU (a cell at or above `idx`, a hole, a
+    /// guard cell, another CPU's slot): a double or foreign release.
+    NotLive {
+        /// The slot the address belongs to.
+        given: Slot,
+    },
 }
 
 impl fmt::Display for MapError {
@@ -66,6 +73,11 @@ impl fmt::Display for UnmapError {
                 f,
                 "unmap of cell {} on CPU {}, but the top is cell {} on CPU {} (unmaps are LIFO)",
                 given.cell.0, given.cpu.0, top.cell.0, top.cpu.0
+            ),
+            UnmapError::NotLive { given } => write!(
+                f,
+                "release of cell {} on CPU {}, which holds no live mapping of this task here",
+                given.cell.0, given.cpu.0
             ),
             UnmapError::NotKmapAddress { addr } => {
                 write!(f, "{addr:?} is not a kmap address (force-map is on)")

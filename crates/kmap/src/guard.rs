@@ -114,6 +114,10 @@ impl<'p, P: Platform> Local<'p, P> {
         }
     }
 
+    pub(crate) fn platform(&self) -> &'p P {
+        self.platform
+    }
+
     /// Map `page` (`kmap_local_page`). The task may be preempted or sleep while it holds the
     /// mapping; it cannot migrate.
     ///
@@ -355,7 +359,7 @@ impl<P: Platform> Drop for Mapping<'_, P> {
 
 /// Release every cell at or above depth `base`; `own` of them belonged to the releasing guard,
 /// the rest were left by leaked guards and are reported.
-fn release<P: Platform>(platform: &P, base: usize, own: usize) {
+pub(crate) fn release<P: Platform>(platform: &P, base: usize, own: usize) {
     let depth = platform.current_stack().view().idx();
     assert!(
         depth >= base + own * mechanism::cell_step::<P>(),
@@ -369,7 +373,10 @@ fn release<P: Platform>(platform: &P, base: usize, own: usize) {
     }
 }
 
-fn bounded<P: Platform>(offset: usize, len: usize) -> Result<core::ops::Range<usize>, OutOfBounds> {
+pub(crate) fn bounded<P: Platform>(
+    offset: usize,
+    len: usize,
+) -> Result<core::ops::Range<usize>, OutOfBounds> {
     match offset.checked_add(len) {
         Some(end) if end <= P::PAGE_SIZE => Ok(offset..end),
         _ => Err(OutOfBounds {
@@ -381,7 +388,7 @@ fn bounded<P: Platform>(offset: usize, len: usize) -> Result<core::ops::Range<us
 }
 
 #[track_caller]
-fn expect<T>(result: Result<T, MapError>) -> T {
+pub(crate) fn expect<T>(result: Result<T, MapError>) -> T {
     match result {
         Ok(value) => value,
         Err(refused) => panic!("kmap: map refused: {refused}"),

@@ -6,7 +6,8 @@
 //!
 //! # Items by purpose
 //!
-//! - Map and use pages safely: [`Local`], [`Mapping`], [`Page`].
+//! - Map and use pages safely: [`Local`], [`Mapping`], [`Page`]; released in any order:
+//!   [`Scope`], [`ScopedMapping`].
 //! - Map with pointers, as C does: [`raw`].
 //! - Adopt the crate in a kernel: [`Platform`], [`KmapStack`], [`sched_out`], [`sched_in`],
 //!   [`KmapStack::fork`], [`assert_no_mappings`].
@@ -25,6 +26,7 @@ mod guard;
 mod mechanism;
 mod platform;
 pub mod raw;
+mod scope;
 mod stack;
 mod switch;
 mod types;
@@ -32,6 +34,7 @@ mod types;
 pub use error::{MapError, UnmapError};
 pub use guard::{Local, Mapping, OutOfBounds, Page};
 pub use platform::{Checkpoint, Platform, Point, Report};
+pub use scope::{Scope, ScopedMapping};
 pub use stack::{KmapStack, StackState, TaskStack};
 pub use switch::{MappingsHeld, assert_no_mappings, sched_in, sched_out};
 pub use types::{Cell, CpuId, Frame, Prot, Pte, Slot, VirtAddr};

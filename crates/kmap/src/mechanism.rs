@@ -13,6 +13,23 @@
 //!   pop, so a nested context never finds a dirty slot at or above `idx` (the 2010 race fix),
 //!   and no stale translation survives a slot becoming empty (INV-6).
 //!
+//! - with [`Platform::RELEASE_ANY_ORDER`], a release below the top disables preemption, then
+//!   clears the PTE, invalidates the TLB entry and marks the saved value [`Pte::HOLE`], and
+//!   never moves `idx`. Nested contexts push above `idx`, so they never see the hole, half made
+//!   or whole. A switch cannot come in the middle: `sched_in` would re-install the saved PTE of
+//!   a cell whose PTE was already cleared, and the mark would then leave a hole with a live PTE,
+//!   which no pop clears (the next map of that cell would find its slot taken). The mark comes
+//!   last because it is what lets the switch hooks skip the cell and a pop pass it;
+//! - releasing the top zeroes it as [`unmap`] does, then zeroes every hole directly beneath it,
+//!   and only then pops them all in one store of `idx`. A hole is marked, not zeroed, because a
+//!   zero is what the top holds between its zeroing and its pop: were a pop to pass zeroes, an
+//!   interrupt arriving in that window would map above the top, and its own unmap would pop
+//!   the interrupted task's top cell too, returning with `idx` lower than it found it (the
+//!   explorer's counterexample to the untested 2023 proposal, which popped over empty cells).
+//!   Holes are zeroed before the pop so that every cell at or above `idx` stays empty (INV-1),
+//!   and the top cell is never a hole (INV-H), so `idx > 0` still means a live mapping and
+//!   migration still disabled (INV-4).
+//!
 //! Between every two acts the platform's [`point`](Platform::point) is called behind a compiler
 //! fence: in a kernel that is where a real interrupt may arrive, so the compiler must not move
 //! an act across it; in the simulator it is where one is delivered.
@@ -250,7 +267,11 @@ pub(crate) fn unmap_top<P: Platform>(platform: &P, top: Slot) {
     stack.set_saved(top.cell.0, Pte::EMPTY);
     step(platform, Point::UnmapZeroed);
 
-    stack.set_idx(top.cell.0 + 1 - cell_step::<P>());
+    let mut idx = top.cell.0 + 1 - cell_step::<P>();
+    if P::RELEASE_ANY_ORDER {
+        idx = zero_holes_beneath::<P>(platform, &stack, idx);
+    }
+    stack.set_idx(idx);
     step(platform, Point::UnmapPopped);
 
     platform.preempt_enable();
@@ -259,8 +280,86 @@ pub(crate) fn unmap_top<P: Platform>(platform: &P, top: Slot) {
     step(platform, Point::UnmapMigrationEnabled);
 }
 
-/// Release every cell at or above depth `base` on the current stack, top first, and return how
-/// many were released. Used by the guard API, whose guards remember the depth they started at.
+/// Zero every hole directly beneath depth `idx` (the lazy pop's first half) and return the depth
+/// below them. With guard cells the cell beneath a used cell is a guard cell, and the one
+/// beneath that is the next that can be a hole.
+#[inline(always)]
+fn zero_holes_beneath<P: Platform>(platform: &P, stack: &StackView<'_>, mut idx: usize) -> usize {
+    while idx >= cell_step::<P>() && stack.saved(idx - 1) == Pte::HOLE {
+        idx -= cell_step::<P>();
+        stack.set_saved(idx + cell_step::<P>() - 1, Pte::EMPTY);
+        step(platform, Point::UnmapHoleZeroed);
+    }
+    idx
+}
+
+/// Release the mapping that holds `addr`, wherever it is in the current stack (rules U-1, H-1
+/// to H-3): the top cell as [`unmap`] does (popping the holes beneath it), a live cell below
+/// the top by leaving a hole. Refused, with nothing changed, when `addr` is a slot of no live
+/// cell of the current stack on this CPU.
+#[inline(always)]
+pub(crate) fn unmap_any_order<P: Platform>(platform: &P, addr: VirtAddr) -> Result<(), UnmapError> {
+    const {
+        assert!(
+            P::RELEASE_ANY_ORDER,
+            "the platform does not release in any order"
+        )
+    };
+    // Decide.
+    let page = addr.align_down(P::PAGE_SIZE);
+    let Some(given) = platform.slot_of(page) else {
+        return if P::FORCE_MAP {
+            Err(UnmapError::NotKmapAddress { addr })
+        } else {
+            Ok(())
+        };
+    };
+    let stack = platform.current_stack().view();
+    let idx = stack.idx();
+    if idx == 0 {
+        return Err(UnmapError::EmptyStack);
+    }
+    // `idx > 0` keeps the task on this CPU (INV-4), so the CPU read here stays right.
+    let cpu = platform.current_cpu();
+    let saved = stack.saved(given.cell.0);
+    if given.cpu != cpu || given.cell.0 >= idx || saved.is_empty() || saved == Pte::HOLE {
+        return Err(UnmapError::NotLive { given });
+    }
+
+    // Act.
+    if given.cell.0 == idx - 1 {
+        unmap_top(platform, given);
+    } else {
+        release_below_top(platform, &stack, given);
+    }
+    Ok(())
+}
+
+/// Release a live cell below the top, leaving a hole (rule H-1; the order is argued in the
+/// module doc).
+#[inline(always)]
+fn release_below_top<P: Platform>(platform: &P, stack: &StackView<'_>, cell: Slot) {
+    platform.preempt_disable();
+    step(platform, Point::ReleasePreemptionDisabled);
+
+    platform.clear_pte(cell);
+    step(platform, Point::ReleaseCleared);
+
+    platform.invalidate_local(platform.slot_address(cell));
+    step(platform, Point::ReleaseInvalidated);
+
+    stack.set_saved(cell.cell.0, Pte::HOLE);
+    step(platform, Point::ReleaseHoled);
+
+    platform.preempt_enable();
+    step(platform, Point::ReleasePreemptionEnabled);
+    platform.migrate_enable();
+    step(platform, Point::ReleaseMigrationEnabled);
+}
+
+/// Release every live cell at or above depth `base` on the current stack, top first, and return
+/// how many were released (holes are popped with the cell above them and not counted). Used by
+/// the guard API, whose guards remember the depth they started at.
 pub(crate) fn release_down_to<P: Platform>(platform: &P, base: usize) -> usize {
     let mut released = 0;
     loop {

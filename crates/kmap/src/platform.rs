@@ -38,7 +38,8 @@ use crate::types::{Cell, CpuId, Frame, Prot, Pte, Slot, VirtAddr};
 ///    ([`Pte::EMPTY`] once cleared). Installing into an empty slot needs no invalidation (an empty
 ///    slot has no cached translation: rule INV-6); if the architecture caches non-present
 ///    entries, `install_pte` must flush itself.
-/// 4. [`make_pte`](Self::make_pte) never returns [`Pte::EMPTY`].
+/// 4. [`make_pte`](Self::make_pte) never returns [`Pte::EMPTY`], nor, if
+///    [`RELEASE_ANY_ORDER`](Self::RELEASE_ANY_ORDER) is on, [`Pte::HOLE`].
 /// 5. [`direct_map`](Self::direct_map) returns `Some` only for a frame whose `PAGE_SIZE` bytes are
 ///    permanently mapped at that address on every CPU.
 /// 6. While the current task's migration-disable count is non-zero it is only ever switched in
@@ -63,6 +64,14 @@ pub unsafe trait Platform {
     /// address take a slot too, so code that assumes one mapping covers more than a page breaks
     /// loudly in testing.
     const FORCE_MAP: bool = false;
+
+    /// Release in any order (what Rust-for-Linux asked Linux for in October 2023, and Linux never
+    /// merged): a mapping below the top may be released, leaving a *hole* ([`Pte::HOLE`]) that
+    /// is popped when the top is released ([`raw::unmap_any_order`](crate::raw::unmap_any_order),
+    /// [`Scope`](crate::Scope)). Off, those two do not compile and the LIFO paths are exactly
+    /// Linux's; on, every release of the top also looks at the cell beneath it (measured in
+    /// BENCHMARKS.md), and [`make_pte`](Self::make_pte) must never return [`Pte::HOLE`].
+    const RELEASE_ANY_ORDER: bool = false;
 
     /// The protection of an ordinary mapping (Linux: `kmap_prot`, normally `PAGE_KERNEL`).
     const KERNEL_PROT: Prot;
@@ -138,7 +147,8 @@ pub enum Report {
         /// The even cell.
         cell: Cell,
     },
-    /// A switch hook found a cell below `idx` with no saved value (rules S-3, I-3).
+    /// A switch hook found a cell below `idx` with no saved value (rules S-3, I-3). A hole
+    /// ([`Pte::HOLE`]) is not one: the hooks skip holes as a normal case.
     SavedValueEmpty {
         /// The cell.
         cell: Cell,
@@ -234,6 +244,9 @@ points! {
     UnmapInvalidated => "unmap: after TLB invalidate",
     /// unmap: the saved value is zeroed (rule U-1.6).
     UnmapZeroed => "unmap: after zeroing the saved value",
+    /// unmap, with [`Platform::RELEASE_ANY_ORDER`]: a hole directly beneath the top zeroed,
+    /// ready to be popped with it.
+    UnmapHoleZeroed => "unmap: after zeroing a hole beneath",
     /// unmap: `idx` moved back (rule U-1.7).
     UnmapPopped => "unmap: after pop",
     /// unmap: preemption enabled again (rule U-1.8).
@@ -244,6 +257,18 @@ points! {
     AtomicPagefaultsEnabled => "unmap_atomic: after pagefault_enable",
     /// `unmap_atomic`: preemption enabled again (rule U-2).
     AtomicPreemptionEnabled => "unmap_atomic: after preempt_enable",
+    /// release below the top: preemption disabled.
+    ReleasePreemptionDisabled => "release below top: after preempt_disable",
+    /// release below the top: the cell's PTE is cleared.
+    ReleaseCleared => "release below top: after PTE clear",
+    /// release below the top: the local TLB entry of the slot is invalidated.
+    ReleaseInvalidated => "release below top: after TLB invalidate",
+    /// release below the top: the saved value is marked [`Pte::HOLE`]; the cell is a hole.
+    ReleaseHoled => "release below top: after marking the hole",
+    /// release below the top: preemption enabled again.
+    ReleasePreemptionEnabled => "release below top: after preempt_enable",
+    /// release below the top: migration enabled again.
+    ReleaseMigrationEnabled => "release below top: after migrate_enable",
     /// `sched_out`: one of prev's slots cleared (rule S-3).
     SchedOutCleared => "sched_out: after PTE clear",
     /// `sched_out`: that slot's local TLB entry invalidated (rule S-3, INV-6).

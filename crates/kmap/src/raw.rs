@@ -117,3 +117,38 @@ pub unsafe fn unmap<P: Platform>(platform: &P, addr: *const u8) -> Result<(), Un
 pub unsafe fn unmap_atomic<P: Platform>(platform: &P, addr: *const u8) -> Result<(), UnmapError> {
     mechanism::unmap(platform, VirtAddr::new(addr as usize), true)
 }
+
+/// Release the mapping that holds `addr`, wherever it is on the current context's stack: the
+/// top as [`unmap`] does, a cell below the top by leaving a *hole* that is popped when the
+/// mappings above it are released (what Rust-for-Linux asked Linux for in 2023; see the book's
+/// "Differences from Linux"). Only for platforms with
+/// [`Platform::RELEASE_ANY_ORDER`]: on others a call does not compile. Refused, with nothing
+/// changed, when `addr` is a slot but not a live cell of the current stack on this CPU (rule
+/// H-2), or when nothing is mapped (rule U-4).
+///
+/// On a platform that keeps Linux's LIFO rule, a call is a compile error (E0080):
+///
+/// ```compile_fail,E0080
+/// let platform = kmap_host::HostPlatform::<16>::new(1, 64, 16, 1); // LIFO only
+/// // SAFETY: nothing is mapped; the call is refused at compile time anyway.
+/// let _ = unsafe { kmap::raw::unmap_any_order(&platform, core::ptr::null()) };
+/// ```
+///
+/// # Safety
+///
+/// - `addr` lies in a page returned by [`map`], [`map_prot`] or [`map_pfn`] *in this context*,
+///   not yet unmapped; no pointer into that page is used afterwards. The crate cannot tell
+///   which context a live cell belongs to: an interrupt handler must never release a cell of
+///   the task it interrupted (or of another handler beneath it), and a task never one of a
+///   handler (handlers release theirs before they return).
+/// - No live [`Mapping`](crate::Mapping) or [`ScopedMapping`](crate::ScopedMapping) of this
+///   context owns the cell (guards release their own cells).
+/// - The context still releases every mapping before it ends, as with [`unmap`]; a hole is
+///   popped only when every mapping above it is released.
+#[inline]
+pub unsafe fn unmap_any_order<P: Platform>(
+    platform: &P,
+    addr: *const u8,
+) -> Result<(), UnmapError> {
+    mechanism::unmap_any_order(platform, VirtAddr::new(addr as usize))
+}

@@ -9,7 +9,8 @@
 //! - [`sched_out`] runs in prepare-switch with `current` = prev and clears prev's slots;
 //! - [`sched_in`] runs in finish-switch with `current` = next and re-installs next's saved PTEs.
 //!
-//! Neither half ever writes `idx` or a saved value (rules S-4, I-4, INV-2). An interrupt during
+//! Neither half ever writes `idx` or a saved value (rules S-4, I-4, INV-2), and both skip holes
+//! (cells released out of order, [`Pte::HOLE`](crate::Pte::HOLE)): their slots are already empty. An interrupt during
 //! `sched_out` pushes above prev's `idx`, onto slots that were already empty; one between the
 //! stack switch and the end of `sched_in` pushes above next's `idx`, onto slots prev emptied and
 //! the restore never writes. Both hooks cost one load and one branch when the task holds nothing
@@ -101,13 +102,17 @@ fn sched_in_slow<P: Platform>(platform: &P) {
 }
 
 /// The saved PTE of a cell below `idx`, or `None` for a cell the switch hooks must skip: a guard
-/// cell (reported if it is not empty) or a cell with no saved value (reported).
+/// cell (reported if it is not empty), a hole (with [`Platform::RELEASE_ANY_ORDER`]: a normal
+/// case, whose slot the release cleared) or a cell with no saved value (a bug, reported).
 fn saved_mapping<P: Platform>(platform: &P, cell: usize) -> Option<Pte> {
     let pte = platform.current_stack().view().saved(cell);
     if P::GUARD_CELLS && cell.is_multiple_of(2) {
         if !pte.is_empty() {
             platform.report(Report::GuardCellNotEmpty { cell: Cell(cell) });
         }
+        return None;
+    }
+    if P::RELEASE_ANY_ORDER && pte == Pte::HOLE {
         return None;
     }
     if pte.is_empty() {

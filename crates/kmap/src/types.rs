@@ -35,9 +35,9 @@ impl fmt::Display for Frame {
 /// A page-table entry value, in the platform's own format.
 ///
 /// The crate never looks inside a `Pte`: it stores it in the task's saved cells and hands it
-/// back to the platform to re-install. The only value it interprets is [`Pte::EMPTY`], the
-/// all-zero bit pattern, compared by raw value (as Linux does since the 2022 xtensa fix, where
-/// zero is not `pte_none`).
+/// back to the platform to re-install. The only values it interprets are [`Pte::EMPTY`], the
+/// all-zero bit pattern, and with any-order release [`Pte::HOLE`], compared by raw value (as
+/// Linux does since the 2022 xtensa fix, where zero is not `pte_none`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Pte(u64);
@@ -45,6 +45,12 @@ pub struct Pte(u64);
 impl Pte {
     /// The all-zero value: a free cell, a guard cell, a cleared slot.
     pub const EMPTY: Pte = Pte(0);
+
+    /// The all-ones value: the saved value of a *hole*, a cell below the top whose mapping was
+    /// released out of order and that is popped with the top
+    /// ([`Platform::RELEASE_ANY_ORDER`](crate::Platform::RELEASE_ANY_ORDER)). Never written to a
+    /// slot.
+    pub const HOLE: Pte = Pte(u64::MAX);
 
     /// A PTE with this raw value.
     pub const fn from_raw(raw: u64) -> Self {

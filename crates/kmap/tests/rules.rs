@@ -774,7 +774,15 @@ fn rule_n2_n3_nested_contexts_land_above_idx_and_leave_the_stack_as_found() {
             | Point::SchedOutInvalidated
             | Point::SchedInInstalled
             | Point::MapRefusedPreemptionEnabled
-            | Point::MapRefusedMigrationEnabled => 0,
+            | Point::MapRefusedMigrationEnabled
+            // Any-order release: not on a LIFO map and unmap (tests/any_order.rs).
+            | Point::ReleasePreemptionDisabled
+            | Point::ReleaseCleared
+            | Point::ReleaseInvalidated
+            | Point::ReleaseHoled
+            | Point::ReleasePreemptionEnabled
+            | Point::ReleaseMigrationEnabled
+            | Point::UnmapHoleZeroed => 0,
             _ => 1,
         };
         assert_eq!(fired.get(), expected, "the interrupt ran at {trigger}");

@@ -245,8 +245,13 @@ impl Machine {
         options: RunOptions,
     ) -> Machine {
         let m = &config.machine;
-        let ops =
-            crate::adapter::ops_for(m.cells, m.guard_cells, m.force_map).expect("validated layout");
+        let ops = crate::adapter::ops_for(
+            m.cells,
+            m.guard_cells,
+            m.force_map,
+            m.release == crate::config::Release::Any,
+        )
+        .expect("validated layout");
         let forks: usize = config
             .program
             .tasks

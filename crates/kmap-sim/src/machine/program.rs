@@ -8,7 +8,7 @@ use kmap::{Checkpoint, MapError};
 use super::{Counter, Held, Label, Machine, Place, Reason, TaskState};
 use crate::adapter::WINDOW;
 use crate::chooser::{Choice, ChoicePoint, STOP};
-use crate::config::{AnyOp, Op};
+use crate::config::{AnyOp, Op, Release};
 use crate::outcome::{ChoiceRecord, Rule, ViolationKind};
 use crate::trace::What;
 
@@ -31,15 +31,35 @@ impl Machine {
     /// An endless nondeterministic program over `pages` (the SPIN model's task): before every
     /// step an arrival point, then the chooser picks the step among those possible.
     fn run_any(&self, task: usize, pages: &[u64]) {
+        let any_order = self.config.machine.release == Release::Any;
         loop {
-            let held = self.st.borrow().tasks[task].mappings.len();
+            let held: Vec<u64> = self.st.borrow().tasks[task]
+                .mappings
+                .iter()
+                .map(|h| h.frame)
+                .collect();
             self.arrive(Label::BeforeStep);
             let mut steps = Vec::new();
-            if held < pages.len() {
+            // A task's budget is one cell per page of its list: a hole uses a cell until the
+            // mapping above it is released, so with holes the task maps fewer pages (the stack
+            // stays bounded, and the cells above the budget stay free for handlers).
+            let step = if self.config.machine.guard_cells {
+                2
+            } else {
+                1
+            };
+            let room = self.stack(task).depth() + step <= pages.len() * step;
+            let unheld = pages.iter().copied().find(|page| !held.contains(page));
+            if unheld.is_some() && room {
                 steps.push(Choice::Do(AnyOp::Map));
             }
-            if held > 0 {
+            if !held.is_empty() {
                 steps.extend([Choice::Do(AnyOp::Check), Choice::Do(AnyOp::Unmap)]);
+            }
+            if any_order {
+                steps.extend(
+                    (0..held.len().saturating_sub(1)).map(|at| Choice::Do(AnyOp::Release(at))),
+                );
             }
             steps.push(Choice::Do(AnyOp::Yield));
             let step = self.decide(&steps);
@@ -48,9 +68,10 @@ impl Machine {
                 return;
             }
             let op = match step {
-                Choice::Do(AnyOp::Map) => Op::Map(pages[held]),
+                Choice::Do(AnyOp::Map) => Op::Map(unheld.expect("offered only then")),
                 Choice::Do(AnyOp::Check) => Op::Check,
                 Choice::Do(AnyOp::Unmap) => Op::Unmap,
+                Choice::Do(AnyOp::Release(at)) => Op::UnmapFrame(held[at]),
                 _ => Op::Yield,
             };
             self.run_one(op, Some(task));
@@ -207,11 +228,12 @@ impl Machine {
             Op::MapPfn(frame) => self.map(task, frame, false, true),
             Op::Unmap => match self.held(task).last().copied() {
                 None => self.refuse("`unmap` with nothing mapped in this context".into()),
-                Some(held) => self.unmap(task, held),
+                Some(held) => self.unmap(task, held, false),
             },
             Op::UnmapFrame(frame) => {
                 if let Some(held) = self.held_frame(op, task, frame) {
-                    self.unmap(task, held)
+                    let any_order = self.config.machine.release == Release::Any && !held.atomic;
+                    self.unmap(task, held, any_order)
                 }
             }
             Op::Check => {
@@ -291,7 +313,9 @@ impl Machine {
         }
     }
 
-    fn unmap(&self, task: Option<usize>, held: Held) {
+    /// Release `held` through `raw::unmap` (or `unmap_atomic`), or with `any_order` through
+    /// `raw::unmap_any_order`.
+    fn unmap(&self, task: Option<usize>, held: Held, any_order: bool) {
         self.st.borrow_mut().outcome.stats.kmap_ops += 1;
         // Any address inside the page will do (rule U-1.1): use one that is not the start.
         let addr = if held.addr >= WINDOW {
@@ -299,7 +323,12 @@ impl Machine {
         } else {
             held.addr
         };
-        match self.ops.unmap(self, addr, held.atomic) {
+        let released = if any_order {
+            self.ops.unmap_any_order(self, addr)
+        } else {
+            self.ops.unmap(self, addr, held.atomic)
+        };
+        match released {
             Ok(()) => self.with_held(task, |list| {
                 let at = list
                     .iter()

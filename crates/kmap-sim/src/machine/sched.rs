@@ -233,10 +233,13 @@ impl Machine {
     fn swap(&self, prev: usize, next: usize) {
         let cpu = self.cpu();
         let guard = self.config.machine.guard_cells;
+        // A hole (release in any order) has an empty slot and nothing to restore.
         let live = |cell: usize| !(guard && cell.is_multiple_of(2));
+        let hole = |pte: kmap::Pte| pte == kmap::Pte::HOLE;
         let mut cell = 0;
         while cell < self.stack(prev).depth() {
-            if live(cell) && !self.stack(prev).saved(cell).is_empty() {
+            let pte = self.stack(prev).saved(cell);
+            if live(cell) && !pte.is_empty() && !hole(pte) {
                 self.clear_pte(cpu, cell);
                 self.arrive(Label::SwapCleared(cell));
                 self.invalidate_local(self.slot_address(cpu, cell));
@@ -247,7 +250,7 @@ impl Machine {
         let mut cell = 0;
         while cell < self.stack(next).depth() {
             let pte = self.stack(next).saved(cell);
-            if live(cell) && !pte.is_empty() {
+            if live(cell) && !pte.is_empty() && !hole(pte) {
                 self.install_pte(cpu, cell, pte);
                 self.arrive(Label::SwapInstalled(cell));
             }
@@ -263,13 +266,17 @@ impl Machine {
         )
     }
 
-    /// INV-5: when a task is switched out, every cell below its `idx` has the PTE its slot holds.
+    /// INV-5: when a task is switched out, every cell below its `idx` has the PTE its slot holds
+    /// (a hole: an empty slot).
     fn check_saved_matches_slots(&self, prev: usize) {
         let cpu = self.cpu();
         let guard = self.config.machine.guard_cells;
         let stack = self.stack(prev);
         for cell in (0..stack.depth()).filter(|c| !(guard && c.is_multiple_of(2))) {
-            let (saved, slot) = (stack.saved(cell), self.read_pte(cpu, cell));
+            let (mut saved, slot) = (stack.saved(cell), self.read_pte(cpu, cell));
+            if saved == kmap::Pte::HOLE {
+                saved = kmap::Pte::EMPTY;
+            }
             if saved != slot {
                 self.hazard(
                     Rule::Inv5,

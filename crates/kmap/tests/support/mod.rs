@@ -40,6 +40,12 @@ pub fn unmap<P: Platform>(p: &P, addr: usize) -> Result<(), UnmapError> {
     unsafe { raw::unmap(p, addr as *const u8) }
 }
 
+/// `raw::unmap_any_order` for tests.
+pub fn unmap_any_order<P: Platform>(p: &P, addr: usize) -> Result<(), UnmapError> {
+    // SAFETY: as in `unmap`.
+    unsafe { raw::unmap_any_order(p, addr as *const u8) }
+}
+
 /// `raw::unmap_atomic` for tests.
 pub fn unmap_atomic<P: Platform>(p: &P, addr: usize) -> Result<(), UnmapError> {
     // SAFETY: as in `unmap`.
@@ -55,8 +61,8 @@ pub struct State {
     pub counters: (i32, i32, Vec<i32>),
 }
 
-pub fn state<const C: usize, const G: bool, const F: bool>(
-    p: &HostPlatform<C, G, F>,
+pub fn state<const C: usize, const G: bool, const F: bool, const A: bool>(
+    p: &HostPlatform<C, G, F, A>,
     tasks: usize,
     cpus: u32,
 ) -> State {
