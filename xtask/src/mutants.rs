@@ -35,9 +35,15 @@ pub const END: &str = "<!-- end of mutants -->";
 /// How the paragraph on `cargo mutants` begins, so that a run without `--cargo-mutants` keeps it.
 const CARGO_MUTANTS_PREFIX: &str = "**`cargo mutants`**";
 
-/// The scopes of `kmap prove` (CPUs, tasks, depth), smallest first; on the crate as it is each
-/// is proved in under a second. The first that fails stops the series.
-const PROVE_SCOPES: [(usize, usize, usize); 3] = [(1, 2, 2), (2, 2, 2), (2, 2, 3)];
+/// The scopes of `kmap prove` (CPUs, tasks, depth, release order), smallest first; on the crate
+/// as it is each is proved in under a few seconds. The first that fails stops the series.
+const PROVE_SCOPES: [(usize, usize, usize, &str); 5] = [
+    (1, 2, 2, "lifo"),
+    (1, 2, 2, "any"),
+    (2, 2, 2, "lifo"),
+    (2, 2, 2, "any"),
+    (2, 2, 3, "lifo"),
+];
 /// Random stress: at most this many kmap operations (about 10 s here) or this many seconds.
 const STRESS_OPS: u64 = 5_000_000;
 const STRESS_SECONDS: u64 = 20;
@@ -80,7 +86,8 @@ pub enum Check {
     /// `kmap check --all`.
     #[value(name = "check")]
     Explore,
-    /// `kmap prove` on the scopes 1/2/2, 2/2/2 and 2/2/3 (CPUs/tasks/depth).
+    /// `kmap prove` on the scopes 1/2/2, 2/2/2 (each with release lifo and any) and 2/2/3
+    /// (CPUs/tasks/depth).
     Prove,
     /// `kmap stress` (5,000,000 kmap operations or 20 s).
     Stress,
@@ -682,13 +689,17 @@ fn prove(
     counterexamples: &mut Vec<Counterexample>,
 ) -> Result<(Verdict, Duration), String> {
     let mut total = Duration::ZERO;
-    for (cpus, tasks, depth) in PROVE_SCOPES {
-        let scope = format!("{cpus}/{tasks}/{depth}");
+    for (cpus, tasks, depth, release) in PROVE_SCOPES {
+        let scope = match release {
+            "lifo" => format!("{cpus}/{tasks}/{depth}"),
+            _ => format!("{cpus}/{tasks}/{depth} --release {release}"),
+        };
         let mut command = Command::new(kmap);
         command.arg("prove");
         for (flag, value) in [("--cpus", cpus), ("--tasks", tasks), ("--depth", depth)] {
             command.arg(flag).arg(value.to_string());
         }
+        command.args(["--release", release]);
         command.arg("--json");
         let ran = run_limited(command, EXPLORER_LIMIT)?;
         total += ran.elapsed;
@@ -895,7 +906,10 @@ fn section(
     );
     let scopes: Vec<String> = PROVE_SCOPES
         .iter()
-        .map(|(c, t, d)| format!("{c}/{t}/{d}"))
+        .map(|(c, t, d, r)| match *r {
+            "lifo" => format!("{c}/{t}/{d}"),
+            _ => format!("{c}/{t}/{d} (release {r})"),
+        })
         .collect();
     let _ = writeln!(
         s,

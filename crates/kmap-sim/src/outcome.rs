@@ -63,7 +63,8 @@ pub enum ViolationKind {
     /// another context wrote into its frame.
     Corruption,
     /// At the end of an execution: slots still populated, TLB entries or unflushed slots left
-    /// behind, migration still disabled.
+    /// behind, migration still disabled; at any point: a hole at the top of a stack (a cell
+    /// that is never freed).
     Leak,
     /// A rule broken with no consequence yet, reported as a violation because checking is
     /// strict.

@@ -24,6 +24,12 @@ fn a_view_reads_and_writes_the_frame_through_a_slot() {
     drop(m);
     assert_eq!(&p.frame_bytes(20)[100..104], b"kmap");
     assert_eq!(p.task(0).depth(), 0);
+    drop(local);
+    assert!(
+        p.reports().is_empty(),
+        "a guard and a Local released as made report nothing: {:?}",
+        p.reports()
+    );
 }
 
 #[test]

@@ -185,10 +185,12 @@ impl Machine {
     }
 
     /// The state a handler of `kind` can observe from here, written into `key`: its CPU's slots,
-    /// TLB, unflushed slots and counters, the interrupted stack's `idx` (a handler never reads
-    /// the saved PTEs: it writes its own cell and zeroes it), the handlers it is nested in, the
-    /// frames its program names, and how deep probes may still nest in it. The key is the state itself, not
-    /// a hash of it, so the memo never mistakes one state for another.
+    /// TLB, unflushed slots and counters, the interrupted stack's `idx` (under LIFO release a
+    /// handler never reads the saved PTEs: it writes its own cell and zeroes it; released in
+    /// any order, its lazy pop reads the cells beneath its own, so their saved values are in
+    /// the key), the handlers it is nested in, the frames its program names, and how deep
+    /// probes may still nest in it. The key is the state itself, not a hash of it, so the memo
+    /// never mistakes one state for another.
     fn probe_key(&self, kind: NestedKind, depth_left: u32, key: &mut Vec<u64>) {
         let st = self.st.borrow();
         let cpu = st.active;
@@ -207,6 +209,9 @@ impl Machine {
                 .iter()
                 .map(|pte| pte.raw()),
         );
+        if self.config.machine.release == crate::config::Release::Any {
+            key.extend((0..stack.depth()).map(|cell| stack.saved(cell).raw()));
+        }
         // The TLB in the order of its pages (a handful of entries).
         let mut last = None;
         while let Some((&page, &frame)) = st.tlb[cpu]
