@@ -7,7 +7,8 @@
 //! The platform: one CPU; the current stack is a static; PTEs are stores to a static array;
 //! counters are plain increments of statics (a per-CPU variable in a kernel); the TLB
 //! invalidation is one store (standing for the one `invlpg`); "in hard IRQ" and "interrupts
-//! off" are constants; `point` is the crate's default, empty.
+//! off" are constants; `point` is the crate's default, empty. The same platform with
+//! `RELEASE_ANY_ORDER` on measures the paths of release in any order.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -26,7 +27,12 @@ static LOW_FRAME: AtomicU64 = AtomicU64::new(LOW);
 static ATOMIC_FRAME: AtomicU64 = AtomicU64::new(HIGH + 1);
 static IRQ_FRAME: AtomicU64 = AtomicU64::new(HIGH + 2);
 
-struct Minimal;
+/// The platform; `ANY` is its `RELEASE_ANY_ORDER`.
+struct Minimal<const ANY: bool>;
+/// The platform as most kernels would be: LIFO release only.
+const LIFO: Minimal<false> = Minimal;
+/// The same platform releasing in any order.
+const ANY_ORDER: Minimal<true> = Minimal;
 
 static STACK: KmapStack<CELLS> = KmapStack::new();
 #[allow(clippy::declare_interior_mutable_const)]
@@ -42,10 +48,12 @@ fn bump(counter: &AtomicI32, by: i32) {
 }
 
 // SAFETY: the addresses handed out are never dereferenced (only counted), so the promises about
-// memory hold vacuously; the stack, slots and counters are consistent statics on one CPU.
-unsafe impl Platform for Minimal {
+// memory hold vacuously; the stack, slots and counters are consistent statics on one CPU; a PTE
+// is never all ones (Pte::HOLE): the frames are below 2^21.
+unsafe impl<const ANY: bool> Platform for Minimal<ANY> {
     type Stack = KmapStack<CELLS>;
     const KERNEL_PROT: Prot = Prot::from_raw(2);
+    const RELEASE_ANY_ORDER: bool = ANY;
 
     #[inline(always)]
     fn current_cpu(&self) -> CpuId {
@@ -131,12 +139,12 @@ unsafe impl Platform for Minimal {
 
 fn map(frame: u64) -> *mut u8 {
     // SAFETY: the pointer is only handed back to unmap, in LIFO order.
-    unsafe { raw::map(&Minimal, Frame::new(frame)) }.expect("map")
+    unsafe { raw::map(&LIFO, Frame::new(frame)) }.expect("map")
 }
 
 fn unmap(addr: *mut u8) {
     // SAFETY: addr came from map, and mappings are released in LIFO order.
-    unsafe { raw::unmap(&Minimal, addr) }.expect("unmap")
+    unsafe { raw::unmap(&LIFO, addr) }.expect("unmap")
 }
 
 /// Map `frame`, then unmap what it gave (inlined into each path).
@@ -144,8 +152,8 @@ fn unmap(addr: *mut u8) {
 fn map_unmap(frame: &AtomicU64) {
     // SAFETY: the address is only handed back to unmap, at once (LIFO).
     unsafe {
-        let addr = raw::map(&Minimal, Frame::new(frame.load(Relaxed))).unwrap_unchecked();
-        let _ = raw::unmap(&Minimal, black_box(addr));
+        let addr = raw::map(&LIFO, Frame::new(frame.load(Relaxed))).unwrap_unchecked();
+        let _ = raw::unmap(&LIFO, black_box(addr));
     }
 }
 
@@ -170,8 +178,8 @@ pub extern "C" fn path_map_unmap_atomic() {
     // SAFETY: as in `map_unmap`.
     unsafe {
         let addr =
-            raw::map_atomic(&Minimal, Frame::new(ATOMIC_FRAME.load(Relaxed))).unwrap_unchecked();
-        let _ = raw::unmap_atomic(&Minimal, black_box(addr));
+            raw::map_atomic(&LIFO, Frame::new(ATOMIC_FRAME.load(Relaxed))).unwrap_unchecked();
+        let _ = raw::unmap_atomic(&LIFO, black_box(addr));
     }
 }
 
@@ -181,8 +189,8 @@ pub extern "C" fn path_map_unmap_atomic() {
 pub extern "C" fn path_switch() {
     // SAFETY: a benchmark scheduler: the same task goes out and comes back in on CPU 0.
     unsafe {
-        kmap::sched_out(&Minimal);
-        kmap::sched_in(&Minimal);
+        kmap::sched_out(&LIFO);
+        kmap::sched_in(&LIFO);
     }
 }
 
@@ -191,6 +199,47 @@ pub extern "C" fn path_switch() {
 #[inline(never)]
 pub extern "C" fn path_irq_map_unmap() {
     map_unmap(&IRQ_FRAME)
+}
+
+/// Map and unmap a highmem frame (LIFO, `raw::map` and `raw::unmap`) on the platform that
+/// releases in any order: what the lazy pop's look beneath the top costs the LIFO path.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn path_map_unmap_highmem_any_order() {
+    // SAFETY: as in `map_unmap`.
+    unsafe {
+        let addr = raw::map(&ANY_ORDER, Frame::new(HIGH_FRAME.load(Relaxed))).unwrap_unchecked();
+        let _ = raw::unmap(&ANY_ORDER, black_box(addr));
+    }
+}
+
+/// `raw::unmap_any_order` of `addr`, wherever it is on the stack (the caller sets the scene).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn path_release(addr: *mut u8) {
+    // SAFETY: addr is a live mapping of this context; nothing uses it afterwards.
+    let _ = unsafe { raw::unmap_any_order(&ANY_ORDER, black_box(addr)) };
+}
+
+/// `sched_out` then `sched_in` on the platform that releases in any order.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn path_switch_any_order() {
+    // SAFETY: as in `path_switch`.
+    unsafe {
+        kmap::sched_out(&ANY_ORDER);
+        kmap::sched_in(&ANY_ORDER);
+    }
+}
+
+fn map_any(frame: u64) -> *mut u8 {
+    // SAFETY: the pointer is only handed back to an unmap of the same platform.
+    unsafe { raw::map(&ANY_ORDER, Frame::new(frame)) }.expect("map")
+}
+
+fn release(addr: *mut u8) {
+    // SAFETY: addr is a live mapping of this context.
+    unsafe { raw::unmap_any_order(&ANY_ORDER, addr) }.expect("release")
 }
 
 /// `(name, function measured, mappings held meanwhile, what it is)`.
@@ -243,6 +292,36 @@ const PATHS: &[(&str, &str, usize, &str)] = &[
         4,
         "an interrupt's map + unmap on top of 4 mappings",
     ),
+    (
+        "map-unmap-highmem-any-order",
+        "path_map_unmap_highmem_any_order",
+        0,
+        "map + unmap of a highmem frame, on a platform that releases in any order",
+    ),
+    (
+        "release-top-no-hole",
+        "path_release",
+        0,
+        "unmap_any_order of the top, no hole beneath (map not counted)",
+    ),
+    (
+        "release-top-one-hole",
+        "path_release",
+        0,
+        "unmap_any_order of the top, popping one hole beneath it",
+    ),
+    (
+        "release-below-top",
+        "path_release",
+        0,
+        "unmap_any_order of a mapping below the top (leaves a hole)",
+    ),
+    (
+        "switch-4-two-holes",
+        "path_switch_any_order",
+        0,
+        "sched_out + sched_in, 4 cells of which 2 are holes",
+    ),
 ];
 
 fn main() {
@@ -263,14 +342,44 @@ fn main() {
         std::process::exit(2);
     };
     let holding: Vec<*mut u8> = (0..held as u64).map(|i| map(HIGH + 100 + i)).collect();
+    // Four cells, the middle two holes.
+    let holes = (name == "switch-4-two-holes").then(|| {
+        let cells: Vec<*mut u8> = (0..4).map(|i| map_any(HIGH + 100 + i)).collect();
+        release(cells[1]);
+        release(cells[2]);
+        (cells[0], cells[3])
+    });
+    let (a, b) = (HIGH + 200, HIGH + 201);
     for _ in 0..n {
-        match function {
-            "path_map_unmap_highmem" => path_map_unmap_highmem(),
-            "path_map_unmap_lowmem" => path_map_unmap_lowmem(),
-            "path_map_unmap_atomic" => path_map_unmap_atomic(),
-            "path_irq_map_unmap" => path_irq_map_unmap(),
-            _ => path_switch(),
+        // The scene is set outside the measured function.
+        match name.as_str() {
+            "release-top-no-hole" => path_release(map_any(a)),
+            "release-top-one-hole" => {
+                let below = map_any(a);
+                let top = map_any(b);
+                release(below);
+                path_release(top);
+            }
+            "release-below-top" => {
+                let below = map_any(a);
+                let top = map_any(b);
+                path_release(below);
+                release(top);
+            }
+            _ => match function {
+                "path_map_unmap_highmem" => path_map_unmap_highmem(),
+                "path_map_unmap_lowmem" => path_map_unmap_lowmem(),
+                "path_map_unmap_atomic" => path_map_unmap_atomic(),
+                "path_irq_map_unmap" => path_irq_map_unmap(),
+                "path_map_unmap_highmem_any_order" => path_map_unmap_highmem_any_order(),
+                "path_switch_any_order" => path_switch_any_order(),
+                _ => path_switch(),
+            },
         }
+    }
+    if let Some((bottom, top)) = holes {
+        release(bottom);
+        release(top);
     }
     for addr in holding.into_iter().rev() {
         unmap(addr);
