@@ -37,7 +37,7 @@ pub fn dispatch(frame: &mut Frame, fx: &FxArea) {
             cpu.hardirq.fetch_sub(1, Relaxed);
             apic::eoi();
             if sched::preempt(frame, fx) {
-                workload::count_preemption(sched::current_task().kmap.depth() > 0);
+                workload::count_preemption(&sched::current_task().kmap);
             }
         }
         #[cfg(feature = "bench")]

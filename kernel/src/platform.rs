@@ -79,13 +79,15 @@ fn index(slot: Slot) -> usize {
 // with migration disabled; (2) every slot is its own page of WINDOW, mapped only by
 // WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
 // and invalidate_local is invlpg on this CPU; x86 caches no non-present entry; (4) PTEs carry
-// PRESENT; (5) lowmem is identity-mapped by the boot page tables, permanently, on every CPU;
+// PRESENT, and are never all ones (bits 52 to 63 stay zero); (5) lowmem is identity-mapped by
+// the boot page tables, permanently, on every CPU;
 // (6) the balancer moves a task only while its migration-disable count (`migrate_disable`
 // below) is zero, and the timer preempts only at preemption count 0 (the `no-migrate-disable`
 // build breaks (6) on purpose, and is caught); (7) sched::schedule calls the hooks in prepare- and finish-switch.
 unsafe impl Platform for Kernel {
     type Stack = KmapStack<CELLS>;
     const KERNEL_PROT: Prot = Prot::from_raw(WRITABLE);
+    const RELEASE_ANY_ORDER: bool = true;
 
     fn current_cpu(&self) -> CpuId {
         CpuId(percpu().id as u32)

@@ -1,13 +1,15 @@
 //! The workload: tasks that map one to three nested highmem frames, write a pattern naming the
 //! task and a counter, get preempted or yield while holding them, and verify every word after;
-//! page copies between two highmem frames through two nested mappings; interrupt and NMI
+//! three pages held side by side in a struct and released out of order (release in any order:
+//! holes under timer preemption and NMIs); page copies between two highmem frames through two
+//! nested mappings; interrupt and NMI
 //! handlers that map a frame and verify it. Every access goes through a kmap slot: highmem has
 //! no other kernel address. Any wrong word, unexpected fault or refusal stops the machine with
 //! RESULT: FAIL and what, where and in which context.
 
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use kmap::{Local, Mapping, Page};
+use kmap::{Local, Page, ScopedMapping};
 
 use crate::platform::{KERNEL, Kernel};
 use crate::sched::{self, percpu};
@@ -21,6 +23,11 @@ pub static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
 pub static PREEMPTIONS_HOLDING: AtomicU64 = AtomicU64::new(0);
 pub static YIELDS_HOLDING: AtomicU64 = AtomicU64::new(0);
 pub static COPIES: AtomicU64 = AtomicU64::new(0);
+/// Mappings released below the top (each left a hole), and rounds that did so.
+pub static HOLES: AtomicU64 = AtomicU64::new(0);
+pub static UNORDERED_ROUNDS: AtomicU64 = AtomicU64::new(0);
+/// Preemptions of a task whose stack had a hole.
+pub static PREEMPTIONS_WITH_HOLES: AtomicU64 = AtomicU64::new(0);
 pub static IRQ_MAPS: AtomicU64 = AtomicU64::new(0);
 pub static NMI_MAPS: AtomicU64 = AtomicU64::new(0);
 pub static NMIS_IN_SCHED_IN: AtomicU64 = AtomicU64::new(0);
@@ -92,10 +99,15 @@ pub fn count_switch() {
     SWITCHES.fetch_add(1, Relaxed);
 }
 
-pub fn count_preemption(holding: bool) {
+/// A preemption of the current task, whose stack is `stack`.
+pub fn count_preemption(stack: &kmap::KmapStack<{ crate::CELLS }>) {
     PREEMPTIONS.fetch_add(1, Relaxed);
-    if holding {
+    let depth = stack.depth();
+    if depth > 0 {
         PREEMPTIONS_HOLDING.fetch_add(1, Relaxed);
+    }
+    if (0..depth).any(|cell| stack.saved(kmap::Cell(cell)) == kmap::Pte::HOLE) {
+        PREEMPTIONS_WITH_HOLES.fetch_add(1, Relaxed);
     }
 }
 
@@ -195,7 +207,9 @@ fn print_nmi_rips() {
 pub fn report() {
     serial::print_forced(format_args!(
         "stats: {} verified accesses, {} switches, {} preemptions ({} of tasks holding mappings), \
-         {} yields holding mappings, {} page copies, {} interrupt maps, {} NMI maps, \
+         {} yields holding mappings, {} page copies, {} out-of-order rounds ({} holes, {} \
+         preemptions with a hole), \
+         {} interrupt maps, {} NMI maps, \
          {} NMIs during sched_in's slow path, {} NMIs during the rfc-v1 swap, {} migrations, \
          {} ticks\n",
         ACCESSES.load(Relaxed),
@@ -204,6 +218,9 @@ pub fn report() {
         PREEMPTIONS_HOLDING.load(Relaxed),
         YIELDS_HOLDING.load(Relaxed),
         COPIES.load(Relaxed),
+        UNORDERED_ROUNDS.load(Relaxed),
+        HOLES.load(Relaxed),
+        PREEMPTIONS_WITH_HOLES.load(Relaxed),
         IRQ_MAPS.load(Relaxed),
         NMI_MAPS.load(Relaxed),
         NMIS_IN_SCHED_IN.load(Relaxed),
@@ -227,10 +244,9 @@ fn pattern(owner: u64, round: u64, page: u64, word: u64) -> u64 {
     owner << 48 | (round & 0xFF_FFFF) << 24 | page << 16 | word
 }
 
-fn fill(mapping: &mut Mapping<'_, Kernel>, owner: u64, round: u64, page: u64) {
-    let bytes = mapping.bytes_mut();
+fn fill(bytes: &mut [u8], owner: u64, round: u64, page: u64) {
     for word in 0..WORDS {
-        // SAFETY: word * 8 + 8 <= 4096, inside the page this mapping's byte view covers.
+        // SAFETY: word * 8 + 8 <= 4096, inside the page this byte view covers.
         unsafe {
             core::ptr::write_volatile(
                 bytes.as_mut_ptr().add(word * 8).cast::<u64>(),
@@ -240,10 +256,10 @@ fn fill(mapping: &mut Mapping<'_, Kernel>, owner: u64, round: u64, page: u64) {
     }
 }
 
-/// Check the words of `mapping` (of `frame`; every `stride`-th word) against the pattern; `cell`
-/// is the kmap cell it is expected in, for the report.
+/// Check the words of `bytes` (a mapping of `frame`; every `stride`-th word) against the
+/// pattern; `cell` is the kmap cell it is expected in, for the report.
 fn verify(
-    mapping: &Mapping<'_, Kernel>,
+    bytes: &[u8],
     frame: kmap::Frame,
     owner: u64,
     round: u64,
@@ -251,7 +267,6 @@ fn verify(
     cell: usize,
     stride: usize,
 ) {
-    let bytes = mapping.bytes();
     for word in (0..WORDS).step_by(stride) {
         // SAFETY: as in `fill`, reading.
         let seen = unsafe { core::ptr::read_volatile(bytes.as_ptr().add(word * 8).cast::<u64>()) };
@@ -274,14 +289,17 @@ fn verify(
     ACCESSES.fetch_add((WORDS / stride) as u64, Relaxed);
 }
 
-fn map<'m>(local: &'m mut Local<'_, Kernel>, page: &'m mut Page) -> Mapping<'m, Kernel> {
+fn map<'m>(local: &'m mut Local<'_, Kernel>, page: &'m mut Page) -> kmap::Mapping<'m, Kernel> {
     let frame = page.frame();
     local
         .try_map(page)
         .unwrap_or_else(|refused| refusal(frame, refused))
 }
 
-fn map_in<'c>(parent: &'c mut Mapping<'_, Kernel>, page: &'c mut Page) -> Mapping<'c, Kernel> {
+fn map_in<'c>(
+    parent: &'c mut kmap::Mapping<'_, Kernel>,
+    page: &'c mut Page,
+) -> kmap::Mapping<'c, Kernel> {
     let frame = page.frame();
     parent
         .try_map(page)
@@ -392,23 +410,23 @@ pub fn task_main(task: usize) -> ! {
         let depth = 1 + round % 3;
         {
             let mut first = map(&mut local, a);
-            fill(&mut first, owner, round, 0);
+            fill(first.bytes_mut(), owner, round, 0);
             if depth >= 2 {
                 let mut second = map_in(&mut first, b);
-                fill(&mut second, owner, round, 1);
+                fill(second.bytes_mut(), owner, round, 1);
                 if depth >= 3 {
                     let mut third = map_in(&mut second, c);
-                    fill(&mut third, owner, round, 2);
+                    fill(third.bytes_mut(), owner, round, 2);
                     hold(round);
-                    verify(&third, fc, owner, round, 2, 2, 1);
+                    verify(third.bytes(), fc, owner, round, 2, 2, 1);
                 } else {
                     hold(round);
                 }
-                verify(&second, fb, owner, round, 1, 1, 1);
+                verify(second.bytes(), fb, owner, round, 1, 1, 1);
             } else {
                 hold(round);
             }
-            verify(&first, fa, owner, round, 0, 0, 1);
+            verify(first.bytes(), fa, owner, round, 0, 0, 1);
         }
         // Work that holds no mapping: the balancer may move the task to the other CPU now (and
         // only now: its migration-disable count is zero).
@@ -417,17 +435,62 @@ pub fn task_main(task: usize) -> ! {
         } else {
             crate::delay(400);
         }
+        if round % 4 == 2 {
+            unordered_round(&mut local, [&mut *a, &mut *b, &mut *c], owner, round);
+        }
         if round.is_multiple_of(4) {
             // A page copy through two nested mappings, then the copy checked through a third.
             let mut source = map(&mut local, a);
-            fill(&mut source, owner, round, 3);
+            fill(source.bytes_mut(), owner, round, 3);
             source.copy_to(d);
             drop(source);
             let copy = map(&mut local, d);
-            verify(&copy, fd, owner, round, 3, 0, 1);
+            verify(copy.bytes(), fd, owner, round, 3, 0, 1);
             COPIES.fetch_add(1, Relaxed);
         }
     }
+}
+
+/// Three pages held side by side, as struct fields, and released in an order the stack does not
+/// dictate: the middle one first (a hole under the third), then, after holding the other two
+/// across preemption (the switch skips the hole), the struct is dropped in field order: the
+/// first (a second hole), then the third, which pops both holes.
+fn unordered_round(local: &mut Local<'_, Kernel>, pages: [&mut Page; 3], owner: u64, round: u64) {
+    struct Three<'s> {
+        first: ScopedMapping<'s, Kernel>,
+        second: Option<ScopedMapping<'s, Kernel>>,
+        third: ScopedMapping<'s, Kernel>,
+    }
+    let [pa, pb, pc] = pages;
+    let frames = [pa.frame(), pb.frame(), pc.frame()];
+    let scope = local.scope();
+    let mut held = Three {
+        first: scoped(&scope, pa),
+        second: Some(scoped(&scope, pb)),
+        third: scoped(&scope, pc),
+    };
+    fill(held.first.bytes_mut(), owner, round, 4);
+    if let Some(second) = &mut held.second {
+        fill(second.bytes_mut(), owner, round, 5);
+        hold(round);
+        verify(second.bytes(), frames[1], owner, round, 5, 1, 1);
+    }
+    fill(held.third.bytes_mut(), owner, round, 6);
+    held.second = None; // below the top: a hole
+    HOLES.fetch_add(1, Relaxed);
+    hold(round + 1);
+    verify(held.first.bytes(), frames[0], owner, round, 4, 0, 1);
+    verify(held.third.bytes(), frames[2], owner, round, 6, 2, 1);
+    HOLES.fetch_add(1, Relaxed); // `first`, dropped first, is below the top too
+    drop(held);
+    UNORDERED_ROUNDS.fetch_add(1, Relaxed);
+}
+
+fn scoped<'s>(scope: &'s kmap::Scope<'_, Kernel>, page: &'s mut Page) -> ScopedMapping<'s, Kernel> {
+    let frame = page.frame();
+    scope
+        .try_map(page)
+        .unwrap_or_else(|refused| refusal(frame, refused))
 }
 
 /// Fill the handler pages of every CPU with their patterns (at boot, from the boot task).
@@ -442,7 +505,7 @@ pub fn fill_handler_pages() {
             // SAFETY: no handler runs yet (interrupts are off, no AP started).
             let page = unsafe { (*page.get()).as_mut().expect("handed out") };
             let mut mapping = map(&mut local, page);
-            fill(&mut mapping, handler_owner(handler, cpu.id), 0, 0);
+            fill(mapping.bytes_mut(), handler_owner(handler, cpu.id), 0, 0);
         }
     }
 }
@@ -470,7 +533,7 @@ fn check_handler_page(handler: Handler, page: &mut Page, stride: usize) {
     let frame = page.frame();
     let mapping = map(&mut local, page);
     verify(
-        &mapping,
+        mapping.bytes(),
         frame,
         handler_owner(handler, percpu().id),
         0,
@@ -545,7 +608,9 @@ pub fn boot_task(cpu: usize) -> ! {
         let enough = ACCESSES.load(Relaxed) >= 1_000_000
             && PREEMPTIONS_HOLDING.load(Relaxed) >= 2_000
             && NMI_MAPS.load(Relaxed) >= 10_000
-            && MIGRATIONS.load(Relaxed) >= 100;
+            && MIGRATIONS.load(Relaxed) >= 100
+            && UNORDERED_ROUNDS.load(Relaxed) >= 10
+            && PREEMPTIONS_WITH_HOLES.load(Relaxed) >= 100;
         let ticks = TICKS.load(Relaxed) - start;
         // Where the NMIs landed (sched_in's slow path, the rfc-v1 swap) is reported, not a
         // target: an NMI lands in a window of a few dozen instructions only now and then (`cargo

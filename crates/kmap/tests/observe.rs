@@ -1,0 +1,35 @@
+//! What a kernel or a checker can observe of the crate without changing it: the labels of the
+//! arrival points, and a stack's depth, home CPU and saved values.
+
+mod support;
+
+use kmap::{Cell, CpuId, Point, Pte};
+use support::*;
+
+#[test]
+fn a_point_prints_its_label() {
+    assert_eq!(Point::MapPushed.to_string(), "map: after push");
+    assert_eq!(
+        Point::ReleaseHoled.to_string(),
+        "release below top: after marking the hole"
+    );
+    for &point in Point::ALL {
+        assert_eq!(point.to_string(), point.label());
+        assert!(!point.label().is_empty());
+    }
+}
+
+#[test]
+fn a_stack_says_where_its_mappings_are() {
+    let p = machine();
+    assert_eq!(p.task(0).home_cpu(), None, "nothing held: no home");
+    p.run_on(1);
+    p.set_current(1, 0);
+    let a = map(&p, 20).unwrap();
+    assert_eq!(p.task(0).home_cpu(), Some(CpuId(1)));
+    assert_eq!(p.task(0).depth(), 1);
+    assert_ne!(p.task(0).saved(Cell(0)), Pte::EMPTY);
+    unmap(&p, a).unwrap();
+    assert_eq!(p.task(0).home_cpu(), None);
+    assert_eq!(p.task(0).saved(Cell(0)), Pte::EMPTY);
+}
