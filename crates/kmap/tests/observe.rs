@@ -33,3 +33,25 @@ fn a_stack_says_where_its_mappings_are() {
     assert_eq!(p.task(0).home_cpu(), None);
     assert_eq!(p.task(0).saved(Cell(0)), Pte::EMPTY);
 }
+
+#[test]
+fn a_stack_prints_its_depth_and_the_cells_in_use() {
+    let p = machine();
+    assert_eq!(
+        format!("{:?}", p.task(0)),
+        "KmapStack { idx: 0, saved: [] }"
+    );
+    map(&p, 20).unwrap();
+    map(&p, 21).unwrap();
+    let pte = |frame: u64| {
+        kmap::Platform::make_pte(&p, kmap::Frame::new(frame), kmap_host::PROT_READ_WRITE)
+    };
+    assert_eq!(
+        format!("{:?}", p.task(0)),
+        format!(
+            "KmapStack {{ idx: 2, saved: [{:?}, {:?}] }}",
+            pte(20),
+            pte(21)
+        )
+    );
+}
