@@ -140,6 +140,35 @@ impl Check {
 #[serde(deny_unknown_fields)]
 struct MutantsFile {
     mutant: Vec<Mutant>,
+    #[serde(default)]
+    equivalent: Vec<Equivalent>,
+}
+
+/// A mutant of cargo-mutants that no test can catch because it does not change what the crate
+/// does, and why.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct Equivalent {
+    /// cargo-mutants' name of it without the line and column, e.g.
+    /// `crates/kmap/src/platform.rs: replace Platform::point with ()`.
+    mutant: String,
+    /// Why it changes nothing.
+    reason: String,
+}
+
+/// cargo-mutants' name of a mutant without its line and column (`FILE:LINE:COL: WHAT` becomes
+/// `FILE: WHAT`), which stays the same when lines move.
+fn without_position(name: &str) -> String {
+    let mut parts = name.splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(line), Some(column), Some(what))
+            if line.chars().all(|c| c.is_ascii_digit())
+                && column.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{file}:{what}")
+        }
+        _ => name.to_string(),
+    }
 }
 
 /// One named mutant, as `xtask/mutants.toml` gives it.
@@ -232,12 +261,15 @@ impl Mutant {
     }
 }
 
-fn load(root: &Path) -> Result<Vec<Mutant>, String> {
+fn load_file(root: &Path) -> Result<MutantsFile, String> {
     let path = root.join("xtask/mutants.toml");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: MutantsFile =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn load(root: &Path) -> Result<Vec<Mutant>, String> {
+    let file = load_file(root)?;
     let mut names = BTreeSet::new();
     for mutant in &file.mutant {
         if !names.insert(mutant.name.as_str()) {
@@ -332,13 +364,22 @@ pub fn run(options: &Options) -> Result<(), String> {
     for mutant in &selected {
         results.push(run_mutant(&root, mutant, &checks)?);
     }
-    let cargo_mutants = if options.cargo_mutants {
-        Some(cargo_mutants(&root)?)
+    let (cargo_mutants, unexplained) = if options.cargo_mutants {
+        let (paragraph, unexplained) = cargo_mutants(&root)?;
+        (Some(paragraph), unexplained)
     } else {
-        None
+        (None, Vec::new())
     };
 
-    let unmet = unmet(&results, &checks);
+    let mut unmet = unmet(&results, &checks);
+    unmet.extend(unexplained.into_iter().map(|name| {
+        (
+            name,
+            "a survivor of cargo-mutants that no test kills and xtask/mutants.toml does not \
+             explain as equivalent"
+                .to_string(),
+        )
+    }));
     let section = section(&root, &results, &checks, cargo_mutants.as_deref(), &unmet);
     println!();
     print!("{section}");
@@ -1038,14 +1079,14 @@ fn section(
         }
         let _ = writeln!(s);
     }
+    // The previous run's paragraph (with its lists), from its first word to the end marker.
     let previous = std::fs::read_to_string(root.join("BENCHMARKS.md"))
         .ok()
         .and_then(|text| {
             let (b, e) = (text.find(BEGIN)?, text.find(END)?);
-            text.get(b + BEGIN.len()..e)?
-                .lines()
-                .find(|l| l.starts_with(CARGO_MUTANTS_PREFIX))
-                .map(str::to_string)
+            let inside = text.get(b + BEGIN.len()..e)?;
+            let start = inside.find(&format!("\n{CARGO_MUTANTS_PREFIX}"))? + 1;
+            Some(inside[start..].trim_end().to_string())
         });
     match (cargo_mutants, previous) {
         (Some(paragraph), _) => {
@@ -1097,8 +1138,9 @@ fn splice(old: &str, section: &str) -> String {
 }
 
 /// `cargo mutants` over crates/kmap, with the tests of the whole workspace (the explorer's
-/// among them); returns the paragraph for BENCHMARKS.md.
-fn cargo_mutants(root: &Path) -> Result<String, String> {
+/// among them); returns the paragraph for BENCHMARKS.md and the survivors that
+/// xtask/mutants.toml does not explain as equivalent.
+fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let installed = Command::new(&cargo)
         .args(["mutants", "--version"])
@@ -1132,18 +1174,16 @@ fn cargo_mutants(root: &Path) -> Result<String, String> {
     let output = root.join("target/cargo-mutants");
     // The tests of the crate and of the explorer: every package whose tests run the crate
     // (not xtask's, kmap-host's or the benchmarks').
+    // A timeout far above the tests' time (about a minute here): cargo-mutants' default is five
+    // times the baseline's, which tests kmap's tests alone, far shorter than the explorer's.
     let args = [
         "mutants",
         "--package",
         "kmap",
         "--test-package",
-        "kmap",
-        "--test-package",
-        "kmap-sim",
-        "--test-package",
-        "kmap-check",
-        "--test-package",
-        "kmap-cli",
+        "kmap,kmap-sim,kmap-check,kmap-cli",
+        "--timeout",
+        "300",
         "--gitignore=true",
         "--no-shuffle",
     ];
@@ -1180,13 +1220,29 @@ fn cargo_mutants(root: &Path) -> Result<String, String> {
     if !missed_list.trim().is_empty() {
         println!("xtask: the mutants cargo-mutants says were missed:\n{missed_list}");
     }
+    let timed_out: Vec<String> = std::fs::read_to_string(output.join("mutants.out/timeout.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("`{}`", without_position(l.trim())))
+        .collect();
+    let equivalents = load_file(root)?.equivalent;
+    let mut explained = Vec::new();
+    let mut unexplained = Vec::new();
+    for missed in missed_list.lines().filter(|l| !l.trim().is_empty()) {
+        let name = without_position(missed.trim());
+        match equivalents.iter().find(|e| e.mutant == name) {
+            Some(e) => explained.push(format!("`{name}`: {}", e.reason)),
+            None => unexplained.push(name),
+        }
+    }
     let paragraph = format!(
         "{CARGO_MUTANTS_PREFIX} ({version}, `cargo mutants {}` run by `cargo xtask mutants \
          --cargo-mutants` on {}, {:.1} h): {} mutants of crates/kmap, {} caught, {} missed, {} \
-         unviable, {} timed out. The test command is `cargo test` of kmap, kmap-sim, kmap-check \
-         and kmap-cli: the crate's tests and the explorer's (every built-in scenario, small \
-         proofs, the `kmap` binary's checks). The missed ones are listed in \
-         `target/cargo-mutants/mutants.out/missed.txt`.",
+         unviable, {} timed out (a test that no longer ends: caught). The test command is \
+         `cargo test` of kmap, kmap-sim, kmap-check and kmap-cli: the crate's tests and the \
+         explorer's (every built-in scenario, small proofs, the `kmap` binary's checks). The \
+         missed ones are listed in `target/cargo-mutants/mutants.out/missed.txt`.{}",
         args[1..].join(" "),
         crate::bench::today(),
         elapsed.as_secs_f64() / 3600.0,
@@ -1194,10 +1250,36 @@ fn cargo_mutants(root: &Path) -> Result<String, String> {
         counts.caught,
         counts.missed,
         counts.unviable,
-        counts.timeout
+        counts.timeout,
+        if timed_out.is_empty() {
+            String::new()
+        } else {
+            format!(" Timed out: {}.", timed_out.join(", "))
+        }
     );
+    let mut paragraph = paragraph;
+    if !explained.is_empty() {
+        let _ = writeln!(
+            paragraph,
+            " The survivors are equivalent mutants (they change nothing the crate does; \
+             `[[equivalent]]` in xtask/mutants.toml):"
+        );
+        for line in &explained {
+            let _ = write!(paragraph, "\n- {line}");
+        }
+    }
+    if !unexplained.is_empty() {
+        let _ = writeln!(
+            paragraph,
+            "\n\nSurvivors not explained (a test must kill them, or xtask/mutants.toml must say \
+             why they are equivalent):"
+        );
+        for name in &unexplained {
+            let _ = write!(paragraph, "\n- `{name}`");
+        }
+    }
     println!("xtask: {paragraph}");
-    Ok(paragraph)
+    Ok((paragraph, unexplained))
 }
 
 #[derive(Default, Debug, PartialEq, Eq)]
@@ -1285,6 +1367,17 @@ mod tests {
         assert_eq!(events("25:irq"), 1);
         assert_eq!(events("3:map,7:preempt-to1,9:continue,12:nmi,14:cpu1"), 3);
         assert_eq!(events("-"), 0);
+    }
+
+    #[test]
+    fn a_mutant_is_named_without_its_position() {
+        assert_eq!(
+            super::without_position(
+                "crates/kmap/src/platform.rs:127:9: replace Platform::point with ()"
+            ),
+            "crates/kmap/src/platform.rs: replace Platform::point with ()"
+        );
+        assert_eq!(super::without_position("no position"), "no position");
     }
 
     #[test]
