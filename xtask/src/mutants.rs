@@ -360,16 +360,17 @@ pub fn run(options: &Options) -> Result<(), String> {
     let checks: BTreeSet<Check> = checks.into_iter().collect();
     let full = options.only.is_empty() && options.checks.is_empty();
 
-    let mut results = Vec::new();
-    for mutant in &selected {
-        results.push(run_mutant(&root, mutant, &checks)?);
-    }
+    // cargo-mutants first: the longer of the two, and the one whose survivors may need work.
     let (cargo_mutants, unexplained) = if options.cargo_mutants {
         let (paragraph, unexplained) = cargo_mutants(&root)?;
         (Some(paragraph), unexplained)
     } else {
         (None, Vec::new())
     };
+    let mut results = Vec::new();
+    for mutant in &selected {
+        results.push(run_mutant(&root, mutant, &checks)?);
+    }
 
     let mut unmet = unmet(&results, &checks);
     unmet.extend(unexplained.into_iter().map(|name| {

@@ -376,3 +376,35 @@ fn an_overflow_counts_holes_and_is_refused_before_any_state_changes() {
     drop(mc);
     assert_eq!(p.task(0).depth(), 0);
 }
+
+#[test]
+fn a_scoped_mapping_reads_writes_and_zeroes_within_its_page() {
+    let p = machine_any();
+    p.fill_frame(20, 0x55);
+    let (mut page, mut low) = (p.page(20), p.page(3));
+    let mut local = local(&p);
+    let scope = local.scope();
+    let mut m = scope.map(&mut page);
+    let l = scope.map(&mut low);
+    assert!(m.is_slot(), "a highmem page is in a slot");
+    assert!(!l.is_slot(), "a lowmem page is on the direct map");
+    m.write(4090, b"kmap!!").unwrap();
+    let mut back = [0u8; 6];
+    m.read(4090, &mut back).unwrap();
+    assert_eq!(&back, b"kmap!!");
+    assert_eq!(
+        m.write(4091, b"kmap!!"),
+        Err(kmap::OutOfBounds {
+            offset: 4091,
+            len: 6,
+            page_size: 4096
+        })
+    );
+    assert!(m.read(4096, &mut [0u8; 1]).is_err());
+    assert_eq!(&p.frame_bytes(20)[4090..], b"kmap!!");
+    m.zero();
+    assert!(p.frame_bytes(20).iter().all(|&b| b == 0));
+    drop(l);
+    drop(m);
+    assert_eq!(p.task(0).depth(), 0);
+}

@@ -55,3 +55,16 @@ fn a_stack_prints_its_depth_and_the_cells_in_use() {
         )
     );
 }
+
+#[test]
+fn the_value_types_print_as_a_kernel_log_wants_them() {
+    let frame = kmap::Frame::new(0x1234);
+    assert_eq!(format!("{frame:?}"), "Frame(4660)");
+    assert_eq!(frame.to_string(), "frame 4660");
+    assert_eq!(format!("{:?}", Pte::from_raw(0x4003)), "Pte(0x4003)");
+    assert_eq!(format!("{:?}", Pte::HOLE), "Pte(0xffffffffffffffff)");
+    assert_eq!(
+        format!("{:?}", kmap::VirtAddr::new(0xffff_8000_0000_1000)),
+        "VirtAddr(0xffff800000001000)"
+    );
+}
