@@ -320,9 +320,9 @@ pub(crate) fn unmap_any_order<P: Platform>(platform: &P, addr: VirtAddr) -> Resu
         return Err(UnmapError::EmptyStack);
     }
     // `idx > 0` keeps the task on this CPU (INV-4), so the CPU read here stays right.
-    let cpu = platform.current_cpu();
+    let this_cpu = platform.current_cpu();
     let saved = stack.saved(given.cell.0);
-    if given.cpu != cpu || given.cell.0 >= idx || saved.is_empty() || saved == Pte::HOLE {
+    if given.cpu != this_cpu || given.cell.0 >= idx || saved.is_empty() || saved == Pte::HOLE {
         return Err(UnmapError::NotLive { given });
     }
 
