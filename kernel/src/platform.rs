@@ -79,7 +79,8 @@ fn index(slot: Slot) -> usize {
 // with migration disabled; (2) every slot is its own page of WINDOW, mapped only by
 // WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
 // and invalidate_local is invlpg on this CPU; x86 caches no non-present entry; (4) PTEs carry
-// PRESENT, and are never all ones (bits 52 to 63 stay zero); (5) lowmem is identity-mapped by
+// PRESENT, and are never all ones (make_pte keeps only the low 12 bits and NX of `prot`, and
+// frame numbers are below 2^20); (5) lowmem is identity-mapped by
 // the boot page tables, permanently, on every CPU;
 // (6) the balancer moves a task only while its migration-disable count (`migrate_disable`
 // below) is zero, and the timer preempts only at preemption count 0 (the `no-migrate-disable`
@@ -115,7 +116,9 @@ unsafe impl Platform for Kernel {
     }
 
     fn make_pte(&self, frame: Frame, prot: Prot) -> Pte {
-        Pte::from_raw(frame.pfn() << 12 | prot.raw() | PRESENT)
+        // Only the protection bits a PTE has (the low 12 and NX): with the frame below 2^20 the
+        // result is never all ones (`Pte::HOLE`), whatever `prot` a caller made.
+        Pte::from_raw(frame.pfn() << 12 | (prot.raw() & (0xFFF | 1 << 63)) | PRESENT)
     }
 
     fn read_pte(&self, slot: Slot) -> Pte {

@@ -49,7 +49,7 @@ fn bump(counter: &AtomicI32, by: i32) {
 
 // SAFETY: the addresses handed out are never dereferenced (only counted), so the promises about
 // memory hold vacuously; the stack, slots and counters are consistent statics on one CPU; a PTE
-// is never all ones (Pte::HOLE): the frames are below 2^21.
+// is never all ones (Pte::HOLE): the frames are below 2^21 and `prot` is masked to 12 bits.
 unsafe impl<const ANY: bool> Platform for Minimal<ANY> {
     type Stack = KmapStack<CELLS>;
     const KERNEL_PROT: Prot = Prot::from_raw(2);
@@ -81,7 +81,7 @@ unsafe impl<const ANY: bool> Platform for Minimal<ANY> {
     }
     #[inline(always)]
     fn make_pte(&self, frame: Frame, prot: Prot) -> Pte {
-        Pte::from_raw(frame.pfn() << 12 | prot.raw() | 1)
+        Pte::from_raw(frame.pfn() << 12 | (prot.raw() & 0xFFF) | 1)
     }
     #[inline(always)]
     fn read_pte(&self, slot: Slot) -> Pte {

@@ -278,8 +278,8 @@ pub struct Task {
     /// An endless nondeterministic program instead of `ops` (when not empty): at every step the
     /// task maps the first page of this list it does not hold (while its stack, holes included,
     /// is shallower than the list), reads through every mapping it holds, unmaps its top
-    /// mapping, releases one below the top (with [`Release::Any`]), or yields, as the chooser
-    /// decides (see [`AnyOp`]).
+    /// mapping, releases any mapping it holds through `raw::unmap_any_order` (with
+    /// [`Release::Any`]), or yields, as the chooser decides (see [`AnyOp`]).
     pub any: Vec<u64>,
 }
 
@@ -299,8 +299,8 @@ pub enum AnyOp {
     Check,
     /// Unmap the top mapping.
     Unmap,
-    /// Release the mapping held at this position, counted from the oldest (0), below the top
-    /// ([`Release::Any`] only).
+    /// Release the mapping held at this position, counted from the oldest (0), through
+    /// `raw::unmap_any_order` ([`Release::Any`] only): below the top, a hole; the top, a pop.
     Release(usize),
     /// Give up the CPU if another task is runnable.
     Yield,

@@ -321,8 +321,12 @@ pub(crate) fn unmap_any_order<P: Platform>(platform: &P, addr: VirtAddr) -> Resu
     }
     // `idx > 0` keeps the task on this CPU (INV-4), so the CPU read here stays right.
     let this_cpu = platform.current_cpu();
+    // The bound first: a slot's cell can be past the stack (a window larger than the stack).
+    if given.cpu != this_cpu || given.cell.0 >= idx {
+        return Err(UnmapError::NotLive { given });
+    }
     let saved = stack.saved(given.cell.0);
-    if given.cpu != this_cpu || given.cell.0 >= idx || saved.is_empty() || saved == Pte::HOLE {
+    if saved.is_empty() || saved == Pte::HOLE {
         return Err(UnmapError::NotLive { given });
     }
 

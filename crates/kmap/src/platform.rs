@@ -68,9 +68,11 @@ pub unsafe trait Platform {
     /// Release in any order (what Rust-for-Linux asked Linux for in October 2023, and Linux never
     /// merged): a mapping below the top may be released, leaving a *hole* ([`Pte::HOLE`]) that
     /// is popped when the top is released ([`raw::unmap_any_order`](crate::raw::unmap_any_order),
-    /// [`Scope`](crate::Scope)). Off, those two do not compile and the LIFO paths are exactly
-    /// Linux's; on, every release of the top also looks at the cell beneath it (measured in
-    /// BENCHMARKS.md), and [`make_pte`](Self::make_pte) must never return [`Pte::HOLE`].
+    /// [`Scope`](crate::Scope)). Off, a build that calls those two fails (an error when the
+    /// call is compiled for the platform: `cargo check` does not report it, `cargo build` does)
+    /// and the LIFO paths are exactly Linux's; on, every release of the top also looks at the
+    /// cell beneath it (measured in BENCHMARKS.md), and [`make_pte`](Self::make_pte) must never
+    /// return [`Pte::HOLE`].
     const RELEASE_ANY_ORDER: bool = false;
 
     /// The protection of an ordinary mapping (Linux: `kmap_prot`, normally `PAGE_KERNEL`).

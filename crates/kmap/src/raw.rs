@@ -122,7 +122,7 @@ pub unsafe fn unmap_atomic<P: Platform>(platform: &P, addr: *const u8) -> Result
 /// top as [`unmap`] does, a cell below the top by leaving a *hole* that is popped when the
 /// mappings above it are released (what Rust-for-Linux asked Linux for in 2023; see the book's
 /// "Differences from Linux"). Only for platforms with
-/// [`Platform::RELEASE_ANY_ORDER`]: on others a call does not compile. Refused, with nothing
+/// [`Platform::RELEASE_ANY_ORDER`]: on others a build that calls it fails. Refused, with nothing
 /// changed, when `addr` is a slot but not a live cell of the current stack on this CPU (rule
 /// H-2), or when nothing is mapped (rule U-4).
 ///

@@ -10,8 +10,9 @@
 //!
 //! Soundness does not depend on `Drop` running, as with [`Mapping`](crate::Mapping): the scope
 //! remembers the depth of the stack when it was opened, and dropping it releases every cell
-//! left at or above that depth, which can only be cells of scoped mappings that were leaked
-//! (`mem::forget`): the ones that were not borrow the scope, so they are gone.
+//! left at or above that depth: cells of scoped mappings that were leaked (`mem::forget`; the
+//! ones that were not borrow the scope, so they are gone), or of raw mappings the context made
+//! inside the scope and did not release.
 
 use core::marker::PhantomData;
 
@@ -56,8 +57,8 @@ impl<'p, P: Platform> Local<'p, P> {
     /// assert_eq!(platform.task(0).depth(), 0);
     /// ```
     ///
-    /// Only for platforms with [`Platform::RELEASE_ANY_ORDER`]; on others a call does not
-    /// compile (an error when the call is compiled, E0080):
+    /// Only for platforms with [`Platform::RELEASE_ANY_ORDER`]; on others a build that calls it
+    /// fails (an error when the call is compiled for the platform, E0080):
     ///
     /// ```compile_fail,E0080
     /// # use kmap::Local;

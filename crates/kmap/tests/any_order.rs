@@ -183,8 +183,9 @@ fn an_empty_cell_below_idx_is_still_reported_as_a_bug() {
     // Zero cell 0's saved value behind the crate's back (what a broken map would leave).
     let mut saved = p.task(0).state();
     saved.saved[0] = Pte::EMPTY;
-    // SAFETY: the test restores a state that differs only in a saved value no code relies on
-    // before the switch below, which is what it observes.
+    // SAFETY: broken on purpose: the state was edited, not taken by `state()`, and describes a
+    // live cell with no saved value, the bug whose report this test checks. Only atomics are
+    // stored; nothing reads through the mapping before the switch that reports it.
     unsafe { p.task(0).restore(&saved) };
     p.switch_to(1);
     assert!(

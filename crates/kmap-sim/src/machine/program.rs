@@ -57,9 +57,9 @@ impl Machine {
                 steps.extend([Choice::Do(AnyOp::Check), Choice::Do(AnyOp::Unmap)]);
             }
             if any_order {
-                steps.extend(
-                    (0..held.len().saturating_sub(1)).map(|at| Choice::Do(AnyOp::Release(at))),
-                );
+                // Any live mapping, the top too (through `unmap_any_order`, which `Unmap` does
+                // not take).
+                steps.extend((0..held.len()).map(|at| Choice::Do(AnyOp::Release(at))));
             }
             steps.push(Choice::Do(AnyOp::Yield));
             let step = self.decide(&steps);

@@ -29,8 +29,9 @@
 //! b": releasing a cell below the top leaves it empty, the pop happens lazily when the top is
 //! released (over every empty cell beneath it), and the switch hooks stop warning about empty
 //! cells (linux-fsdevel, 18 October 2023, Message-ID `ZTAwLGi4sCup+B1r@casper.infradead.org`).
-//! It was not merged: nobody could show it safe with interrupts, NMIs and preemption arriving
-//! anywhere. This crate implements the idea, with one change the explorer showed is needed.
+//! The reference records it as not merged, and no argument that it is safe with interrupts,
+//! NMIs and preemption arriving anywhere came with it. This crate implements the idea, with one
+//! change the explorer showed is needed.
 //!
 //! ### The design
 //!
@@ -98,10 +99,10 @@
 //!
 //! ### The cost of holes
 //!
-//! - **Cells.** A hole uses its cell until every mapping above it is released. A task that keeps
-//!   a long-lived mapping on top and maps and releases under it grows its stack by one cell per
-//!   such round: with 16 cells shared with interrupts and NMIs (rule N-4), that is the budget to
-//!   watch. The overflow is refused before any state changes (built-in scenario
+//! - **Cells.** A hole uses its cell until every mapping above it is released. A sliding window
+//!   (map the next page, then release the oldest, while never releasing the newest) grows the
+//!   stack by one cell per step although it holds two pages: with 16 cells shared with
+//!   interrupts and NMIs (rule N-4), that is the budget to watch. The overflow is refused before any state changes (built-in scenario
 //!   `hole-overflow`). Linux's LIFO rule has no such cost.
 //! - **Instructions** (callgrind, `cargo xtask bench --instructions-only`; BENCHMARKS.md): with
 //!   the constant off, the LIFO paths are unchanged (a highmem map and unmap 42 instructions, a
