@@ -63,7 +63,7 @@ const ROWS: &[RowText] = &[
 
 /// The scopes proved with release in any order (CPUs, tasks, depth; IRQ and NMI), under the
 /// split protocol. SPIN has no model of it.
-const ANY_ORDER_ROWS: &[(usize, usize, usize)] = &[(1, 3, 2), (1, 3, 3), (2, 3, 2)];
+const ANY_ORDER_ROWS: &[(usize, usize, usize)] = &[(1, 3, 2), (2, 3, 2)];
 
 fn rows() -> Vec<Row> {
     ROWS.iter()

@@ -91,7 +91,7 @@
 //! and yield, with unbounded preemption, an interrupt and an NMI that map (and release out of
 //! order in the built-in scenarios) at every arrival point of the crate's real code, to a fixed
 //! point of the state space. BENCHMARKS.md's table of `kmap prove` has the rows `release any`
-//! (1/3/2, 1/3/3 and 2/3/2, with their verdicts, states and times). `cargo test` proves 1/2/2
+//! (1/3/2 and 2/3/2, with their verdicts, states and times). `cargo test` proves 1/2/2
 //! and 2/2/2 with `--release any`, and `cargo xtask test` fails unless the explorer alone
 //! catches each named mutant of the new path. In these scopes a task maps only while its
 //! stack, holes included, is shallower than its number of pages, which keeps the state space
