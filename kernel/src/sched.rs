@@ -457,15 +457,18 @@ fn prepare_switch(prev: usize, next: usize) {
     if cfg!(feature = "rfc-v1-sti") {
         arch::enable_interrupts();
     }
+    // A cell whose mapping was released out of order (a hole, `Pte::HOLE`) has an empty slot
+    // and nothing to restore: skipped, as the crate's hooks skip it.
+    let live = |pte: kmap::Pte| !pte.is_empty() && pte != kmap::Pte::HOLE;
     for cell in 0..TASKS[prev].kmap.depth() {
-        if !TASKS[prev].kmap.saved(Cell(cell)).is_empty() {
+        if live(TASKS[prev].kmap.saved(Cell(cell))) {
             kernel.clear_pte(slot(cell));
             kernel.invalidate_local(kernel.slot_address(slot(cell)));
         }
     }
     for cell in 0..TASKS[next].kmap.depth() {
         let pte = TASKS[next].kmap.saved(Cell(cell));
-        if !pte.is_empty() {
+        if live(pte) {
             kernel.install_pte(slot(cell), pte);
         }
     }

@@ -44,5 +44,7 @@
 //! direct-map address and releasing it does nothing, exactly as in Linux.
 //!
 //! What does not compile: releasing a mapping while one made through it lives, two outermost
-//! mappings of one context at once, using a byte view after its mapping, sending a mapping or a
-//! `Local` to another thread. `crates/kmap/tests/compile-fail/` has one file for each.
+//! [`Mapping`](crate::Mapping)s of one context at once (mappings held side by side go in a
+//! [`Scope`](crate::Scope), on a platform that releases in any order), using a byte view after
+//! its mapping, a scoped mapping outliving its scope, sending a mapping or a `Local` to another
+//! thread. `crates/kmap/tests/compile-fail/` has one file for each.
