@@ -59,9 +59,9 @@
 //! is still zero: the interrupt returns with `idx` one lower than it found it, and the task's
 //! next map lands on its own live slot (Linux: `BUG_ON(!pte_none)`). That is the mutant
 //! `holes-are-zero` of `xtask/mutants.toml`, a model of the 2023 proposal: the explorer finds
-//! this in scope 1/2/2 with `--release any` and in the built-in scenario `hole-then-irq` (see
-//! BENCHMARKS.md). With a distinct marker a pop stops at a zero, and the top release can zero
-//! its holes before its pop, so every cell at or above `idx` stays empty (INV-1) at every
+//! this in scope 1/2/2 with `--release any` and in the built-in scenario `hole-then-irq`
+//! (`cargo xtask test` runs the explorer on it and fails unless it is caught). With a distinct
+//! marker a pop stops at a zero, and the top release can zero its holes before its pop, so every cell at or above `idx` stays empty (INV-1) at every
 //! arrival point. The price is one value a platform's `make_pte` must never return (all ones).
 //!
 //! A release below the top keeps preemption off from the PTE clear to the mark: a switch in
@@ -93,7 +93,8 @@
 //! point of the state space. BENCHMARKS.md's table of `kmap prove` has the rows `release any`
 //! (1/3/2 and 2/3/2, with their verdicts, states and times). `cargo test` proves 1/2/2
 //! and 2/2/2 with `--release any`, and `cargo xtask test` fails unless the explorer alone
-//! catches each named mutant of the new path. In these scopes a task maps only while its
+//! catches each of the four mechanism mutants of the new path (the fifth, of `Scope`'s drop,
+//! is caught by the crate's tests). In these scopes a task maps only while its
 //! stack, holes included, is shallower than its number of pages, which keeps the state space
 //! finite (see the cost of holes, below).
 //!
