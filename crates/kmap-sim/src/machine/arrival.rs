@@ -3,7 +3,7 @@
 
 use super::{Arrival, Label, Machine, NestedKind, Reason, Status, Yield};
 use crate::chooser::{Choice, ChoicePoint, STOP};
-use crate::outcome::{ChoiceRecord, ViolationKind};
+use crate::outcome::ChoiceRecord;
 use crate::trace::What;
 
 /// Whether offering events at arrival point `here` would only repeat what was offered at the
@@ -57,50 +57,8 @@ impl Machine {
             }
             (st.arrivals - 1, redundant(before, here))
         };
-        // A broken crate can move `idx` past the stack (an unmap that underflows it): nothing
-        // that reads the stack may run from here, the crate's next access would be out of
-        // bounds (Linux: a write through pteval[idx] outside the array).
-        if let Some(task) = (0..self.stacks.len()).find(|&t| {
-            self.stacks[t]
-                .get()
-                .is_some_and(|stack| stack.depth() > stack.cells())
-        }) {
-            let (name, depth, cells) = {
-                let st = self.st.borrow();
-                let stack = self.stack(task);
-                (st.tasks[task].name.clone(), stack.depth(), stack.cells())
-            };
-            self.violate(
-                ViolationKind::Crash,
-                format!(
-                    "task {name}'s idx is {depth}, outside its stack of {cells} cells: the next \
-                     map or unmap writes outside the array (Linux: pteval[idx] out of bounds)"
-                ),
-            );
-            self.suspend(Yield::Abort);
-            return;
-        }
-        // INV-H: the top cell of a stack is never a hole (release in any order): a hole at the
-        // top is a cell no mapping holds that stays in use, and the stack cannot return to 0.
-        if self.config.machine.release == crate::config::Release::Any
-            && let Some(task) = (0..self.stacks.len()).find(|&t| {
-                self.stacks[t].get().is_some_and(|stack| {
-                    stack.depth() > 0 && stack.saved(stack.depth() - 1) == kmap::Pte::HOLE
-                })
-            })
-        {
-            let (name, depth) = {
-                let st = self.st.borrow();
-                (st.tasks[task].name.clone(), self.stack(task).depth())
-            };
-            self.violate(
-                ViolationKind::Leak,
-                format!(
-                    "task {name}'s top cell ({}) is a hole (INV-H): a cell no mapping holds \
-                     stays in use, and the stack cannot return to idx 0",
-                    depth - 1
-                ),
-            );
+        if let Some((kind, message)) = self.broken_stack() {
+            self.violate(kind, message);
             self.suspend(Yield::Abort);
             return;
         }

@@ -200,6 +200,46 @@ impl Machine {
         }
     }
 
+    /// A stack no correct crate leaves at an arrival point, with the violation it is:
+    /// - `idx` past the stack (an unmap that underflows it): the crate's next access would be
+    ///   out of bounds (Linux: a write through `pteval[idx]` outside the array), so nothing
+    ///   that reads the stack may run from here;
+    /// - with release in any order, a hole at the top (INV-H): a cell no mapping holds stays in
+    ///   use, and the stack cannot return to 0.
+    pub(crate) fn broken_stack(&self) -> Option<(ViolationKind, String)> {
+        let name = |task: usize| self.st.borrow().tasks[task].name.clone();
+        let stacks =
+            || (0..self.stacks.len()).filter_map(|t| self.stacks[t].get().map(|stack| (t, stack)));
+        let past_end = stacks().find_map(|(task, stack)| {
+            let (depth, cells) = (stack.depth(), stack.cells());
+            (depth > cells).then(|| {
+                format!(
+                    "task {}'s idx is {depth}, outside its stack of {cells} cells: the next map \
+                     or unmap writes outside the array (Linux: pteval[idx] out of bounds)",
+                    name(task)
+                )
+            })
+        });
+        if let Some(message) = past_end {
+            return Some((ViolationKind::Crash, message));
+        }
+        if self.config.machine.release != crate::config::Release::Any {
+            return None;
+        }
+        stacks().find_map(|(task, stack)| {
+            let depth = stack.depth();
+            (depth > 0 && stack.saved(depth - 1) == kmap::Pte::HOLE).then(|| {
+                let message = format!(
+                    "task {}'s top cell ({}) is a hole (INV-H): a cell no mapping holds stays in \
+                     use, and the stack cannot return to idx 0",
+                    name(task),
+                    depth - 1
+                );
+                (ViolationKind::Leak, message)
+            })
+        })
+    }
+
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.
     pub(crate) fn check_above_idx(&self, task: usize, depth: usize, when: &str) {
         let cpu = self.cpu();
