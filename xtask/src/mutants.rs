@@ -75,6 +75,16 @@ pub struct Options {
     /// the crate and of the explorer, and report its caught, missed and unviable mutants.
     #[arg(long)]
     cargo_mutants: bool,
+    /// With `--cargo-mutants`: go on from the last cargo-mutants run (cargo-mutants'
+    /// `--iterate`): test again only the mutants it did not catch or find unviable, and those it
+    /// had not reached when it was stopped; the report counts the outcomes of every run since
+    /// the last one without `--iterate`.
+    #[arg(long)]
+    iterate: bool,
+    /// Run only `cargo mutants` (no named mutant), and write only its paragraph of BENCHMARKS.md,
+    /// keeping the table of the named mutants.
+    #[arg(long)]
+    cargo_mutants_only: bool,
     /// List the named mutants and stop.
     #[arg(long)]
     list: bool,
@@ -90,6 +100,8 @@ impl Options {
             check_only: false,
             kernel: false,
             cargo_mutants: false,
+            iterate: false,
+            cargo_mutants_only: false,
             list: false,
         }
     }
@@ -309,7 +321,10 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
     let selected: Vec<Mutant> = all
         .into_iter()
-        .filter(|m| options.only.is_empty() || options.only.contains(&m.name))
+        .filter(|m| {
+            !options.cargo_mutants_only
+                && (options.only.is_empty() || options.only.contains(&m.name))
+        })
         .collect();
     // Every patch must still apply to the tree as it is, before anything is built.
     for mutant in &selected {
@@ -358,11 +373,23 @@ pub fn run(options: &Options) -> Result<(), String> {
         checks.push(Check::Kernel);
     }
     let checks: BTreeSet<Check> = checks.into_iter().collect();
-    let full = options.only.is_empty() && options.checks.is_empty();
+    let full = !options.cargo_mutants_only && options.only.is_empty() && options.checks.is_empty();
 
     // cargo-mutants first: the longer of the two, and the one whose survivors may need work.
-    let (cargo_mutants, unexplained) = if options.cargo_mutants {
-        let (paragraph, unexplained) = cargo_mutants(&root)?;
+    if options.iterate && !(options.cargo_mutants || options.cargo_mutants_only) {
+        return Err("--iterate goes with --cargo-mutants or --cargo-mutants-only".into());
+    }
+    let (cargo_mutants, unexplained) = if options.cargo_mutants || options.cargo_mutants_only {
+        let command = format!(
+            "cargo xtask mutants --cargo-mutants{}{}",
+            if options.cargo_mutants_only {
+                "-only"
+            } else {
+                ""
+            },
+            if options.iterate { " --iterate" } else { "" }
+        );
+        let (paragraph, unexplained) = cargo_mutants(&root, options.iterate, &command)?;
         (Some(paragraph), unexplained)
     } else {
         (None, Vec::new())
@@ -386,6 +413,9 @@ pub fn run(options: &Options) -> Result<(), String> {
     print!("{section}");
     if full {
         write_section(&root, &section)?;
+    } else if let Some(paragraph) = &cargo_mutants {
+        write_paragraph(&root, paragraph)?;
+        println!("xtask: BENCHMARKS.md: the paragraph on cargo mutants written, the table kept");
     } else {
         println!("xtask: BENCHMARKS.md left alone (not every mutant or check ran)");
     }
@@ -980,12 +1010,17 @@ fn section(
          `kmap check --json` or from `kmap replay --json` of the proof's, with its injected \
          events (interrupts, NMIs, preemptions, migrations). *First catch*: the time of the \
          checks, in that order, up to the first that caught the mutant (the release build of \
-         the copy not included).\n",
+         the copy not included{}).\n",
         scopes.join(", "),
         if checks.contains(&Check::Kernel) {
             ", and a boot of the demo kernel built from the copy (`cargo xtask kernel`)"
         } else {
             " (a boot of the kernel only with `--kernel`)"
+        },
+        if checks.contains(&Check::Kernel) {
+            "; a kernel boot's time includes the build of the copy's xtask and kernel"
+        } else {
+            ""
         }
     );
     let shown: Vec<Check> = Check::ALL
@@ -1119,6 +1154,25 @@ fn write_section(root: &Path, section: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Put the paragraph on `cargo mutants` in place of the one in the section of BENCHMARKS.md,
+/// keeping the rest of the section (the table of a run of the named mutants).
+fn write_paragraph(root: &Path, paragraph: &str) -> Result<(), String> {
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = replace_paragraph(&old, paragraph).ok_or(
+        "BENCHMARKS.md has no section of `cargo xtask mutants` with a paragraph on cargo \
+         mutants to replace: run `cargo xtask mutants` first",
+    )?;
+    std::fs::write(&path, new).map_err(|e| format!("cannot write BENCHMARKS.md: {e}"))
+}
+
+fn replace_paragraph(old: &str, paragraph: &str) -> Option<String> {
+    let begin = old.find(BEGIN)? + BEGIN.len();
+    let end = begin + old[begin..].find(END)?;
+    let start = begin + old[begin..end].find(&format!("\n{CARGO_MUTANTS_PREFIX}"))? + 1;
+    Some(format!("{}{paragraph}\n\n{}", &old[..start], &old[end..]))
+}
+
 fn splice(old: &str, section: &str) -> String {
     match old.find(BEGIN).and_then(|b| {
         let start = b + BEGIN.len();
@@ -1140,8 +1194,14 @@ fn splice(old: &str, section: &str) -> String {
 
 /// `cargo mutants` over crates/kmap, with the tests of the whole workspace (the explorer's
 /// among them); returns the paragraph for BENCHMARKS.md and the survivors that
-/// xtask/mutants.toml does not explain as equivalent.
-fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
+/// xtask/mutants.toml does not explain as equivalent. With `iterate`, it goes on from the last
+/// run (cargo-mutants' `--iterate`) and reports the outcomes of every run since the last one
+/// without it, kept in the ledger (`target/cargo-mutants/ledger.json`).
+fn cargo_mutants(
+    root: &Path,
+    iterate: bool,
+    command: &str,
+) -> Result<(String, Vec<String>), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let installed = Command::new(&cargo)
         .args(["mutants", "--version"])
@@ -1173,14 +1233,26 @@ fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
         }
     };
     let output = root.join("target/cargo-mutants");
+    let outcomes = output.join("mutants.out/outcomes.json");
+    let ledger_path = output.join("ledger.json");
+    // The outcomes so far: with --iterate, the ledger and then the last run (which may have been
+    // stopped before it wrote its end, or before xtask could fold it in).
+    let mut ledger = Ledger::default();
+    if iterate {
+        if let Ok(text) = std::fs::read_to_string(&ledger_path) {
+            ledger = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a ledger: {e}", ledger_path.display()))?;
+        }
+        if outcomes.exists() {
+            ledger.fold(&read_json(&outcomes)?);
+        }
+    }
     // The tests of the crate and of the explorer: every package whose tests run the crate
     // (not xtask's, kmap-host's or the benchmarks').
     // A timeout far above the tests' time (about a minute here): cargo-mutants' default is five
     // times the baseline's, which tests kmap's tests alone, far shorter than the explorer's.
+    let selection = ["--package", "kmap"];
     let args = [
-        "mutants",
-        "--package",
-        "kmap",
         "--test-package",
         "kmap,kmap-sim,kmap-check,kmap-cli",
         "--timeout",
@@ -1188,15 +1260,22 @@ fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
         "--gitignore=true",
         "--no-shuffle",
     ];
-    println!(
-        "xtask: cargo {} --dir {} --output {} (hours)",
+    let shown = format!(
+        "mutants {} {}{}",
+        selection.join(" "),
         args.join(" "),
+        if iterate { " --iterate" } else { "" }
+    );
+    println!(
+        "xtask: cargo {shown} --dir {} --output {} (about an hour)",
         root.display(),
         output.display()
     );
-    let start = Instant::now();
     let status = Command::new(&cargo)
+        .arg("mutants")
+        .args(selection)
         .args(args)
+        .args(iterate.then_some("--iterate"))
         .arg("--dir")
         .arg(root)
         .arg("--output")
@@ -1204,49 +1283,85 @@ fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
         .current_dir(root)
         .status()
         .map_err(|e| format!("could not run cargo mutants: {e}"))?;
-    let elapsed = start.elapsed();
     // cargo-mutants: 0 every mutant caught, 2 some missed, 3 some timed out; 4 the tests fail
     // on the unmutated tree, anything else a usage or internal error.
     if !matches!(status.code(), Some(0 | 2 | 3)) {
         return Err(format!("cargo mutants failed ({status})"));
     }
-    let outcomes = output.join("mutants.out/outcomes.json");
-    let text = std::fs::read_to_string(&outcomes)
-        .map_err(|e| format!("cannot read {}: {e}", outcomes.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not JSON: {e}", outcomes.display()))?;
-    let counts = outcome_counts(&value);
-    let missed_list =
-        std::fs::read_to_string(output.join("mutants.out/missed.txt")).unwrap_or_default();
-    if !missed_list.trim().is_empty() {
-        println!("xtask: the mutants cargo-mutants says were missed:\n{missed_list}");
+    ledger.fold(&read_json(&outcomes)?);
+    let text = serde_json::to_string_pretty(&ledger).map_err(|e| e.to_string())?;
+    std::fs::write(&ledger_path, text)
+        .map_err(|e| format!("cannot write {}: {e}", ledger_path.display()))?;
+
+    // Every mutant of the tree as it is must have an outcome (lines that moved make new names).
+    let listed = Command::new(&cargo)
+        .arg("mutants")
+        .arg("--list")
+        .args(selection)
+        .arg("--dir")
+        .arg(root)
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("could not run cargo mutants --list: {e}"))?;
+    if !listed.status.success() {
+        return Err(format!("cargo mutants --list failed ({})", listed.status));
     }
-    let timed_out: Vec<String> = std::fs::read_to_string(output.join("mutants.out/timeout.txt"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("`{}`", without_position(l.trim())))
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let (counts, untested) = ledger.count(listed.lines().filter(|l| !l.trim().is_empty()));
+    if !untested.is_empty() {
+        return Err(format!(
+            "cargo-mutants has no outcome for {} mutant(s) of the tree as it is (the first: \
+             `{}`): run `cargo xtask mutants --cargo-mutants --iterate` to test them",
+            untested.len(),
+            untested[0]
+        ));
+    }
+    let names = |summary: &str| -> Vec<String> {
+        ledger
+            .outcomes
+            .iter()
+            .filter(|(name, o)| o.summary == summary && listed.lines().any(|l| l == *name))
+            .map(|(name, _)| without_position(name))
+            .collect()
+    };
+    let missed = names("MissedMutant");
+    if !missed.is_empty() {
+        println!(
+            "xtask: the mutants cargo-mutants missed:\n{}",
+            missed.join("\n")
+        );
+    }
+    let timed_out: Vec<String> = names("Timeout")
+        .into_iter()
+        .map(|n| format!("`{n}`"))
         .collect();
     let equivalents = load_file(root)?.equivalent;
     let mut explained = Vec::new();
     let mut unexplained = Vec::new();
-    for missed in missed_list.lines().filter(|l| !l.trim().is_empty()) {
-        let name = without_position(missed.trim());
+    for name in missed {
         match equivalents.iter().find(|e| e.mutant == name) {
             Some(e) => explained.push(format!("`{name}`: {}", e.reason)),
             None => unexplained.push(name),
         }
     }
-    let paragraph = format!(
-        "{CARGO_MUTANTS_PREFIX} ({version}, `cargo mutants {}` run by `cargo xtask mutants \
-         --cargo-mutants` on {}, {:.1} h): {} mutants of crates/kmap, {} caught, {} missed, {} \
-         unviable, {} timed out (a test that no longer ends: caught). The test command is \
-         `cargo test` of kmap, kmap-sim, kmap-check and kmap-cli: the crate's tests and the \
-         explorer's (every built-in scenario, small proofs, the `kmap` binary's checks). The \
-         missed ones are listed in `target/cargo-mutants/mutants.out/missed.txt`.{}",
-        args[1..].join(" "),
+    let runs = ledger.runs.len();
+    let mut paragraph = format!(
+        "{CARGO_MUTANTS_PREFIX} ({version}, `cargo {shown}` run by `{command}` on {}, {}: \
+         {:.1} h of builds and tests): {} mutants of crates/kmap, \
+         {} caught, {} missed, {} unviable, {} timed out (a test that no longer ends: caught). \
+         The test command is `cargo test` of kmap, kmap-sim, kmap-check and kmap-cli: the \
+         crate's tests and the explorer's (every built-in scenario, small proofs, the `kmap` \
+         binary's checks).{}",
         crate::bench::today(),
-        elapsed.as_secs_f64() / 3600.0,
+        if runs == 1 {
+            "in one run".to_string()
+        } else {
+            format!(
+                "in {runs} runs, each with `--iterate` going on from the one before (the \
+                 outcome of a mutant is its last run's)"
+            )
+        },
+        ledger.seconds() / 3600.0,
         counts.total,
         counts.caught,
         counts.missed,
@@ -1258,7 +1373,6 @@ fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
             format!(" Timed out: {}.", timed_out.join(", "))
         }
     );
-    let mut paragraph = paragraph;
     if !explained.is_empty() {
         let _ = writeln!(
             paragraph,
@@ -1283,6 +1397,92 @@ fn cargo_mutants(root: &Path) -> Result<(String, Vec<String>), String> {
     Ok((paragraph, unexplained))
 }
 
+fn read_json(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))
+}
+
+/// The outcomes of cargo-mutants' runs since the last one without `--iterate`: for each mutant
+/// (cargo-mutants' name, with its position) the outcome of the last run that tested it. A run
+/// with `--iterate` lumps the mutants it skips, caught and unviable alike, into one list; the
+/// ledger keeps them apart.
+#[derive(Default, Debug, PartialEq, serde::Serialize, Deserialize)]
+struct Ledger {
+    /// When each run folded in began (cargo-mutants' `start_time`), and the seconds of its
+    /// baseline's build and test.
+    runs: Vec<(String, f64)>,
+    outcomes: std::collections::BTreeMap<String, Outcome>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, Deserialize)]
+struct Outcome {
+    /// cargo-mutants' summary: CaughtMutant, MissedMutant, Unviable or Timeout.
+    summary: String,
+    /// The build and test time it took.
+    seconds: f64,
+}
+
+impl Ledger {
+    /// Fold in one run's `outcomes.json` (a run folded in before, perhaps stopped part-way then,
+    /// replaces what it gave then).
+    fn fold(&mut self, value: &serde_json::Value) {
+        let start = value["start_time"].as_str().unwrap_or_default().to_string();
+        let mut baseline = 0.0;
+        for outcome in value["outcomes"].as_array().into_iter().flatten() {
+            let seconds: f64 = outcome["phase_results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["duration"].as_f64())
+                .sum();
+            if outcome["scenario"] == "Baseline" {
+                baseline += seconds;
+                continue;
+            }
+            let (Some(name), Some(summary)) = (
+                outcome["scenario"]["Mutant"]["name"].as_str(),
+                outcome["summary"].as_str(),
+            ) else {
+                continue;
+            };
+            self.outcomes.insert(
+                name.to_string(),
+                Outcome {
+                    summary: summary.to_string(),
+                    seconds,
+                },
+            );
+        }
+        self.runs.retain(|(s, _)| *s != start);
+        self.runs.push((start, baseline));
+    }
+
+    /// The build and test time of every outcome kept and of the runs' baselines.
+    fn seconds(&self) -> f64 {
+        self.runs.iter().map(|(_, s)| s).sum::<f64>()
+            + self.outcomes.values().map(|o| o.seconds).sum::<f64>()
+    }
+
+    /// The outcomes of the mutants `listed` (the tree's, as `cargo mutants --list` names them),
+    /// and those of them that have none.
+    fn count<'a>(&self, listed: impl Iterator<Item = &'a str>) -> (Counts, Vec<String>) {
+        let mut counts = Counts::default();
+        let mut untested = Vec::new();
+        for name in listed {
+            counts.total += 1;
+            match self.outcomes.get(name).map(|o| o.summary.as_str()) {
+                Some("CaughtMutant") => counts.caught += 1,
+                Some("MissedMutant") => counts.missed += 1,
+                Some("Unviable") => counts.unviable += 1,
+                Some("Timeout") => counts.timeout += 1,
+                _ => untested.push(name.to_string()),
+            }
+        }
+        (counts, untested)
+    }
+}
+
 #[derive(Default, Debug, PartialEq, Eq)]
 struct Counts {
     total: usize,
@@ -1290,26 +1490,6 @@ struct Counts {
     missed: usize,
     unviable: usize,
     timeout: usize,
-}
-
-/// The outcomes of cargo-mutants' `outcomes.json`, counted from its list of scenarios (the
-/// baseline is not a mutant).
-fn outcome_counts(value: &serde_json::Value) -> Counts {
-    let mut counts = Counts::default();
-    for outcome in value["outcomes"].as_array().into_iter().flatten() {
-        if outcome["scenario"] == "Baseline" {
-            continue;
-        }
-        counts.total += 1;
-        match outcome["summary"].as_str() {
-            Some("CaughtMutant") => counts.caught += 1,
-            Some("MissedMutant") => counts.missed += 1,
-            Some("Unviable") => counts.unviable += 1,
-            Some("Timeout") => counts.timeout += 1,
-            _ => {}
-        }
-    }
-    counts
 }
 
 #[cfg(test)]
@@ -1364,6 +1544,18 @@ mod tests {
     }
 
     #[test]
+    fn a_paragraph_alone_replaces_only_the_old_paragraph() {
+        let old =
+            format!("before\n{BEGIN}\ntable\n\n{CARGO_MUTANTS_PREFIX} old\n- a\n\n{END}\nafter\n");
+        assert_eq!(
+            replace_paragraph(&old, &format!("{CARGO_MUTANTS_PREFIX} new")).unwrap(),
+            format!("before\n{BEGIN}\ntable\n\n{CARGO_MUTANTS_PREFIX} new\n\n{END}\nafter\n")
+        );
+        assert!(replace_paragraph(&format!("{BEGIN}\ntable\n{END}\n"), "p").is_none());
+        assert!(replace_paragraph("no section", "p").is_none());
+    }
+
+    #[test]
     fn schedules_count_injected_events_only() {
         assert_eq!(events("25:irq"), 1);
         assert_eq!(events("3:map,7:preempt-to1,9:continue,12:nmi,14:cpu1"), 3);
@@ -1381,24 +1573,71 @@ mod tests {
         assert_eq!(super::without_position("no position"), "no position");
     }
 
+    fn run(start: &str, outcomes: &[(&str, &str, f64)]) -> serde_json::Value {
+        let mut list = vec![serde_json::json!({
+            "scenario": "Baseline",
+            "summary": "Success",
+            "phase_results": [{ "phase": "Build", "duration": 10.0 }, { "phase": "Test", "duration": 5.0 }],
+        })];
+        for (name, summary, seconds) in outcomes {
+            list.push(serde_json::json!({
+                "scenario": { "Mutant": { "name": name } },
+                "summary": summary,
+                "phase_results": [{ "phase": "Build", "duration": seconds }],
+            }));
+        }
+        serde_json::json!({ "start_time": start, "outcomes": list })
+    }
+
     #[test]
-    fn outcomes_are_counted_without_the_baseline() {
-        let value = serde_json::json!({ "outcomes": [
-            { "scenario": "Baseline", "summary": "Success" },
-            { "scenario": { "Mutant": {} }, "summary": "CaughtMutant" },
-            { "scenario": { "Mutant": {} }, "summary": "MissedMutant" },
-            { "scenario": { "Mutant": {} }, "summary": "Unviable" },
-            { "scenario": { "Mutant": {} }, "summary": "CaughtMutant" },
-        ]});
+    fn the_ledger_keeps_each_mutants_last_outcome_across_runs() {
+        let mut ledger = Ledger::default();
+        // A first run, stopped before it reached `d`.
+        ledger.fold(&run(
+            "t1",
+            &[
+                ("a", "CaughtMutant", 1.0),
+                ("b", "Unviable", 2.0),
+                ("c", "MissedMutant", 3.0),
+            ],
+        ));
+        let listed = ["a", "b", "c", "d"];
+        let (counts, untested) = ledger.count(listed.into_iter());
+        assert_eq!(untested, vec!["d".to_string()]);
+        assert_eq!((counts.caught, counts.unviable, counts.missed), (1, 1, 1));
+        // Folding the same run again (xtask folds the last run before it goes on) changes nothing.
+        let before = serde_json::to_string(&ledger).unwrap();
+        ledger.fold(&run(
+            "t1",
+            &[
+                ("a", "CaughtMutant", 1.0),
+                ("b", "Unviable", 2.0),
+                ("c", "MissedMutant", 3.0),
+            ],
+        ));
+        assert_eq!(serde_json::to_string(&ledger).unwrap(), before);
+        // The run with --iterate tests again only the missed one and the one not reached.
+        ledger.fold(&run(
+            "t2",
+            &[("c", "CaughtMutant", 4.0), ("d", "Timeout", 5.0)],
+        ));
+        let (counts, untested) = ledger.count(listed.into_iter());
+        assert!(untested.is_empty());
         assert_eq!(
-            outcome_counts(&value),
+            counts,
             Counts {
                 total: 4,
                 caught: 2,
-                missed: 1,
+                missed: 0,
                 unviable: 1,
-                timeout: 0
+                timeout: 1
             }
         );
+        assert_eq!(ledger.runs.len(), 2);
+        // Two baselines of 15 s, and the last outcome of each mutant: 1 + 2 + 4 + 5.
+        assert_eq!(ledger.seconds(), 30.0 + 12.0);
+        // A mutant no longer in the tree (its line moved) is not counted.
+        let (counts, _) = ledger.count(["a", "b"].into_iter());
+        assert_eq!(counts.total, 2);
     }
 }
