@@ -409,8 +409,10 @@ pub fn run(options: &Options) -> Result<(), String> {
         )
     }));
     let section = section(&root, &results, &checks, cargo_mutants.as_deref(), &unmet);
-    println!();
-    print!("{section}");
+    if !options.cargo_mutants_only {
+        println!();
+        print!("{section}");
+    }
     if full {
         write_section(&root, &section)?;
     } else if let Some(paragraph) = &cargo_mutants {
@@ -916,7 +918,8 @@ fn kernel(root: &Path, copy: &Path) -> Result<(Verdict, Duration), String> {
                     .next()
                     .unwrap_or(l)
                     .trim()
-                    .to_string()
+                    // "split kernel: caught: slot-fault after 3.2 s" in a cell that says caught
+                    .replacen(": caught: ", ": ", 1)
             })
             .unwrap_or_default()
     };
@@ -1357,8 +1360,8 @@ fn cargo_mutants(
             "in one run".to_string()
         } else {
             format!(
-                "in {runs} runs, each with `--iterate` going on from the one before (the \
-                 outcome of a mutant is its last run's)"
+                "in {runs} runs, each after the first with `--iterate` going on from the one \
+                 before (the outcome of a mutant is its last run's)"
             )
         },
         ledger.seconds() / 3600.0,

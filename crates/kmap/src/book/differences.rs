@@ -60,9 +60,11 @@
 //! next map lands on its own live slot (Linux: `BUG_ON(!pte_none)`). That is the mutant
 //! `holes-are-zero` of `xtask/mutants.toml`, a model of the 2023 proposal: the explorer finds
 //! this in scope 1/2/2 with `--release any` and in the built-in scenario `hole-then-irq`
-//! (`cargo xtask test` runs the explorer on it and fails unless it is caught). With a distinct
-//! marker a pop stops at a zero, and the top release can zero its holes before its pop, so every cell at or above `idx` stays empty (INV-1) at every
-//! arrival point. The price is one value a platform's `make_pte` must never return (all ones).
+//! (`cargo xtask test` runs the explorer on it and fails unless it is caught; BENCHMARKS.md's
+//! table of `cargo xtask mutants` gives its shortest counterexample and which other checks
+//! catch it). With a distinct marker a pop stops at a zero, and the top release can zero its
+//! holes before its pop, so every cell at or above `idx` stays empty (INV-1) at every arrival
+//! point. The price is one value a platform's `make_pte` must never return (all ones).
 //!
 //! A release below the top keeps preemption off from the PTE clear to the mark: a switch in
 //! between would find the saved PTE still there, `sched_in` would re-install it, and the mark
