@@ -75,10 +75,12 @@ pub struct Options {
     /// the crate and of the explorer, and report its caught, missed and unviable mutants.
     #[arg(long)]
     cargo_mutants: bool,
-    /// With `--cargo-mutants`: go on from the last cargo-mutants run (cargo-mutants'
-    /// `--iterate`): test again only the mutants it did not catch or find unviable, and those it
-    /// had not reached when it was stopped; the report counts the outcomes of every run since
-    /// the last one without `--iterate`.
+    /// With `--cargo-mutants` or `--cargo-mutants-only`: go on from the last cargo-mutants run
+    /// (cargo-mutants' `--iterate`): test again only the mutants it did not catch or find
+    /// unviable, and those it had not reached when it was stopped; the report counts the
+    /// outcomes of every run since the last one without `--iterate`. For after new tests or a
+    /// stopped run: a mutant is known by its file, line, column and change, so a change to
+    /// crates/kmap/src in between calls for a run without it.
     #[arg(long)]
     iterate: bool,
     /// Run only `cargo mutants` (no named mutant), and write only its paragraph of BENCHMARKS.md,
@@ -303,6 +305,9 @@ fn load(root: &Path) -> Result<Vec<Mutant>, String> {
 }
 
 pub fn run(options: &Options) -> Result<(), String> {
+    if options.iterate && !(options.cargo_mutants || options.cargo_mutants_only) {
+        return Err("--iterate goes with --cargo-mutants or --cargo-mutants-only".into());
+    }
     let root = workspace_root();
     let all = load(&root)?;
     if options.list {
@@ -376,9 +381,6 @@ pub fn run(options: &Options) -> Result<(), String> {
     let full = !options.cargo_mutants_only && options.only.is_empty() && options.checks.is_empty();
 
     // cargo-mutants first: the longer of the two, and the one whose survivors may need work.
-    if options.iterate && !(options.cargo_mutants || options.cargo_mutants_only) {
-        return Err("--iterate goes with --cargo-mutants or --cargo-mutants-only".into());
-    }
     let (cargo_mutants, unexplained) = if options.cargo_mutants || options.cargo_mutants_only {
         let command = format!(
             "cargo xtask mutants --cargo-mutants{}{}",
