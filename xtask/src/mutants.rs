@@ -71,7 +71,7 @@ pub struct Options {
     /// Also boot each mutant's kernel: `cargo xtask kernel` inside the copy (QEMU, minutes).
     #[arg(long)]
     kernel: bool,
-    /// Also run `cargo mutants` over crates/kmap (hours; installed if missing) with the tests of
+    /// Also run `cargo mutants` over crates/kmap (half an hour here; installed if missing) with the tests of
     /// the crate and of the explorer, and report its caught, missed and unviable mutants.
     #[arg(long)]
     cargo_mutants: bool,
@@ -308,6 +308,11 @@ pub fn run(options: &Options) -> Result<(), String> {
     if options.iterate && !(options.cargo_mutants || options.cargo_mutants_only) {
         return Err("--iterate goes with --cargo-mutants or --cargo-mutants-only".into());
     }
+    if options.cargo_mutants_only && (options.check_only || !options.only.is_empty()) {
+        return Err(
+            "--cargo-mutants-only runs no named mutant: leave out --check-only and --only".into(),
+        );
+    }
     let root = workspace_root();
     let all = load(&root)?;
     if options.list {
@@ -401,7 +406,10 @@ pub fn run(options: &Options) -> Result<(), String> {
         results.push(run_mutant(&root, mutant, &checks)?);
     }
 
+    // The named mutants' misses go into the section; cargo-mutants' survivors are in its
+    // paragraph. Both make the command fail.
     let mut unmet = unmet(&results, &checks);
+    let section = section(&root, &results, &checks, cargo_mutants.as_deref(), &unmet);
     unmet.extend(unexplained.into_iter().map(|name| {
         (
             name,
@@ -410,14 +418,13 @@ pub fn run(options: &Options) -> Result<(), String> {
                 .to_string(),
         )
     }));
-    let section = section(&root, &results, &checks, cargo_mutants.as_deref(), &unmet);
     if !options.cargo_mutants_only {
         println!();
         print!("{section}");
     }
     if full {
         write_section(&root, &section)?;
-    } else if let Some(paragraph) = &cargo_mutants {
+    } else if let (true, Some(paragraph)) = (options.cargo_mutants_only, &cargo_mutants) {
         write_paragraph(&root, paragraph)?;
         println!("xtask: BENCHMARKS.md: the paragraph on cargo mutants written, the table kept");
     } else {
@@ -1124,10 +1131,8 @@ fn section(
     let previous = std::fs::read_to_string(root.join("BENCHMARKS.md"))
         .ok()
         .and_then(|text| {
-            let (b, e) = (text.find(BEGIN)?, text.find(END)?);
-            let inside = text.get(b + BEGIN.len()..e)?;
-            let start = inside.find(&format!("\n{CARGO_MUTANTS_PREFIX}"))? + 1;
-            Some(inside[start..].trim_end().to_string())
+            let (start, end) = paragraph_range(&text)?;
+            Some(text[start..end].trim_end().to_string())
         });
     match (cargo_mutants, previous) {
         (Some(paragraph), _) => {
@@ -1141,7 +1146,7 @@ fn section(
                 s,
                 "{CARGO_MUTANTS_PREFIX} (every mutant cargo-mutants generates in crates/kmap, \
                  against the tests of the crate and of the explorer): not run yet; `cargo xtask \
-                 mutants --cargo-mutants` runs it (hours).\n"
+                 mutants --cargo-mutants` runs it.\n"
             );
         }
     }
@@ -1163,7 +1168,8 @@ fn write_section(root: &Path, section: &str) -> Result<(), String> {
 /// keeping the rest of the section (the table of a run of the named mutants).
 fn write_paragraph(root: &Path, paragraph: &str) -> Result<(), String> {
     let path = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let old =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read BENCHMARKS.md: {e}"))?;
     let new = replace_paragraph(&old, paragraph).ok_or(
         "BENCHMARKS.md has no section of `cargo xtask mutants` with a paragraph on cargo \
          mutants to replace: run `cargo xtask mutants` first",
@@ -1172,10 +1178,17 @@ fn write_paragraph(root: &Path, paragraph: &str) -> Result<(), String> {
 }
 
 fn replace_paragraph(old: &str, paragraph: &str) -> Option<String> {
-    let begin = old.find(BEGIN)? + BEGIN.len();
-    let end = begin + old[begin..].find(END)?;
-    let start = begin + old[begin..end].find(&format!("\n{CARGO_MUTANTS_PREFIX}"))? + 1;
+    let (start, end) = paragraph_range(old)?;
     Some(format!("{}{paragraph}\n\n{}", &old[..start], &old[end..]))
+}
+
+/// Where the paragraph on `cargo mutants` stands in the section of BENCHMARKS.md: from its
+/// first word to the end marker.
+fn paragraph_range(text: &str) -> Option<(usize, usize)> {
+    let begin = text.find(BEGIN)? + BEGIN.len();
+    let end = begin + text[begin..].find(END)?;
+    let start = begin + text[begin..end].find(&format!("\n{CARGO_MUTANTS_PREFIX}"))? + 1;
+    Some((start, end))
 }
 
 fn splice(old: &str, section: &str) -> String {
@@ -1252,6 +1265,9 @@ fn cargo_mutants(
             ledger.fold(&read_json(&outcomes)?);
         }
     }
+    // Saved before cargo-mutants moves the last run aside, so that a run stopped now loses
+    // nothing; a run without --iterate starts a new ledger.
+    ledger.save(&ledger_path)?;
     // The tests of the crate and of the explorer: every package whose tests run the crate
     // (not xtask's, kmap-host's or the benchmarks').
     // A timeout far above the tests' time (about a minute here): cargo-mutants' default is five
@@ -1272,7 +1288,7 @@ fn cargo_mutants(
         if iterate { " --iterate" } else { "" }
     );
     println!(
-        "xtask: cargo {shown} --dir {} --output {} (about an hour)",
+        "xtask: cargo {shown} --dir {} --output {} (half an hour here)",
         root.display(),
         output.display()
     );
@@ -1294,14 +1310,12 @@ fn cargo_mutants(
         return Err(format!("cargo mutants failed ({status})"));
     }
     ledger.fold(&read_json(&outcomes)?);
-    let text = serde_json::to_string_pretty(&ledger).map_err(|e| e.to_string())?;
-    std::fs::write(&ledger_path, text)
-        .map_err(|e| format!("cannot write {}: {e}", ledger_path.display()))?;
+    ledger.save(&ledger_path)?;
 
     // Every mutant of the tree as it is must have an outcome (lines that moved make new names).
     let listed = Command::new(&cargo)
         .arg("mutants")
-        .arg("--list")
+        .args(["--list", "--colors=never"])
         .args(selection)
         .arg("--dir")
         .arg(root)
@@ -1311,12 +1325,16 @@ fn cargo_mutants(
     if !listed.status.success() {
         return Err(format!("cargo mutants --list failed ({})", listed.status));
     }
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let (counts, untested) = ledger.count(listed.lines().filter(|l| !l.trim().is_empty()));
+    let listed: BTreeSet<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let (counts, untested) = ledger.count(&listed);
     if !untested.is_empty() {
         return Err(format!(
             "cargo-mutants has no outcome for {} mutant(s) of the tree as it is (the first: \
-             `{}`): run `cargo xtask mutants --cargo-mutants --iterate` to test them",
+             `{}`): `{command}` again, or without `--iterate` to test every mutant anew",
             untested.len(),
             untested[0]
         ));
@@ -1325,7 +1343,7 @@ fn cargo_mutants(
         ledger
             .outcomes
             .iter()
-            .filter(|(name, o)| o.summary == summary && listed.lines().any(|l| l == *name))
+            .filter(|(name, o)| o.summary == summary && listed.contains(*name))
             .map(|(name, _)| without_position(name))
             .collect()
     };
@@ -1351,7 +1369,7 @@ fn cargo_mutants(
     }
     let runs = ledger.runs.len();
     let mut paragraph = format!(
-        "{CARGO_MUTANTS_PREFIX} ({version}, `cargo {shown}` run by `{command}` on {}, {}: \
+        "{CARGO_MUTANTS_PREFIX} ({version}, `cargo {shown}`, run by `{command}` on {}{}; \
          {:.1} h of builds and tests): {} mutants of crates/kmap, \
          {} caught, {} missed, {} unviable, {} timed out (a test that no longer ends: caught). \
          The test command is `cargo test` of kmap, kmap-sim, kmap-check and kmap-cli: the \
@@ -1359,11 +1377,11 @@ fn cargo_mutants(
          binary's checks).{}",
         crate::bench::today(),
         if runs == 1 {
-            "in one run".to_string()
+            String::new()
         } else {
             format!(
-                "in {runs} runs, each after the first with `--iterate` going on from the one \
-                 before (the outcome of a mutant is its last run's)"
+                ", the last of {runs} runs, each after the first going on from the one before; \
+                 a mutant's outcome is that of the last run that tested it"
             )
         },
         ledger.seconds() / 3600.0,
@@ -1381,8 +1399,12 @@ fn cargo_mutants(
     if !explained.is_empty() {
         let _ = writeln!(
             paragraph,
-            " The survivors are equivalent mutants (they change nothing the crate does; \
-             `[[equivalent]]` in xtask/mutants.toml):"
+            " {} (`[[equivalent]]` in xtask/mutants.toml):",
+            if explained.len() == 1 {
+                "The survivor is an equivalent mutant (it changes nothing the crate does)"
+            } else {
+                "The survivors are equivalent mutants (they change nothing the crate does)"
+            }
         );
         for line in &explained {
             let _ = write!(paragraph, "\n- {line}");
@@ -1414,8 +1436,8 @@ fn read_json(path: &Path) -> Result<serde_json::Value, String> {
 /// ledger keeps them apart.
 #[derive(Default, Debug, PartialEq, serde::Serialize, Deserialize)]
 struct Ledger {
-    /// When each run folded in began (cargo-mutants' `start_time`), and the seconds of its
-    /// baseline's build and test.
+    /// When each run folded in began (cargo-mutants' `start_time`), and the seconds of all its
+    /// builds and tests, the baseline's included.
     runs: Vec<(String, f64)>,
     outcomes: std::collections::BTreeMap<String, Outcome>,
 }
@@ -1424,7 +1446,7 @@ struct Ledger {
 struct Outcome {
     /// cargo-mutants' summary: CaughtMutant, MissedMutant, Unviable or Timeout.
     summary: String,
-    /// The build and test time it took.
+    /// The build and test time it took in that run.
     seconds: f64,
 }
 
@@ -1433,7 +1455,8 @@ impl Ledger {
     /// replaces what it gave then).
     fn fold(&mut self, value: &serde_json::Value) {
         let start = value["start_time"].as_str().unwrap_or_default().to_string();
-        let mut baseline = 0.0;
+        let mut total = 0.0;
+        let mut mutants = 0;
         for outcome in value["outcomes"].as_array().into_iter().flatten() {
             let seconds: f64 = outcome["phase_results"]
                 .as_array()
@@ -1441,8 +1464,8 @@ impl Ledger {
                 .flatten()
                 .filter_map(|p| p["duration"].as_f64())
                 .sum();
+            total += seconds;
             if outcome["scenario"] == "Baseline" {
-                baseline += seconds;
                 continue;
             }
             let (Some(name), Some(summary)) = (
@@ -1451,6 +1474,7 @@ impl Ledger {
             ) else {
                 continue;
             };
+            mutants += 1;
             self.outcomes.insert(
                 name.to_string(),
                 Outcome {
@@ -1459,19 +1483,26 @@ impl Ledger {
                 },
             );
         }
+        // A run that tested no mutant (its baseline failed, or it was stopped first) is none.
         self.runs.retain(|(s, _)| *s != start);
-        self.runs.push((start, baseline));
+        if mutants > 0 {
+            self.runs.push((start, total));
+        }
     }
 
-    /// The build and test time of every outcome kept and of the runs' baselines.
+    fn save(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The build and test time of every run folded in.
     fn seconds(&self) -> f64 {
-        self.runs.iter().map(|(_, s)| s).sum::<f64>()
-            + self.outcomes.values().map(|o| o.seconds).sum::<f64>()
+        self.runs.iter().map(|(_, s)| s).sum()
     }
 
     /// The outcomes of the mutants `listed` (the tree's, as `cargo mutants --list` names them),
     /// and those of them that have none.
-    fn count<'a>(&self, listed: impl Iterator<Item = &'a str>) -> (Counts, Vec<String>) {
+    fn count(&self, listed: &BTreeSet<String>) -> (Counts, Vec<String>) {
         let mut counts = Counts::default();
         let mut untested = Vec::new();
         for name in listed {
@@ -1596,37 +1627,32 @@ mod tests {
 
     #[test]
     fn the_ledger_keeps_each_mutants_last_outcome_across_runs() {
-        let mut ledger = Ledger::default();
-        // A first run, stopped before it reached `d`.
-        ledger.fold(&run(
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let first = run(
             "t1",
             &[
                 ("a", "CaughtMutant", 1.0),
                 ("b", "Unviable", 2.0),
                 ("c", "MissedMutant", 3.0),
             ],
-        ));
-        let listed = ["a", "b", "c", "d"];
-        let (counts, untested) = ledger.count(listed.into_iter());
+        );
+        let mut ledger = Ledger::default();
+        // A first run, stopped before it reached `d`.
+        ledger.fold(&first);
+        let listed = set(&["a", "b", "c", "d"]);
+        let (counts, untested) = ledger.count(&listed);
         assert_eq!(untested, vec!["d".to_string()]);
         assert_eq!((counts.caught, counts.unviable, counts.missed), (1, 1, 1));
         // Folding the same run again (xtask folds the last run before it goes on) changes nothing.
         let before = serde_json::to_string(&ledger).unwrap();
-        ledger.fold(&run(
-            "t1",
-            &[
-                ("a", "CaughtMutant", 1.0),
-                ("b", "Unviable", 2.0),
-                ("c", "MissedMutant", 3.0),
-            ],
-        ));
+        ledger.fold(&first);
         assert_eq!(serde_json::to_string(&ledger).unwrap(), before);
         // The run with --iterate tests again only the missed one and the one not reached.
         ledger.fold(&run(
             "t2",
             &[("c", "CaughtMutant", 4.0), ("d", "Timeout", 5.0)],
         ));
-        let (counts, untested) = ledger.count(listed.into_iter());
+        let (counts, untested) = ledger.count(&listed);
         assert!(untested.is_empty());
         assert_eq!(
             counts,
@@ -1638,11 +1664,13 @@ mod tests {
                 timeout: 1
             }
         );
+        // A run stopped before its first mutant is not a run.
+        ledger.fold(&run("t3", &[]));
         assert_eq!(ledger.runs.len(), 2);
-        // Two baselines of 15 s, and the last outcome of each mutant: 1 + 2 + 4 + 5.
-        assert_eq!(ledger.seconds(), 30.0 + 12.0);
+        // Every build and test of both runs: two baselines of 15 s, then 1 + 2 + 3 and 4 + 5.
+        assert_eq!(ledger.seconds(), 30.0 + 6.0 + 9.0);
         // A mutant no longer in the tree (its line moved) is not counted.
-        let (counts, _) = ledger.count(["a", "b"].into_iter());
+        let (counts, _) = ledger.count(&set(&["a", "b"]));
         assert_eq!(counts.total, 2);
     }
 }
