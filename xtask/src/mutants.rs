@@ -71,8 +71,9 @@ pub struct Options {
     /// Also boot each mutant's kernel: `cargo xtask kernel` inside the copy (QEMU, minutes).
     #[arg(long)]
     kernel: bool,
-    /// Also run `cargo mutants` over crates/kmap (half an hour here; installed if missing) with the tests of
-    /// the crate and of the explorer, and report its caught, missed and unviable mutants.
+    /// Also run `cargo mutants` over crates/kmap (half an hour here; installed if missing) with
+    /// the tests of the crate and of the explorer, and report its caught, missed and unviable
+    /// mutants.
     #[arg(long)]
     cargo_mutants: bool,
     /// With `--cargo-mutants` or `--cargo-mutants-only`: go on from the last cargo-mutants run
@@ -1270,7 +1271,7 @@ fn cargo_mutants(
     ledger.save(&ledger_path)?;
     // The tests of the crate and of the explorer: every package whose tests run the crate
     // (not xtask's, kmap-host's or the benchmarks').
-    // A timeout far above the tests' time (about a minute here): cargo-mutants' default is five
+    // A timeout far above the tests' time (under a minute here): cargo-mutants' default is five
     // times the baseline's, which tests kmap's tests alone, far shorter than the explorer's.
     let selection = ["--package", "kmap"];
     let args = [
@@ -1341,10 +1342,8 @@ fn cargo_mutants(
     }
     let names = |summary: &str| -> Vec<String> {
         ledger
-            .outcomes
-            .iter()
-            .filter(|(name, o)| o.summary == summary && listed.contains(*name))
-            .map(|(name, _)| without_position(name))
+            .with(&listed, summary)
+            .map(|name| without_position(name))
             .collect()
     };
     let missed = names("MissedMutant");
@@ -1503,21 +1502,41 @@ impl Ledger {
     /// The outcomes of the mutants `listed` (the tree's, as `cargo mutants --list` names them),
     /// and those of them that have none.
     fn count(&self, listed: &BTreeSet<String>) -> (Counts, Vec<String>) {
-        let mut counts = Counts::default();
-        let mut untested = Vec::new();
-        for name in listed {
-            counts.total += 1;
-            match self.outcomes.get(name).map(|o| o.summary.as_str()) {
-                Some("CaughtMutant") => counts.caught += 1,
-                Some("MissedMutant") => counts.missed += 1,
-                Some("Unviable") => counts.unviable += 1,
-                Some("Timeout") => counts.timeout += 1,
-                _ => untested.push(name.to_string()),
-            }
-        }
+        let counts = Counts {
+            total: listed.len(),
+            caught: self.with(listed, "CaughtMutant").count(),
+            missed: self.with(listed, "MissedMutant").count(),
+            unviable: self.with(listed, "Unviable").count(),
+            timeout: self.with(listed, "Timeout").count(),
+        };
+        let untested = listed
+            .iter()
+            .filter(|name| {
+                self.outcomes
+                    .get(*name)
+                    .is_none_or(|o| !SUMMARIES.contains(&o.summary.as_str()))
+            })
+            .cloned()
+            .collect();
         (counts, untested)
     }
+
+    /// The mutants of `listed` whose last outcome is `summary`.
+    fn with<'a>(
+        &'a self,
+        listed: &'a BTreeSet<String>,
+        summary: &'a str,
+    ) -> impl Iterator<Item = &'a String> {
+        listed.iter().filter(move |name| {
+            self.outcomes
+                .get(*name)
+                .is_some_and(|o| o.summary == summary)
+        })
+    }
 }
+
+/// The outcomes of cargo-mutants that the ledger counts.
+const SUMMARIES: [&str; 4] = ["CaughtMutant", "MissedMutant", "Unviable", "Timeout"];
 
 #[derive(Default, Debug, PartialEq, Eq)]
 struct Counts {
@@ -1613,7 +1632,10 @@ mod tests {
         let mut list = vec![serde_json::json!({
             "scenario": "Baseline",
             "summary": "Success",
-            "phase_results": [{ "phase": "Build", "duration": 10.0 }, { "phase": "Test", "duration": 5.0 }],
+            "phase_results": [
+                { "phase": "Build", "duration": 10.0 },
+                { "phase": "Test", "duration": 5.0 },
+            ],
         })];
         for (name, summary, seconds) in outcomes {
             list.push(serde_json::json!({
