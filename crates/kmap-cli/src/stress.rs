@@ -29,6 +29,10 @@ pub struct Args {
     /// Replay one execution, by the seed a violation report printed, with its full trace.
     #[arg(long, value_parser = parse_seed)]
     pub replay: Option<u64>,
+    /// Print a machine-readable result (the figures, and a violation with the seed and the
+    /// schedule that replay it).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn parse_protocol(name: &str) -> Result<Protocol, String> {
@@ -61,6 +65,18 @@ pub fn main(args: &Args) -> ExitCode {
     let options = args.options();
     if let Some(seed) = args.replay {
         return replay(seed, &options);
+    }
+    if args.json {
+        let report = run(&options);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json(&report, &options)).expect("JSON")
+        );
+        return if report.found.is_none() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
     }
     println!(
         "kmap stress: switch {}, {} CPU(s), seed {}, up to {} kmap operations{}",
@@ -104,6 +120,44 @@ pub fn run(options: &Options) -> Report {
     });
     bar.finish_and_clear();
     report
+}
+
+/// The figures of a stress run, and what it found, as JSON.
+pub fn json(report: &Report, options: &Options) -> serde_json::Value {
+    let s = &report.stats;
+    let found = report.found.as_ref().map(|found| {
+        let outcome = &found.outcome;
+        serde_json::json!({
+            "execution_seed": format!("{:#x}", found.execution_seed),
+            "verdict": outcome.verdict().name(),
+            "violation": outcome.violations.first().map(|v| serde_json::json!({
+                "kind": v.kind.name(),
+                "cpu": v.cpu,
+                "context": v.context.to_string(),
+                "after": v.label,
+                "message": v.message,
+            })),
+            "refusal": outcome.refusals.first().map(|r| r.message.clone()),
+            "schedule": outcome.schedule.to_string(),
+            "replay": format!(
+                "kmap stress --switch {} --cpus {} --replay {:#x}",
+                options.protocol, options.cpus, found.execution_seed
+            ),
+        })
+    });
+    serde_json::json!({
+        "seed": options.seed,
+        "switch": options.protocol.name(),
+        "cpus": options.cpus,
+        "executions": report.executions,
+        "kmap_ops": s.kmap_ops,
+        "switches": s.switches,
+        "preemptions": s.preemptions,
+        "irqs": s.irqs,
+        "nmis": s.nmis,
+        "elapsed_ms": report.elapsed.as_millis() as u64,
+        "found": found,
+    })
 }
 
 pub fn print_report(report: &Report) {

@@ -213,3 +213,31 @@ fn a_scope_that_cannot_fit_is_refused_up_front_with_the_estimate() {
     let out = kmap(&["prove", "--tasks", "2", "--max-memory", "1G"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn stress_json_gives_the_figures_and_what_replays_a_violation() {
+    let out = kmap(&[
+        "stress", "--switch", "rfc-v1", "--cpus", "1", "--seed", "3", "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(value["switch"], "rfc-v1");
+    assert!(value["kmap_ops"].as_u64().unwrap() > 0);
+    let found = &value["found"];
+    assert_eq!(found["verdict"], "violation");
+    assert_eq!(found["violation"]["kind"], "crash");
+    let seed = found["execution_seed"].as_str().unwrap();
+    let replayed = kmap(&[
+        "stress", "--switch", "rfc-v1", "--cpus", "1", "--replay", seed,
+    ]);
+    assert_eq!(replayed.status.code(), Some(1));
+    assert!(
+        text(&replayed.stdout).contains(found["schedule"].as_str().unwrap()),
+        "the replay takes the same schedule"
+    );
+
+    let clean = kmap(&["stress", "--ops", "2000", "--json"]);
+    assert_eq!(clean.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&clean.stdout).expect("JSON");
+    assert!(value["found"].is_null());
+}
