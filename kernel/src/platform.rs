@@ -4,10 +4,11 @@
 //!   `c`'s cell `i` is the page `WINDOW + (c * CELLS + i) * 4 KiB`. Nothing else maps it.
 //! - Install and clear are plain stores to that page table; the one TLB operation is `invlpg`
 //!   on the slot being emptied (installing into an empty slot needs none: rule INV-6).
-//! - The direct map covers lowmem only (`crate::LOWMEM_MIB`): a highmem frame has no kernel
-//!   address but a slot.
-//! - The current CPU and task come from the per-CPU area at GS; the preemption, migration and
-//!   page-fault counts are the scheduler's own (`crate::sched`).
+//! - The direct map covers lowmem only (`crate::config::LOWMEM_MIB`): a highmem frame has no
+//!   kernel address but a slot.
+//! - The current CPU and task come from the per-CPU area at GS; the preemption and page-fault
+//!   counts are the per-CPU area's (`crate::percpu`), the migration-disable count is the task's
+//!   (`crate::task`).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -15,8 +16,11 @@ use x86_64::structures::paging::PageTableFlags;
 
 use kmap::{Cell, CpuId, Frame, KmapStack, Platform, Prot, Pte, Report, Slot, VirtAddr};
 
-use crate::sched::{current_task, percpu};
-use crate::{CELLS, MAX_CPUS};
+use crate::arch::instructions;
+use crate::config::{CELLS, LOWMEM_MIB, MAX_CPUS};
+use crate::percpu::{current_task, pagefault_add, percpu, preempt_add};
+use crate::sched;
+use crate::verdict::{Failure, fail};
 
 /// The kmap window: PML4 entry 511.
 pub const WINDOW: usize = 0xFFFF_FF80_0000_0000;
@@ -74,7 +78,7 @@ fn index(slot: Slot) -> usize {
 }
 
 // SAFETY: (1) the CPU number is read from this CPU's GS area and the stack is the current
-// task's, read in one gs-relative load (`sched::current_id`), fixed for its life; the CPU
+// task's, read in one gs-relative load (`percpu::current_id`), fixed for its life; the CPU
 // number is read in two steps (the area's address, then its id), which the crate does only
 // with migration disabled; (2) every slot is its own page of WINDOW, mapped only by
 // WINDOW_PT, and slot_of inverts slot_address; (3) install_pte writes the PTE the hardware walks
@@ -111,7 +115,7 @@ unsafe impl Platform for Kernel {
     }
 
     fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
-        ((frame.pfn() as usize) < crate::LOWMEM_MIB * 256)
+        ((frame.pfn() as usize) < LOWMEM_MIB * 256)
             .then(|| VirtAddr::new(frame.pfn() as usize * 4096))
     }
 
@@ -139,21 +143,21 @@ unsafe impl Platform for Kernel {
     }
 
     fn invalidate_local(&self, page: VirtAddr) {
-        crate::arch::invlpg(page.as_usize());
+        instructions::invlpg(page.as_usize());
     }
 
-    // Per-CPU counters change in one gs-relative instruction each (`sched::this_cpu_add`).
+    // Per-CPU counters change in one gs-relative instruction each (`arch::percpu::add_i32`).
     fn preempt_disable(&self) {
-        crate::sched::preempt_add(1);
+        preempt_add(1);
     }
     fn preempt_enable(&self) {
         // As Linux's preempt_enable: the end of a non-preemptible section is a preemption point
         // when a reschedule is pending (only the benchmark build asks for one).
-        if crate::sched::preempt_add(-1)
+        if preempt_add(-1)
             && percpu().need_resched.load(Relaxed)
-            && crate::arch::interrupts_enabled()
+            && instructions::interrupts_enabled()
         {
-            crate::sched::schedule();
+            sched::schedule();
         }
     }
     // The `no-migrate-disable` build leaves the count alone, so the balancer moves tasks that
@@ -169,10 +173,10 @@ unsafe impl Platform for Kernel {
         }
     }
     fn pagefault_disable(&self) {
-        crate::sched::pagefault_add(1);
+        pagefault_add(1);
     }
     fn pagefault_enable(&self) {
-        crate::sched::pagefault_add(-1);
+        pagefault_add(-1);
     }
 
     fn in_hardirq(&self) -> bool {
@@ -180,12 +184,12 @@ unsafe impl Platform for Kernel {
     }
 
     fn irqs_disabled(&self) -> bool {
-        !crate::arch::interrupts_enabled()
+        !instructions::interrupts_enabled()
     }
 
     fn report(&self, report: Report) {
-        crate::workload::fail(
-            crate::workload::Failure::Crate,
+        fail(
+            Failure::Crate,
             format_args!("the crate reported {report:?}"),
         );
     }

@@ -1,5 +1,9 @@
-//! COM1, for the log (the `uart_16550` crate). One writer at a time across CPUs (a spinlock);
-//! interrupt and NMI handlers do not print except on the way to a failure.
+//! COM1, for the log and the records xtask reads (the `uart_16550` crate). Two CPUs, interrupt
+//! handlers and NMIs may all want to print; a line must never be spliced into another, and the
+//! context that stops the machine must get its report out even if the lock's holder is the very
+//! context it stopped. One writer at a time across CPUs (a spinlock taken with interrupts off);
+//! interrupt and NMI handlers do not print except on the way to a failure, which takes the port
+//! for good.
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
@@ -9,7 +13,7 @@ use uart_16550::SerialPort;
 
 struct Com1(UnsafeCell<SerialPort>);
 // SAFETY: the port is used only by the holder of LOCK, or by the one context that failed (see
-// `print_forced`), after which nothing else prints.
+// `write_forced`), after which nothing else prints.
 unsafe impl Sync for Com1 {}
 
 // SAFETY: 0x3F8 is COM1 on the PC QEMU emulates; nothing else drives it.
@@ -33,8 +37,8 @@ pub fn init() {
 /// interrupt of its own CPU) while others wait; `attempts` bounds the wait. Returns whether the
 /// lock was taken and whether interrupts were on.
 fn lock(attempts: Option<u64>) -> (bool, bool) {
-    let enabled = crate::arch::interrupts_enabled();
-    crate::arch::disable_interrupts();
+    let enabled = super::instructions::interrupts_enabled();
+    super::instructions::disable_interrupts();
     let mut tries = 0;
     while LOCK
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -54,26 +58,34 @@ fn unlock((taken, enabled): (bool, bool)) {
         LOCK.store(false, Ordering::Release);
     }
     if enabled {
-        crate::arch::enable_interrupts();
+        super::instructions::enable_interrupts();
     }
 }
 
-pub fn print(args: fmt::Arguments) {
+/// Write with the lock held: whatever `f` writes, in as many pieces as it likes, no other
+/// output splits (a record of `crate::record` is written this way).
+pub fn write(f: impl FnOnce(&mut dyn Write)) {
     let held = lock(None);
-    let _ = port().write_fmt(args);
+    f(port());
     unlock(held);
 }
 
 /// For reports: after a failure took the port (`take_for_failure`), the reporting context
-/// writes at once; before, as `print`, but never waiting for the lock for ever.
-pub fn print_forced(args: fmt::Arguments) {
+/// writes at once; before, as `write`, but never waiting for the lock for ever.
+pub fn write_forced(f: impl FnOnce(&mut dyn Write)) {
     if STOLEN.load(Ordering::Relaxed) {
-        let _ = port().write_fmt(args);
+        f(port());
         return;
     }
     let held = lock(Some(1_000_000));
-    let _ = port().write_fmt(args);
+    f(port());
     unlock(held);
+}
+
+pub fn print(args: fmt::Arguments) {
+    write(|port| {
+        let _ = port.write_fmt(args);
+    });
 }
 
 /// The failing context takes the port for its whole report: it waits for the lock once, a
@@ -83,36 +95,7 @@ pub fn take_for_failure() {
     STOLEN.store(true, Ordering::Relaxed);
 }
 
-/// A line built in memory, written with one call (no other output is spliced into it).
-pub struct Line {
-    bytes: [u8; 256],
-    len: usize,
-}
-
-impl Line {
-    pub const fn new() -> Self {
-        Line {
-            bytes: [0; 256],
-            len: 0,
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
-    }
-}
-
-impl Write for Line {
-    /// Text past 256 bytes is dropped.
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.bytes.len() - self.len);
-        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
 #[macro_export]
 macro_rules! println {
-    ($($arg:tt)*) => { $crate::serial::print(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::arch::serial::print(format_args!("{}\n", format_args!($($arg)*))) };
 }

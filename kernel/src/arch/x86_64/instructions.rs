@@ -1,13 +1,48 @@
-//! The instructions the kernel needs, each behind a small function: from the `x86_64` crate,
-//! except `exit_qemu`'s halt loop with interrupts off, which it has no single call for.
+//! The instructions the kernel needs, each behind a small function, so that no other file
+//! issues one inline: from the `x86_64` crate, except `exit_qemu`'s halt loop with interrupts
+//! off and the time-stamp counter, which it has no call for.
 
 use core::arch::asm;
 
 use x86_64::VirtAddr;
 use x86_64::instructions::{interrupts, port::Port, tlb};
-use x86_64::registers::{control::Cr2, model_specific::GsBase};
+use x86_64::registers::control::Cr2;
 
-pub fn outb(port: u16, value: u8) {
+/// Spin for about `n` iterations.
+pub fn delay(n: u64) {
+    for _ in 0..n {
+        core::hint::spin_loop();
+    }
+}
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: reading the time-stamp counter has no effect.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Flush this CPU's whole TLB (global pages aside: the kernel maps none).
+pub fn flush_tlb() {
+    tlb::flush_all();
+}
+
+/// Halt with interrupts off until the machine ends: NMIs still arrive, and return here.
+pub fn halt_for_ever() -> ! {
+    disable_interrupts();
+    loop {
+        // SAFETY: halting with interrupts off only waits; an NMI returns here at once.
+        unsafe { asm!("hlt", options(nomem, nostack)) };
+    }
+}
+
+/// Mask every line of the legacy 8259 PIC, which would otherwise deliver its timer as vector 8
+/// (a "double fault").
+pub fn mask_legacy_pic() {
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
+}
+
+fn outb(port: u16, value: u8) {
     // SAFETY: port I/O to the legacy PIC's mask registers only (masking all its lines).
     unsafe { Port::<u8>::new(port).write(value) };
 }
@@ -15,11 +50,6 @@ pub fn outb(port: u16, value: u8) {
 fn outl(port: u16, value: u32) {
     // SAFETY: port I/O to QEMU's isa-debug-exit device only, which ends the machine.
     unsafe { Port::<u32>::new(port).write(value) };
-}
-
-/// Point GS at `base` (the per-CPU area).
-pub fn set_gs_base(base: u64) {
-    GsBase::write(VirtAddr::new(base));
 }
 
 pub fn invlpg(address: usize) {

@@ -1,4 +1,6 @@
-//! Descriptor tables and interrupt entry.
+//! Descriptor tables and interrupt entry: every vector lands in `isr_common`, which saves the
+//! whole register file and the SSE state in one frame and calls `isr_dispatch(frame, fx)` (the
+//! kernel's, in `main.rs`: what each vector does is not the architecture's business).
 //!
 //! Every vector runs on an IST stack (reference baremetal-x86_64.md §4): the precompiled libcore
 //! uses the red zone, so the CPU must never push onto the interrupted stack. IST1 takes NMIs,
@@ -15,7 +17,7 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
 
-use crate::MAX_CPUS;
+use crate::config::MAX_CPUS;
 
 /// The SSE state `isr_common` saves, in a 16-byte aligned area of its own (so that entry
 /// alignment never matters to `fxsave`).
@@ -47,6 +49,14 @@ pub struct Frame {
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
+}
+
+impl Frame {
+    /// Whether the interrupted code ran in the kernel's code segment with interrupts on (where a
+    /// timer interrupt may turn into a preemption).
+    pub fn interrupted_kernel_with_interrupts_on(&self) -> bool {
+        self.cs == 0x08 && self.rflags & (1 << 9) != 0
+    }
 }
 
 core::arch::global_asm!(
@@ -226,9 +236,4 @@ pub fn init_cpu(cpu: usize) {
         load_tss(tss_selector);
         (*IDT.0.get()).load_unsafe();
     }
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn isr_dispatch(frame: &mut Frame, fx: &mut FxArea) {
-    crate::handlers::dispatch(frame, fx);
 }

@@ -1,6 +1,9 @@
 //! From the PVH entry to `kmain`: a 32-bit stub that builds the boot page tables, enters long
 //! mode and calls Rust; and the trampoline that brings an application processor to the same
-//! place (`ap_main`).
+//! place (`ap_main`), with `start_ap`, which sends it there.
+//!
+//! Hand-written: no crate boots a PVH ELF without a bootloader, and the AP must go from 16-bit
+//! real mode to long mode on page tables that exist before any Rust code runs.
 //!
 //! The boot page tables map, with 2 MiB pages, only the low `LOWMEM_MIB` of physical memory
 //! (the kernel's permanent direct map: image, stacks, page tables, lowmem frames) and the local
@@ -159,5 +162,37 @@ core::arch::global_asm!(
     "boot_stack: .skip 65536",
     "boot_stack_top:",
     ".code64",
-    lowmem_pages = const crate::LOWMEM_MIB / 2,
+    lowmem_pages = const crate::config::LOWMEM_MIB / 2,
 );
+
+unsafe extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+    static mut ap_booting: u8;
+    static mut ap_stack_top: u64;
+}
+
+/// Start the second CPU at `ap_main` on the stack whose top is `stack_top`; whether it said it
+/// runs (`online`) within about a second.
+pub fn start_ap(stack_top: usize, online: impl Fn() -> bool) -> bool {
+    // SAFETY: the trampoline's bytes are in the kernel image; 0x8000 is free low memory inside
+    // the identity map; the AP reads ap_booting and ap_stack_top only after the SIPI.
+    unsafe {
+        let start = core::ptr::addr_of!(ap_trampoline_start);
+        let length = core::ptr::addr_of!(ap_trampoline_end) as usize - start as usize;
+        core::ptr::copy_nonoverlapping(start, 0x8000 as *mut u8, length);
+        core::ptr::write_volatile(
+            core::ptr::addr_of_mut!(ap_stack_top),
+            (stack_top & !15) as u64,
+        );
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(ap_booting), 1);
+    }
+    super::apic::start_aps(8);
+    for _ in 0..1_000 {
+        if online() {
+            return true;
+        }
+        super::instructions::delay(100_000);
+    }
+    false
+}

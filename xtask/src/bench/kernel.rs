@@ -1,13 +1,43 @@
-//! The kernel's benchmarks in BENCHMARKS.md: boot the benchmark build `BOOTS` times, parse its
-//! `BENCH` lines, draw the ratio curves as SVG (`benchmarks/`), and say in words where
+//! The kernel's benchmarks in BENCHMARKS.md: boot the benchmark build `BOOTS` times, read its
+//! `BENCH` records, draw the ratio curves as SVG (`benchmarks/`), and say in words where
 //! kmap_local wins, by how much, and where it does not.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::kernel;
-use crate::plot::{self, Chart, Point, Series};
+use thiserror::Error;
+
+use crate::kernel::serial::{self, Bench, MapKind, RecordError, SectionKind};
+use crate::kernel::{self, KernelError};
+use crate::plot::{self, Chart, PlotError, Point, Series};
+use crate::process::{self, FileError};
+
+/// Why the kernel's benchmarks gave no section.
+#[derive(Debug, Error)]
+pub enum KernelBenchError {
+    /// The benchmark build did not build or boot, or did not pass.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// A `BENCH` record is not what xtask reads.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A boot printed no figures.
+    #[error("the benchmark kernel printed no BENCH figures")]
+    NoFigures,
+    /// A boot printed a point for one of its two kinds only.
+    #[error("the benchmark kernel printed {what} at {at} for one kind only")]
+    OneKind { what: String, at: u64 },
+    /// The boots measured different points.
+    #[error("the benchmark boots measured different points")]
+    Different,
+    /// A chart could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    /// A chart could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
+}
 
 /// Boots whose figures are combined (median, min and max of each point).
 pub const BOOTS: u32 = 3;
@@ -23,54 +53,52 @@ struct Figures {
     throughput: BTreeMap<u64, [f64; 3]>,
 }
 
-/// `key=value` fields of a `BENCH` line.
-fn fields(line: &str) -> BTreeMap<&str, &str> {
-    line.split_whitespace()
-        .filter_map(|f| f.split_once('='))
-        .collect()
-}
-
-fn parse(log: &[String]) -> Result<Figures, String> {
+/// One boot's figures, from its `BENCH` records.
+fn parse(log: &[String]) -> Result<Figures, KernelBenchError> {
     let mut figures = Figures::default();
-    // Each point needs both of its kinds: a missing line must not read as a zero.
+    // Each point needs both of its kinds: a missing record must not read as a zero.
     let mut kinds: BTreeMap<(&str, u64), u32> = BTreeMap::new();
-    let number = |f: &BTreeMap<&str, &str>, key: &str, line: &str| -> Result<f64, String> {
-        f.get(key)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("no number `{key}=` in the kernel's line `{line}`"))
-    };
-    for line in log {
-        let f = fields(line);
-        if line.starts_with("BENCH latency ") {
-            let passes = number(&f, "passes", line)? as u64;
-            *kinds.entry(("latency", passes)).or_default() += 1;
-            let entry = figures.latency.entry(passes).or_default();
-            let at = if f.get("kind") == Some(&"atomic") {
-                0
-            } else {
-                2
-            };
-            entry[at] = number(&f, "p50", line)?;
-            entry[at + 1] = number(&f, "p99", line)?;
-        } else if line.starts_with("BENCH throughput ") {
-            let frames = number(&f, "frames", line)? as u64;
-            *kinds.entry(("throughput", frames)).or_default() += 1;
-            let entry = figures.throughput.entry(frames).or_default();
-            if f.get("kind") == Some(&"pool") {
-                entry[1] = number(&f, "ops", line)?;
-                entry[2] = number(&f, "wraps", line)?;
-            } else {
-                entry[0] = number(&f, "ops", line)?;
+    for record in serial::records::<Bench>(log, "BENCH") {
+        match record? {
+            Bench::Latency {
+                passes,
+                kind,
+                p50,
+                p99,
+                ..
+            } => {
+                *kinds.entry(("latency", passes)).or_default() += 1;
+                let entry = figures.latency.entry(passes).or_default();
+                let at = if kind == SectionKind::Atomic { 0 } else { 2 };
+                entry[at] = p50 as f64;
+                entry[at + 1] = p99 as f64;
+            }
+            Bench::Throughput {
+                frames,
+                kind,
+                ops,
+                wraps,
+                ..
+            } => {
+                *kinds.entry(("throughput", frames)).or_default() += 1;
+                let entry = figures.throughput.entry(frames).or_default();
+                if kind == MapKind::Pool {
+                    entry[1] = ops as f64;
+                    entry[2] = wraps as f64;
+                } else {
+                    entry[0] = ops as f64;
+                }
             }
         }
     }
     if figures.latency.is_empty() || figures.throughput.is_empty() {
-        return Err("the benchmark kernel printed no BENCH figures".into());
+        return Err(KernelBenchError::NoFigures);
     }
     if let Some(((what, at), _)) = kinds.iter().find(|(_, n)| **n != 2) {
-        return Err(format!(
-            "the benchmark kernel printed {what} at {at} for one kind only"
-        ));
+        return Err(KernelBenchError::OneKind {
+            what: what.to_string(),
+            at: *at,
+        });
     }
     Ok(figures)
 }
@@ -91,7 +119,7 @@ fn range(p: &Point) -> String {
 }
 
 /// The Markdown section, with the charts written under `root/benchmarks/`.
-pub fn section(root: &Path) -> Result<String, String> {
+pub fn section(root: &Path) -> Result<String, KernelBenchError> {
     let boots: Vec<Figures> = kernel::bench(BOOTS)?
         .iter()
         .map(|log| parse(log))
@@ -101,7 +129,7 @@ pub fn section(root: &Path) -> Result<String, String> {
         !b.latency.keys().eq(first.latency.keys())
             || !b.throughput.keys().eq(first.throughput.keys())
     }) {
-        return Err("the benchmark boots measured different points".into());
+        return Err(KernelBenchError::Different);
     }
 
     // Throughput: kmap_local / kmap() against the working set.
@@ -140,7 +168,7 @@ pub fn section(root: &Path) -> Result<String, String> {
         .collect();
 
     let dir = root.join("benchmarks");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| FileError::new("create", &dir, e))?;
     let throughput_series = [Series {
         label: "kmap_local / kmap() operations".into(),
         points: throughput.iter().map(|(_, p, _)| *p).collect(),
@@ -156,7 +184,7 @@ pub fn section(root: &Path) -> Result<String, String> {
         },
         Some(1.0),
     )?;
-    write(&dir.join("kernel-throughput.svg"), &svg)?;
+    process::write(&dir.join("kernel-throughput.svg"), &svg)?;
     let latency_series = [
         Series {
             label: "p50: kmap_atomic sections / kmap_local sections".into(),
@@ -178,7 +206,7 @@ pub fn section(root: &Path) -> Result<String, String> {
         },
         Some(1.0),
     )?;
-    write(&dir.join("kernel-latency.svg"), &svg)?;
+    process::write(&dir.join("kernel-latency.svg"), &svg)?;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -318,6 +346,40 @@ pub fn section(root: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn a_boots_records_give_both_kinds_of_each_point() {
+        let figures = parse(&log(&[
+            "kdemo: running",
+            r#"BENCH {"bench":"latency","passes":1,"kind":"atomic","samples":2048,"p50":12064,"p99":37282,"worst":224214}"#,
+            r#"BENCH {"bench":"latency","passes":1,"kind":"local","samples":2048,"p50":14662,"p99":42272,"worst":262506}"#,
+            r#"BENCH {"bench":"throughput","frames":768,"kind":"local","ops":1960643,"ticks":3000,"misses":0,"wraps":0}"#,
+            r#"BENCH {"bench":"throughput","frames":768,"kind":"pool","ops":1614527,"ticks":3000,"misses":561754,"wraps":1103}"#,
+            r#"RESULT {"verdict":"pass"}"#,
+        ]))
+        .unwrap();
+        assert_eq!(figures.latency[&1], [12064.0, 37282.0, 14662.0, 42272.0]);
+        assert_eq!(figures.throughput[&768], [1960643.0, 1614527.0, 1103.0]);
+    }
+
+    #[test]
+    fn a_point_of_one_kind_or_no_point_is_an_error() {
+        let one = parse(&log(&[
+            r#"BENCH {"bench":"latency","passes":1,"kind":"atomic","samples":1,"p50":1,"p99":1,"worst":1}"#,
+            r#"BENCH {"bench":"throughput","frames":48,"kind":"local","ops":1,"ticks":3000,"misses":0,"wraps":0}"#,
+            r#"BENCH {"bench":"throughput","frames":48,"kind":"pool","ops":1,"ticks":3000,"misses":0,"wraps":0}"#,
+        ]));
+        assert!(matches!(one, Err(KernelBenchError::OneKind { at: 1, .. })));
+        assert!(matches!(
+            parse(&log(&["RESULT: PASS"])),
+            Err(KernelBenchError::NoFigures)
+        ));
+    }
 }

@@ -9,6 +9,44 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::process::{self, CommandError};
+use crate::say;
+
+/// Why the table could not be made.
+#[derive(Debug, Error)]
+pub enum ProveBenchError {
+    /// The `kmap` binary did not build.
+    #[error(transparent)]
+    Build(#[from] CommandError),
+    /// `/usr/bin/time` could not run.
+    #[error("could not run /usr/bin/time (apt-get install -y time)")]
+    Time(#[source] std::io::Error),
+    /// `kmap prove --json` printed no JSON xtask reads.
+    #[error("kmap prove printed no JSON xtask reads: {output}")]
+    NoJson {
+        output: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What `kmap prove --json` prints (the fields read here).
+#[derive(Deserialize)]
+struct Proof {
+    verdict: String,
+    complete: bool,
+    states: u64,
+    violation: Option<Violation>,
+}
+
+#[derive(Deserialize)]
+struct Violation {
+    kind: String,
+}
+
 /// One row: a scope, its protocol, and how SPIN checks it (`None`: SPIN has no model of it).
 struct Row {
     cpus: usize,
@@ -106,8 +144,8 @@ struct Measured {
 }
 
 /// The section of BENCHMARKS.md, or why it could not be made.
-pub fn section(root: &Path) -> Result<String, String> {
-    crate::cargo(root, &["build", "--release", "--package", "kmap-cli"], &[])?;
+pub fn section(root: &Path) -> Result<String, ProveBenchError> {
+    process::cargo(root, &["build", "--release", "--package", "kmap-cli"], &[])?;
     let kmap = root.join("target/release/kmap");
     let models = root.parent().map(|p| p.join("shared/reference/spin"));
     let spin_ready = Command::new("spin").arg("-V").output().is_ok()
@@ -179,8 +217,8 @@ pub fn section(root: &Path) -> Result<String, String> {
             spin_run.verdict,
             spin_run.states,
         );
-        println!(
-            "xtask: prove {}/{}/{} {}: kmap {} in {:?} s, SPIN {} in {:?} s",
+        say!(
+            "prove {}/{}/{} {}: kmap {} in {:?} s, SPIN {} in {:?} s",
             row.cpus,
             row.tasks,
             row.depth,
@@ -202,8 +240,17 @@ pub fn section(root: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// `/usr/bin/time -f "%e %M"` around `command`: its output, the wall time and the peak memory.
-fn timed(command: Command) -> Result<(String, Option<f64>, Option<f64>), String> {
+/// What a command timed by `/usr/bin/time` printed, and what it cost.
+struct Timed {
+    stdout: String,
+    stderr: String,
+    seconds: Option<f64>,
+    peak_mib: Option<f64>,
+}
+
+/// `/usr/bin/time -f "%e %M"` around `command`: its output, the wall time and the peak memory
+/// (`/usr/bin/time`'s report, read from its file: an external tool's output).
+fn timed(command: Command) -> Result<Timed, ProveBenchError> {
     let times = std::env::temp_dir().join(format!("kmap-time-{}", std::process::id()));
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
@@ -216,23 +263,24 @@ fn timed(command: Command) -> Result<(String, Option<f64>, Option<f64>), String>
     if let Some(dir) = command.get_current_dir() {
         wrapped.current_dir(dir);
     }
-    let output = wrapped
-        .output()
-        .map_err(|e| format!("could not run /usr/bin/time (apt-get install -y time): {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    let output = wrapped.output().map_err(ProveBenchError::Time)?;
     let measured = std::fs::read_to_string(&times).unwrap_or_default();
     let last = measured.lines().last().unwrap_or("");
     let mut fields = last.split_whitespace();
     let seconds = fields.next().and_then(|s| s.parse().ok());
-    let peak = fields
+    let peak_mib = fields
         .next()
         .and_then(|k| k.parse::<f64>().ok())
         .map(|k| k / 1024.0);
-    Ok((text, seconds, peak))
+    Ok(Timed {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        seconds,
+        peak_mib,
+    })
 }
 
-fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, String> {
+fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, ProveBenchError> {
     let mut command = Command::new(kmap);
     command.args([
         "prove",
@@ -251,43 +299,31 @@ fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, String> {
     if !row.nmi {
         command.arg("--no-nmi");
     }
-    let (text, seconds, peak_mib) = timed(command)?;
-    let start = text
-        .find('{')
-        .ok_or_else(|| format!("kmap prove printed no JSON: {text}"))?;
-    let end = text.rfind('}').unwrap_or(text.len() - 1);
-    let json = &text[start..=end];
-    let field = |name: &str| -> String {
-        let key = format!("\"{name}\": ");
-        json.find(&key)
-            .map(|i| {
-                json[i + key.len()..]
-                    .split([',', '\n'])
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .trim_matches('"')
-                    .to_string()
-            })
-            .unwrap_or_default()
-    };
-    let verdict = match (field("verdict").as_str(), field("complete").as_str()) {
-        ("pass", "true") => "pass (complete)".to_string(),
-        ("violation", _) => format!("violation ({})", kind_of(json)),
+    let Timed {
+        stdout,
+        stderr,
+        seconds,
+        peak_mib,
+    } = timed(command)?;
+    // Standard output is the JSON document; /usr/bin/time's report goes to its file.
+    let proof: Proof = serde_json::from_str(&stdout).map_err(|source| ProveBenchError::NoJson {
+        output: format!("{stdout}{stderr}"),
+        source,
+    })?;
+    let verdict = match (proof.verdict.as_str(), proof.complete) {
+        ("pass", true) => "pass (complete)".to_string(),
+        ("violation", _) => format!(
+            "violation ({})",
+            proof.violation.map(|v| v.kind).unwrap_or_default()
+        ),
         (other, _) => format!("{other} (incomplete)"),
     };
     Ok(Measured {
         verdict,
-        states: field("states"),
+        states: proof.states.to_string(),
         seconds,
         peak_mib,
     })
-}
-
-fn kind_of(json: &str) -> String {
-    json.find("\"kind\": \"")
-        .map(|i| json[i + 9..].split('"').next().unwrap_or("").to_string())
-        .unwrap_or_default()
 }
 
 fn run_spin(models: &Path, run: &SpinRun) -> Measured {
@@ -326,9 +362,17 @@ fn run_spin(models: &Path, run: &SpinRun) -> Measured {
         "ulimit -v 8388608; exec timeout {} ./pan -m3000000 {}",
         run.seconds, run.pan
     ));
-    let Ok((text, seconds, peak_mib)) = timed(command) else {
+    let Ok(Timed {
+        stdout,
+        stderr,
+        seconds,
+        peak_mib,
+    }) = timed(command)
+    else {
         return failed("/usr/bin/time is missing".into());
     };
+    // pan's report is text: an external tool's output.
+    let text = stdout + &stderr;
     let _ = std::fs::remove_dir_all(&dir);
     let number = |suffix: &str| {
         text.lines()

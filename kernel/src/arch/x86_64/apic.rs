@@ -44,15 +44,15 @@ pub fn eoi() {
 fn send(destination: u32, command: u32) {
     // The ICR is two registers: with interrupts off, the timer handler's own IPI cannot land
     // between this destination and this command (NMI handlers send none).
-    let enabled = crate::arch::interrupts_enabled();
-    crate::arch::disable_interrupts();
+    let enabled = super::instructions::interrupts_enabled();
+    super::instructions::disable_interrupts();
     write(ICR_HIGH, destination << 24);
     write(ICR_LOW, command);
     while read(ICR_LOW) & (1 << 12) != 0 {
         core::hint::spin_loop();
     }
     if enabled {
-        crate::arch::enable_interrupts();
+        super::instructions::enable_interrupts();
     }
 }
 
@@ -67,15 +67,14 @@ pub fn send_nmi(destination: u32) {
 pub fn start_aps(page: u8) {
     write(ICR_HIGH, 0);
     write(ICR_LOW, 0xC4500);
-    crate::delay(10_000_000);
+    super::instructions::delay(10_000_000);
     for _ in 0..2 {
         write(ICR_LOW, 0xC4600 | page as u32);
-        crate::delay(200_000);
+        super::instructions::delay(200_000);
     }
 }
 
 /// A fixed interrupt with `vector` to the CPU with APIC id `destination`.
-#[cfg(feature = "bench")]
 pub fn send_fixed(destination: u32, vector: u8) {
     send(destination, vector as u32 | 1 << 14);
 }
