@@ -20,6 +20,8 @@
 //! prints the boots' outcomes as one JSON document (`Report`), for `cargo xtask mutants`.
 
 mod coverage;
+#[cfg(test)]
+mod modules;
 mod qemu;
 pub mod serial;
 
