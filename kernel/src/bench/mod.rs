@@ -11,14 +11,18 @@
 //!    with a global-pool `kmap()` built here only as a baseline, sized and organised as Linux's
 //!    (`pool`): `LAST_PKMAP` = 512 slots, one lock, a hash from frame to slot, reference counts,
 //!    and on every wrap a flush of the whole TLB of every CPU (an IPI to the other).
-
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+//!
+//! At the end the boot CPU prints one `BENCH` record a phase (`crate::record`) and ends the boot
+//! with a pass; `cargo xtask bench` reads the records.
 
 mod pool;
 
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
 use kmap::Local;
 
-use crate::arch::instructions;
+use crate::arch::apic;
+use crate::arch::instructions::{self, rdtsc};
 use crate::config::{HIGHMEM_FIRST_FRAME, MAX_CPUS, TASKS_PER_CPU};
 use crate::load::Load;
 use crate::percpu::{PERCPU, Priority, percpu};
@@ -65,7 +69,7 @@ fn phase_at(index: usize) -> Phase {
 const PHASES: usize = 1 + 2 * PASSES.len() + 2 * FRAMES.len();
 
 static PHASE: AtomicUsize = AtomicUsize::new(0);
-pub static TICKS: AtomicU64 = AtomicU64::new(0);
+static TICKS: AtomicU64 = AtomicU64::new(0);
 static WAKE_TSC: [AtomicU64; MAX_CPUS] = [AtomicU64::new(0), AtomicU64::new(0)];
 static OPS: [AtomicU64; PHASES] = [const { AtomicU64::new(0) }; PHASES];
 static WRAPS: [AtomicU64; PHASES] = [const { AtomicU64::new(0) }; PHASES];
@@ -82,8 +86,6 @@ static LATENCY: [Samples; PHASES] = [const {
         count: AtomicUsize::new(0),
     }
 }; PHASES];
-
-use instructions::rdtsc;
 
 /// The benchmarks, as the kernel runs them.
 pub struct Bench;
@@ -120,7 +122,7 @@ impl Load for Bench {
             return false;
         }
         pool::flush_ipi();
-        crate::arch::apic::eoi();
+        apic::eoi();
         true
     }
 }

@@ -2,10 +2,10 @@
 //! command and the date. Figures, not tests.
 //!
 //! - Instruction counts of the crate's paths on a minimal platform, by callgrind (exact and
-//!   repeatable on a noisy machine).
+//!   repeatable on a noisy machine) (`instructions`).
 //! - The kernel under QEMU: scheduling latency with `kmap_atomic`-style sections against
 //!   `kmap_local` sections over section lengths, and throughput of kmap_local against a
-//!   global-pool `kmap()` over working sets, as SVG charts (`kernel_bench`).
+//!   global-pool `kmap()` over working sets, as SVG charts (`kernel`).
 //! - The explorer's and the stress runner's throughput (`kmap bench`).
 //! - `kmap prove` side by side with SPIN (`prove`).
 //!

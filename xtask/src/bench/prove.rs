@@ -235,7 +235,7 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
          --json` (R is `lifo` unless the row says `release any`: the tasks may then also release \
          any mapping below the top, leaving a hole); SPIN: \
          `spin DEFINES -a MODEL && gcc -O2 -DSAFETY GCC -o pan pan.c && ./pan -m3000000 PAN` with \
-         the defines of each row in `xtask/src/prove_bench.rs`.\n"
+         the defines of each row in `xtask/src/bench/prove.rs`.\n"
     );
     Ok(out)
 }
