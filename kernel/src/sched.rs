@@ -28,9 +28,9 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use crate::arch::context::{self, Entry};
 use crate::arch::instructions;
 use crate::arch::interrupts::{Frame, FxArea};
-use crate::config::{MAX_CPUS, NTASKS, TASKS_PER_CPU};
+use crate::config::{NTASKS, TASKS_PER_CPU};
 use crate::load::Load;
-use crate::percpu::{AP_ONLINE, PERCPU, PerCpu, Priority, current_id, current_task, percpu};
+use crate::percpu::{AP_ONLINE, PerCpu, Priority, current_id, current_task, other, percpu};
 use crate::task::{TASKS, stack_top};
 use crate::verdict::{Failure, fail};
 
@@ -123,7 +123,7 @@ pub fn balance(enabled: bool) -> bool {
     {
         return false;
     }
-    let other = &PERCPU[(cpu.id + 1) % MAX_CPUS];
+    let other = other(cpu.id);
     let current = cpu.current.load(Relaxed);
     let queue = cpu.queue.load(Relaxed);
     // Every task of this queue but `current` is switched out: outside that swap this CPU
