@@ -7,7 +7,8 @@ use std::ops::Range;
 
 use std::fmt::Write as _;
 
-use kmap_sim::{Context, Event, Label, Outcome, What};
+use kmap::CpuId;
+use kmap_sim::{Context, Event, Label, Outcome, SlotName, What};
 
 /// A kind of context: the columns of a CPU.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
@@ -64,7 +65,7 @@ pub enum RowKind {
 #[derive(Clone, Debug)]
 pub struct Row {
     /// The column: CPU and lane.
-    pub column: (usize, Lane),
+    pub column: (CpuId, Lane),
     /// The text.
     pub text: String,
     /// What it is.
@@ -77,16 +78,18 @@ pub struct Row {
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
     /// Columns, in order: CPU, then lane.
-    pub columns: Vec<(usize, Lane)>,
+    pub columns: Vec<(CpuId, Lane)>,
     /// Rows, in order.
     pub rows: Vec<Row>,
 }
 
 fn change(what: &What) -> Option<String> {
     Some(match what {
-        What::Install { cpu, cell, frame } => format!("slot {cpu}.{cell} := frame {frame}"),
-        What::Clear { cpu, cell } => format!("slot {cpu}.{cell} := empty"),
-        What::Invalidate { cell } => format!("invlpg {cell}"),
+        What::Install { slot, frame } => {
+            format!("slot {} := frame {}", SlotName(*slot), frame.pfn())
+        }
+        What::Clear { slot } => format!("slot {} := empty", SlotName(*slot)),
+        What::Invalidate { cell } => format!("invlpg {}", cell.0),
         What::Idx { task, from, to } => format!("{task}.idx {from}->{to}"),
         What::Access {
             expected,
@@ -94,7 +97,8 @@ fn change(what: &What) -> Option<String> {
             tlb_hit,
         } if frame == expected => {
             format!(
-                "access frame {frame}{}",
+                "access frame {}{}",
+                frame.pfn(),
                 if *tlb_hit { " (TLB)" } else { "" }
             )
         }
@@ -104,7 +108,9 @@ fn change(what: &What) -> Option<String> {
             tlb_hit,
         } => {
             format!(
-                "frame {expected} REACHES FRAME {frame}{}",
+                "frame {} REACHES FRAME {}{}",
+                expected.pfn(),
+                frame.pfn(),
                 if *tlb_hit { " (TLB)" } else { "" }
             )
         }
@@ -112,7 +118,7 @@ fn change(what: &What) -> Option<String> {
             expected,
             reached: None,
             ..
-        } => format!("frame {expected} FAULTS"),
+        } => format!("frame {} FAULTS", expected.pfn()),
         _ => return None,
     })
 }
@@ -125,7 +131,7 @@ impl Timeline {
     pub fn of(outcome: &Outcome) -> Timeline {
         let mut timeline = Timeline::default();
         // Changes waiting for their arrival point: the column, the texts, the first event.
-        let mut pending: Option<((usize, Lane), Vec<String>, usize)> = None;
+        let mut pending: Option<((CpuId, Lane), Vec<String>, usize)> = None;
         let push = |timeline: &mut Timeline, column, text, kind, events| {
             if !timeline.columns.contains(&column) {
                 timeline.columns.push(column);
@@ -207,12 +213,12 @@ impl Timeline {
     }
 
     /// The header of a column.
-    pub fn header(column: (usize, Lane)) -> String {
-        format!("cpu{} {}", column.0, column.1.name())
+    pub fn header(column: (CpuId, Lane)) -> String {
+        format!("cpu{} {}", column.0.0, column.1.name())
     }
 
     /// The length of the longest row of `column`, in characters (0 for none).
-    pub fn longest(&self, column: (usize, Lane)) -> usize {
+    pub fn longest(&self, column: (CpuId, Lane)) -> usize {
         self.rows
             .iter()
             .filter(|r| r.column == column)

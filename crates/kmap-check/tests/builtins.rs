@@ -1,15 +1,15 @@
 //! Every built-in scenario gives its expected verdict; a printed schedule replays the same run;
 //! shards add up to the whole search.
 
-use kmap_check::explore::{Search, Shard, Strategy, explore, replay};
-use kmap_check::{ReplayId, builtin, resolve};
+use kmap_check::search::{Dfs, Pct, Random, Strategy, check, replay};
+use kmap_check::{Options, ReplayId, Shard, builtin, explore, resolve};
 use kmap_sim::{Protocol, Verdict};
 
 #[test]
 fn every_builtin_gives_its_expected_verdict() {
     for (name, _) in builtin::BUILTINS {
         let scenario = resolve(name).unwrap();
-        let found = explore(&scenario.config, Search::default(), |_| {});
+        let found = check(&scenario.config);
         assert_eq!(
             found.verdict,
             scenario.expect,
@@ -25,12 +25,12 @@ fn every_builtin_gives_its_expected_verdict() {
 #[test]
 fn the_restore_race_is_shortest_and_replays_to_the_same_trace() {
     let scenario = resolve("restore-race").unwrap();
-    let found = explore(&scenario.config, Search::default(), |_| {});
+    let found = check(&scenario.config);
     let ce = found.counterexample.unwrap();
     assert_eq!(ce.events(), 1, "one interrupt is enough: {}", ce.schedule);
     let id = ReplayId {
         scenario: "restore-race".into(),
-        overrides: Default::default(),
+        changes: Default::default(),
         schedule: ce.schedule.clone(),
     };
     let parsed: ReplayId = id.to_string().parse().unwrap();
@@ -43,8 +43,8 @@ fn the_restore_race_is_shortest_and_replays_to_the_same_trace() {
 #[test]
 fn the_split_design_passes_where_the_rfc_fails() {
     let mut scenario = resolve("restore-race").unwrap();
-    scenario.config.machine.protocol = Protocol::Split;
-    let found = explore(&scenario.config, Search::default(), |_| {});
+    scenario.config.machine.switch = Protocol::Split;
+    let found = check(&scenario.config);
     assert_eq!(found.verdict, Verdict::Pass);
     assert!(
         found.complete && found.executions > 10,
@@ -57,15 +57,14 @@ fn the_split_design_passes_where_the_rfc_fails() {
 fn shards_add_up_to_the_unsharded_search() {
     for name in ["guard-cells", "migrate-while-holding"] {
         let config = resolve(name).unwrap().config;
-        let whole = explore(&config, Search::default(), |_| {});
+        let whole = check(&config);
         for count in [2, 3] {
             let parts: u64 = (0..count)
                 .map(|index| {
-                    let search = Search {
+                    let mut part = Dfs {
                         shard: Shard { index, count },
-                        ..Search::default()
                     };
-                    explore(&config, search, |_| {}).executions
+                    explore(&config, &mut part, Options::default(), |_| {}).executions
                 })
                 .sum();
             assert_eq!(parts, whole.executions, "{name} in {count} shards");
@@ -76,26 +75,26 @@ fn shards_add_up_to_the_unsharded_search() {
 #[test]
 fn random_and_pct_find_the_race_too() {
     let config = resolve("restore-race").unwrap().config;
-    for strategy in [
-        Strategy::Random {
-            seed: 1,
-            executions: 2000,
-        },
-        Strategy::Pct {
-            seed: 1,
-            executions: 200,
-            depth: 2,
-        },
-    ] {
-        let found = explore(
-            &config,
-            Search {
-                strategy,
-                ..Search::default()
-            },
-            |_| {},
-        );
-        assert_eq!(found.verdict, Verdict::Violation, "{strategy:?}");
+    let strategies: [(&str, Box<dyn Strategy>); 2] = [
+        (
+            "random",
+            Box::new(Random {
+                seed: 1,
+                executions: 2000,
+            }),
+        ),
+        (
+            "pct",
+            Box::new(Pct {
+                seed: 1,
+                executions: 200,
+                depth: 2,
+            }),
+        ),
+    ];
+    for (name, mut strategy) in strategies {
+        let found = explore(&config, &mut *strategy, Options::default(), |_| {});
+        assert_eq!(found.verdict, Verdict::Violation, "{name}");
     }
 }
 
@@ -103,7 +102,7 @@ fn random_and_pct_find_the_race_too() {
 fn a_platform_that_drops_invalidations_is_caught_on_a_passing_scenario() {
     let mut config = resolve("three-tasks").unwrap().config;
     config.machine.mutation = Some(kmap_sim::Mutation::DropInvalidations);
-    let found = explore(&config, Search::default(), |_| {});
+    let found = check(&config);
     let ce = found.counterexample.expect("a violation");
     let kind = ce.outcome.violations[0].kind;
     assert!(
@@ -117,8 +116,8 @@ fn a_platform_that_drops_invalidations_is_caught_on_a_passing_scenario() {
 }
 
 /// The shortest counterexample of a built-in scenario, as `kmap check` finds it.
-fn counterexample_of(name: &str) -> kmap_check::explore::Counterexample {
-    let found = explore(&resolve(name).unwrap().config, Search::default(), |_| {});
+fn counterexample_of(name: &str) -> kmap_check::search::Counterexample {
+    let found = check(&resolve(name).unwrap().config);
     found
         .counterexample
         .unwrap_or_else(|| panic!("{name}: no counterexample"))
@@ -162,11 +161,11 @@ fn the_restore_race_ends_in_its_consequence_with_and_without_bug_on() {
 #[test]
 fn a_hazard_without_consequence_passes_unless_strict() {
     let mut config = resolve("lowmem-irq-rfc").unwrap().config;
-    let found = explore(&config, Search::default(), |_| {});
+    let found = check(&config);
     assert_eq!(found.verdict, Verdict::Pass);
     assert!(found.hazards.iter().any(|h| h.rule == kmap_sim::Rule::Inv1));
-    config.strict = true;
-    let found = explore(&config, Search::default(), |_| {});
+    config.machine.strict = true;
+    let found = check(&config);
     assert_eq!(found.verdict, Verdict::Violation);
     assert_eq!(
         found.counterexample.unwrap().outcome.violations[0].kind,
@@ -203,5 +202,6 @@ fn the_old_bound_names_are_read_as_nesting_depths() {
     let text = "[bounds]\nirq_depth = 2\n[[task]]\nname = \"A\"\nops = [\"check\"]\n";
     let error = kmap_check::scenario::parse("new.toml", "new", text).unwrap_err();
     assert_eq!(error.line, Some(2));
-    assert!(error.message.contains("0 or 1"), "{error}");
+    assert!(error.to_string().contains("0 or 1"), "{error}");
+    assert_eq!(error.field.as_deref(), Some("bounds.irq_depth"));
 }

@@ -17,7 +17,7 @@ fn a_wrong_type() {
     let e = error("[machine]\ncpus = \"two\"\n[[task]]\nname = \"A\"\nops = []\n");
     assert_eq!(
         e,
-        "bad.toml:2: field `cpus`: invalid type: string \"two\", expected usize"
+        "bad.toml:2: field `machine.cpus`: invalid type: string \"two\", expected usize"
     );
 }
 
@@ -43,21 +43,49 @@ fn a_frame_out_of_range() {
 fn an_unknown_field_and_an_unknown_protocol() {
     let e = error("[machine]\nswitches = \"split\"\n[[task]]\nname = \"A\"\nops = []\n");
     assert!(
-        e.starts_with("bad.toml:2: field `switches`: unknown field `switches`"),
+        e.starts_with(
+            "bad.toml:2: field `machine.switches`: unknown field `switches`, expected one of \
+             `cpus`, `frames`, `lowmem`, `cells`, `switch`"
+        ),
         "{e}"
     );
     let e = error("[machine]\nswitch = \"rfc-v2\"\n[[task]]\nname = \"A\"\nops = []\n");
     assert!(
-        e.starts_with("bad.toml:2: field `machine.switch`: `rfc-v2` is not a switch protocol"),
+        e.starts_with(
+            "bad.toml:2: field `machine.switch`: unknown variant `rfc-v2`, expected one of \
+             `split`, `rfc-v1`, `swap-after-current`"
+        ),
         "{e}"
     );
 }
 
 #[test]
-fn a_value_out_of_range() {
+fn an_old_name_is_read_with_a_note_and_its_errors_name_it() {
+    let text = "[machine]\nslots = 4\ndebug_guards = true\nbug_on = false\n[[task]]\nname = \"A\"\nops = []\n";
+    let scenario = parse("old.toml", "old", text).unwrap();
+    let m = &scenario.config.machine;
+    assert_eq!((m.cells, m.guard_cells), (4, true));
+    assert_eq!(m.mutation, Some(kmap_sim::Mutation::NoBugOn));
+    assert_eq!(scenario.notes.len(), 3, "{:?}", scenario.notes);
+    assert!(scenario.notes[0].contains("`slots` is the old name of `cells`"));
     let e = error("[machine]\nslots = 9\n[[task]]\nname = \"A\"\nops = []\n");
     assert!(
-        e.starts_with("bad.toml:2: field `machine.slots`: 9: must be one of"),
+        e.starts_with("bad.toml:2: field `machine.cells`: cells must be one of"),
         "{e}"
     );
+    let e = error("[machine]\nslots = 4\ncells = 4\n[[task]]\nname = \"A\"\nops = []\n");
+    assert_eq!(
+        e,
+        "bad.toml:2: field `machine.slots`: `slots` is the old name of `cells`: give one of them"
+    );
+}
+
+#[test]
+fn a_value_out_of_range() {
+    let e = error("[machine]\ncells = 9\n[[task]]\nname = \"A\"\nops = []\n");
+    assert!(
+        e.starts_with("bad.toml:2: field `machine.cells`: cells must be one of [1, 2,"),
+        "{e}"
+    );
+    assert!(e.ends_with("not 9"), "{e}");
 }

@@ -1,43 +1,52 @@
 //! `kmap prove`: small scopes proved or refuted, and the stateful search checked against the
 //! stateless one and against itself without the reduction.
 
-use kmap_check::explore::{Search, explore};
-use kmap_check::prove::{ProveOptions, Scope, prove};
-use kmap_check::resolve;
+use kmap_check::scope::Scope;
+use kmap_check::search::{Bfs, Dfs, Exploration, prove, replay};
+use kmap_check::{Options, explore, resolve};
+use kmap_sim::settings::ValueEnum;
 use kmap_sim::{Config, Protocol, Verdict};
 
-fn scope(cpus: usize, tasks: usize, depth: usize, protocol: Protocol) -> Scope {
-    Scope {
+/// A scope's configuration under `protocol`.
+fn scope(cpus: usize, tasks: usize, depth: usize, protocol: Protocol) -> Config {
+    let mut config = Scope {
         cpus,
         tasks,
         depth,
         irq: true,
         nmi: true,
-        protocol,
     }
+    .config();
+    config.machine.switch = protocol;
+    config
+}
+
+/// The states of a proof.
+fn states(proof: &Exploration) -> u64 {
+    proof.states.as_ref().map_or(0, |s| s.states)
 }
 
 #[test]
 fn small_scopes_are_proved_under_split_and_refuted_under_the_rfc_designs() {
     for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
-        for protocol in Protocol::ALL {
+        for &protocol in Protocol::value_variants() {
             if cpus > 1 && protocol != Protocol::Split {
                 continue;
             }
-            let config = scope(cpus, tasks, depth, protocol).config();
-            let proof = prove(&config, ProveOptions::default(), |_, _, _| {});
+            let config = scope(cpus, tasks, depth, protocol);
+            let proof = prove(&config);
             let name = format!("{cpus}/{tasks}/{depth} {protocol}");
             if protocol == Protocol::Split {
                 assert_eq!(proof.verdict, Verdict::Pass, "{name}");
                 assert!(
-                    proof.complete && proof.states > 100,
+                    proof.complete && states(&proof) > 100,
                     "{name}: {}",
-                    proof.states
+                    states(&proof)
                 );
             } else {
                 assert_eq!(proof.verdict, Verdict::Violation, "{name}");
                 let ce = proof.counterexample.expect("a counterexample");
-                let again = kmap_check::explore::replay(&config, &ce.schedule);
+                let again = replay(&config, &ce.schedule);
                 assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
             }
         }
@@ -51,19 +60,19 @@ fn small_scopes_are_proved_under_split_and_refuted_under_the_rfc_designs() {
 #[test]
 fn small_scopes_are_proved_with_release_in_any_order() {
     for (cpus, tasks, depth) in [(1, 2, 2), (2, 2, 2)] {
-        let lifo = scope(cpus, tasks, depth, Protocol::Split).config();
+        let lifo = scope(cpus, tasks, depth, Protocol::Split);
         let mut any = lifo.clone();
         any.machine.release = kmap_sim::Release::Any;
         let name = format!("{cpus}/{tasks}/{depth} --release any");
-        let proof = prove(&any, ProveOptions::default(), |_, _, _| {});
+        let proof = prove(&any);
         assert_eq!(proof.verdict, Verdict::Pass, "{name}");
         assert!(proof.complete, "{name}");
-        let lifo_proof = prove(&lifo, ProveOptions::default(), |_, _, _| {});
+        let lifo_proof = prove(&lifo);
         assert!(
-            proof.states > lifo_proof.states,
+            states(&proof) > states(&lifo_proof),
             "{name}: {} states, LIFO {}",
-            proof.states,
-            lifo_proof.states
+            states(&proof),
+            states(&lifo_proof)
         );
     }
 }
@@ -83,29 +92,17 @@ fn the_stateful_search_reaches_the_final_states_of_the_stateless_one() {
         let mut config: Config = resolve(name).unwrap().config;
         config.bounds.preemptions = Some(6);
         config.bounds.lasting_handlers = Some(0);
-        let stateless = explore(
-            &config,
-            Search {
-                stop_at_violation: false,
-                fingerprints: true,
-                ..Search::default()
-            },
-            |_| {},
-        );
-        let proof = prove(
-            &config,
-            ProveOptions {
-                stop_at_violation: false,
-                ..ProveOptions::default()
-            },
-            |_, _, _| {},
-        );
+        let options = Options {
+            stop_at_violation: false,
+            fingerprints: true,
+            ..Options::default()
+        };
+        let stateless = explore(&config, &mut Dfs::default(), options, |_| {});
+        let proof = explore(&config, &mut Bfs::default(), options, |_| {});
         assert!(stateless.complete && proof.complete, "{name}");
         assert_eq!(proof.verdict, stateless.verdict, "{name}");
-        let stateful: std::collections::BTreeSet<u64> =
-            proof.final_states.iter().copied().collect();
         assert_eq!(
-            stateful, stateless.final_states,
+            proof.final_states, stateless.final_states,
             "{name}: final states differ"
         );
     }
@@ -116,45 +113,49 @@ fn the_stateful_search_reaches_the_final_states_of_the_stateless_one() {
 #[test]
 fn the_reduction_across_cpus_keeps_verdicts_and_states() {
     let run = |config: &Config, reduce| {
-        prove(
-            config,
-            ProveOptions {
-                reduce,
-                stop_at_violation: false,
-                collect_quiescent: true,
-                ..ProveOptions::default()
-            },
-            |_, _, _| {},
-        )
+        let mut bfs = Bfs {
+            reduce,
+            collect_quiescent: true,
+            ..Bfs::default()
+        };
+        let options = Options {
+            stop_at_violation: false,
+            fingerprints: true,
+            ..Options::default()
+        };
+        explore(config, &mut bfs, options, |_| {})
     };
+    let quiescent = |proof: &Exploration| proof.states.clone().unwrap_or_default().quiescent;
     let config = resolve("migrate-on-preempt").unwrap().config;
     let (reduced, whole) = (run(&config, true), run(&config, false));
     assert_eq!(reduced.verdict, whole.verdict);
     assert_eq!(reduced.final_states, whole.final_states);
-    assert_eq!(reduced.quiescent_states, whole.quiescent_states);
-    assert!(!reduced.quiescent_states.is_empty());
+    assert_eq!(quiescent(&reduced), quiescent(&whole));
+    assert!(!quiescent(&reduced).is_empty());
     assert!(
-        reduced.states * 5 < whole.states,
+        states(&reduced) * 5 < states(&whole),
         "{} vs {}",
-        reduced.states,
-        whole.states
+        states(&reduced),
+        states(&whole)
     );
 
     let config = Scope {
+        cpus: 2,
+        tasks: 2,
+        depth: 1,
         irq: false,
         nmi: false,
-        ..scope(2, 2, 1, Protocol::Split)
     }
     .config();
     let (reduced, whole) = (run(&config, true), run(&config, false));
     assert_eq!(reduced.verdict, Verdict::Pass);
     assert_eq!(whole.verdict, Verdict::Pass);
     assert!(reduced.complete && whole.complete);
-    assert!(reduced.quiescent_states.len() > 10);
+    assert!(quiescent(&reduced).len() > 10);
     assert_eq!(
-        reduced.quiescent_states.len(),
-        whole.quiescent_states.len(),
+        quiescent(&reduced).len(),
+        quiescent(&whole).len(),
         "quiescent states"
     );
-    assert_eq!(reduced.quiescent_states, whole.quiescent_states);
+    assert_eq!(quiescent(&reduced), quiescent(&whole));
 }

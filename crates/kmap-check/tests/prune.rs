@@ -2,27 +2,27 @@
 //! search with pruning and the search without reach the same verdict and the same set of final
 //! states.
 
-use kmap_check::explore::{Exploration, Search, explore};
-use kmap_check::{builtin, resolve};
+use kmap_check::search::Dfs;
+use kmap_check::{Exploration, Options, builtin, explore, resolve};
+use kmap_sim::settings::ValueEnum;
 use kmap_sim::{Config, Protocol};
 
 /// Every execution within the bounds, with or without pruning, final states collected.
 fn whole_search(config: &Config, prune: bool) -> Exploration {
-    let search = Search {
+    let options = Options {
         stop_at_violation: false,
         prune,
         fingerprints: true,
-        ..Search::default()
     };
-    explore(config, search, |_| {})
+    explore(config, &mut Dfs::default(), options, |_| {})
 }
 
 #[test]
 fn pruning_keeps_every_verdict_and_every_final_state() {
     for (name, _) in builtin::BUILTINS {
-        for protocol in Protocol::ALL {
+        for &protocol in Protocol::value_variants() {
             let mut config = resolve(name).unwrap().config;
-            config.machine.protocol = protocol;
+            config.machine.switch = protocol;
             let pruned = whole_search(&config, true);
             let whole = whole_search(&config, false);
             assert_eq!(pruned.verdict, whole.verdict, "{name} under {protocol}");
@@ -44,5 +44,5 @@ fn a_point_after_another_task_exits_is_not_pruned() {
     let pruned = whole_search(&config, true);
     let whole = whole_search(&config, false);
     assert_eq!(pruned.final_states, whole.final_states);
-    assert!(pruned.pruned > 0, "the rule still prunes something");
+    assert!(pruned.stats.pruned > 0, "the rule still prunes something");
 }

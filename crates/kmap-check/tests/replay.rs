@@ -2,49 +2,52 @@
 //! machine mutation, and for every strategy, the string a search prints reproduces the same
 //! violation (kind, point, context, CPU), probe-found ones included.
 
-use kmap_check::explore::{Search, Strategy, explore, replay};
-use kmap_check::{Overrides, ReplayId, builtin, resolve};
-use kmap_sim::{Mutation, Protocol, Verdict};
+use kmap_check::search::{Dfs, Pct, Random, Strategy, check, replay};
+use kmap_check::{Options, ReplayId, builtin, explore, resolve};
+use kmap_sim::settings::{ValueEnum, name};
+use kmap_sim::{Changes, Mutation, Protocol, Settings, Verdict};
 
-fn variants() -> Vec<Overrides> {
+fn variants() -> Vec<Changes<Settings>> {
     let mut all = Vec::new();
-    for protocol in Protocol::ALL {
-        for mutation in [None].into_iter().chain(Mutation::ALL.map(Some)) {
-            all.push(Overrides {
-                switch: Some(protocol),
-                mutation,
-                ..Overrides::default()
-            });
+    for protocol in Protocol::value_variants() {
+        let mutations = std::iter::once(None).chain(Mutation::value_variants().iter().map(Some));
+        for mutation in mutations {
+            let mut changes = Changes::default();
+            changes.set("switch", &name(protocol)).unwrap();
+            if let Some(mutation) = mutation {
+                changes.set("mutation", &name(mutation)).unwrap();
+            }
+            all.push(changes);
         }
     }
     all
 }
 
+/// The strategies of `kmap check`, by name.
+fn strategies(seed: u64, executions: u64) -> [(&'static str, Box<dyn Strategy>); 3] {
+    [
+        ("exhaustive", Box::new(Dfs::default())),
+        ("random", Box::new(Random { seed, executions })),
+        (
+            "pct",
+            Box::new(Pct {
+                seed,
+                executions,
+                depth: 2,
+            }),
+        ),
+    ]
+}
+
 #[test]
 fn every_counterexample_replays_to_the_same_violation() {
-    let strategies = [
-        Strategy::Exhaustive,
-        Strategy::Random {
-            seed: 3,
-            executions: 40,
-        },
-        Strategy::Pct {
-            seed: 3,
-            executions: 40,
-            depth: 2,
-        },
-    ];
     let mut replayed = 0;
     for (name, _) in builtin::BUILTINS {
-        for overrides in variants() {
+        for changes in variants() {
             let mut scenario = resolve(name).unwrap();
-            overrides.apply(&mut scenario.config);
-            for strategy in strategies {
-                let search = Search {
-                    strategy,
-                    ..Search::default()
-                };
-                let found = explore(&scenario.config, search, |_| {});
+            changes.apply(&mut scenario.config.machine);
+            for (strategy, mut search) in strategies(3, 40) {
+                let found = explore(&scenario.config, &mut *search, Options::default(), |_| {});
                 let Some(ce) = found.counterexample else {
                     continue;
                 };
@@ -53,19 +56,19 @@ fn every_counterexample_replays_to_the_same_violation() {
                 }
                 let id = ReplayId {
                     scenario: name.to_string(),
-                    overrides: overrides.clone(),
+                    changes: changes.clone(),
                     schedule: ce.schedule.clone(),
                 };
                 let parsed: ReplayId = id.to_string().parse().unwrap();
                 let mut again_scenario = resolve(&parsed.scenario).unwrap();
-                parsed.overrides.apply(&mut again_scenario.config);
+                parsed.changes.apply(&mut again_scenario.config.machine);
                 let again = replay(&again_scenario.config, &parsed.schedule);
                 let (want, got) = (&ce.outcome.violations[0], again.violations.first());
-                let got = got.unwrap_or_else(|| panic!("{id} ({strategy:?}) replays clean"));
+                let got = got.unwrap_or_else(|| panic!("{id} ({strategy}) replays clean"));
                 assert_eq!(
                     (want.kind, &want.label, &want.context, want.cpu),
                     (got.kind, &got.label, &got.context, got.cpu),
-                    "{id} ({strategy:?})"
+                    "{id} ({strategy})"
                 );
                 replayed += 1;
             }
@@ -80,24 +83,14 @@ fn every_counterexample_replays_to_the_same_violation() {
 #[test]
 fn a_handler_that_leaves_a_stale_translation_is_found_by_every_strategy_and_replays() {
     let scenario = resolve("drop-invalidations").unwrap();
-    for strategy in [
-        Strategy::Exhaustive,
-        Strategy::Random {
-            seed: 1,
-            executions: 1000,
-        },
-    ] {
-        let search = Search {
-            strategy,
-            ..Search::default()
-        };
-        let found = explore(&scenario.config, search, |_| {});
-        assert_eq!(found.verdict, Verdict::Violation, "{strategy:?}");
+    for (strategy, mut search) in strategies(1, 1000).into_iter().take(2) {
+        let found = explore(&scenario.config, &mut *search, Options::default(), |_| {});
+        assert_eq!(found.verdict, Verdict::Violation, "{strategy}");
         let ce = found.counterexample.unwrap();
         assert!(!ce.schedule.0.is_empty(), "the handler is in the schedule");
         assert_eq!(ce.outcome.violations[0].kind, kmap_sim::ViolationKind::Leak);
         let again = replay(&scenario.config, &ce.schedule);
-        assert_eq!(again.violations, ce.outcome.violations, "{strategy:?}");
+        assert_eq!(again.violations, ce.outcome.violations, "{strategy}");
     }
 }
 
@@ -107,8 +100,8 @@ fn a_handler_that_leaves_a_stale_translation_is_found_by_every_strategy_and_repl
 #[test]
 fn a_strict_hazard_found_by_a_probe_replays() {
     let mut config = resolve("drop-invalidations").unwrap().config;
-    config.strict = true;
-    let found = explore(&config, Search::default(), |_| {});
+    config.machine.strict = true;
+    let found = check(&config);
     let ce = found.counterexample.expect("a violation");
     assert_eq!(
         ce.outcome.violations[0].kind,

@@ -2,9 +2,11 @@
 //! platform calls in a row without an arrival point between them, except where its code argues
 //! why none is needed.
 
-use kmap_check::explore::{Search, counterexample, explore};
+use kmap::CpuId;
+use kmap_check::search::{check, counterexample};
 use kmap_check::timeline::Timeline;
 use kmap_check::{builtin, resolve};
+use kmap_sim::settings::ValueEnum;
 use kmap_sim::{Context, Protocol, Schedule, What};
 
 /// Traced executions of every built-in under every protocol: the run with no event, and the
@@ -12,14 +14,14 @@ use kmap_sim::{Context, Protocol, Schedule, What};
 fn traces() -> Vec<(String, kmap_sim::Outcome)> {
     let mut all = Vec::new();
     for (name, _) in builtin::BUILTINS {
-        for protocol in Protocol::ALL {
+        for &protocol in Protocol::value_variants() {
             let mut config = resolve(name).unwrap().config;
-            config.machine.protocol = protocol;
+            config.machine.switch = protocol;
             all.push((
                 format!("{name}/{protocol}"),
                 counterexample(&config, Schedule::default()).outcome,
             ));
-            if let Some(ce) = explore(&config, Search::default(), |_| {}).counterexample {
+            if let Some(ce) = check(&config).counterexample {
                 all.push((format!("{name}/{protocol}#{}", ce.schedule), ce.outcome));
             }
         }
@@ -72,7 +74,7 @@ fn no_two_platform_calls_are_adjacent_without_a_point_or_an_argument() {
     let mut checked = 0;
     for (name, outcome) in traces() {
         // The last call of each context since its last arrival point.
-        let mut last: Vec<((usize, Context), Option<&'static str>)> = Vec::new();
+        let mut last: Vec<((CpuId, Context), Option<&'static str>)> = Vec::new();
         for event in &outcome.trace {
             let key = (event.cpu, event.context.clone());
             let slot = match last.iter().position(|(k, _)| *k == key) {

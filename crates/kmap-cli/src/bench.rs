@@ -1,13 +1,16 @@
 //! `kmap bench`: how fast the explorer and the stress runner are, on this machine. Figures, not
 //! tests: each scenario is explored several times and the median is printed.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kmap_check::{Search, builtin, explore};
-use kmap_sim::stress::{Options, stress};
-use kmap_sim::{Protocol, Rates, Verdict};
+use kmap_check::search::Dfs;
+use kmap_check::search::random::Rates;
+use kmap_check::stress::{Options, stress};
+use kmap_check::{builtin, explore};
+use kmap_sim::{Protocol, Verdict};
+
+use crate::error::CliError;
 
 #[derive(Parser, Clone, Debug)]
 pub struct Args {
@@ -24,7 +27,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-pub fn main(args: &Args) -> ExitCode {
+/// Measure; always true (figures, not a verdict).
+pub fn main(args: &Args) -> Result<bool, CliError> {
     let runs = args.runs.max(1);
     println!("kmap bench: the explorer on every built-in scenario (median of {runs} runs)\n");
     println!(
@@ -40,7 +44,7 @@ pub fn main(args: &Args) -> ExitCode {
             .expect("built-in")
             .config
             .machine
-            .protocol
+            .switch
     });
     for (name, protocol) in rows {
         let config = kmap_check::resolve(&name).expect("built-in").config;
@@ -48,7 +52,7 @@ pub fn main(args: &Args) -> ExitCode {
         let mut last = None;
         for _ in 0..runs {
             let start = Instant::now();
-            let found = explore(&config, Search::default(), |_| {});
+            let found = explore(&config, &mut Dfs::default(), Default::default(), |_| {});
             times.push(start.elapsed());
             last = Some(found);
         }
@@ -62,7 +66,7 @@ pub fn main(args: &Args) -> ExitCode {
         println!(
             "{:<24} {:<19} {:<10} {:>11} {:>12.2} {:>14.0}  {what}",
             name,
-            protocol.name(),
+            protocol.to_string(),
             found.verdict.name(),
             found.executions,
             time.as_secs_f64() * 1e3,
@@ -94,5 +98,5 @@ pub fn main(args: &Args) -> ExitCode {
         report.stats.kmap_ops as f64 / seconds,
         report.executions as f64 / seconds
     );
-    ExitCode::SUCCESS
+    Ok(true)
 }

@@ -3,15 +3,17 @@
 //! stress run, and a summary table.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kmap_check::{Overrides, Search, builtin};
-use kmap_sim::stress::Options;
-use kmap_sim::{Protocol, Rates};
+use kmap_check::builtin;
+use kmap_check::search::Dfs;
+use kmap_check::search::random::Rates;
+use kmap_check::stress::Options;
+use kmap_sim::{Changes, Protocol, Settings};
 
-use crate::check::{Checked, print_checked, run_with_progress, write_svg};
+use crate::error::CliError;
+use crate::report::{Checked, print_checked, search, write_svg};
 use crate::stress::{print_report, run};
 
 #[derive(Parser, Clone, Debug)]
@@ -40,7 +42,8 @@ struct Line {
     detail: String,
 }
 
-pub fn main(args: &Args) -> ExitCode {
+/// The demonstration; whether every result is the expected one.
+pub fn main(args: &Args) -> Result<bool, CliError> {
     println!(
         "kmap — the kmap_local mechanism in Rust, checked on a simulated machine that runs the crate's"
     );
@@ -52,7 +55,7 @@ pub fn main(args: &Args) -> ExitCode {
     println!(
         "== 1. The September 2020 RFC (rfc-v1): the slot swap while `current` is still prev\n"
     );
-    let race = check("restore-race", Overrides::default());
+    let race = check("restore-race", Changes::default());
     print_checked(&race, true);
     if let Some(ce) = &race.exploration.counterexample {
         match write_svg(&args.svg, &race, ce) {
@@ -65,8 +68,8 @@ pub fn main(args: &Args) -> ExitCode {
     }
     lines.push(line(&race, "restore race under rfc-v1"));
 
-    println!("== 1b. The same race on a kernel without the BUG_ON check (`bug_on = false`)\n");
-    let silent = check("restore-race-silent", Overrides::default());
+    println!("== 1b. The same race on a kernel without the BUG_ON check (mutation `no-bug-on`)\n");
+    let silent = check("restore-race-silent", Changes::default());
     print_checked(&silent, true);
     if let Some(ce) = &silent.exploration.counterexample {
         let path = args.svg.with_file_name("restore-race-silent.svg");
@@ -80,10 +83,7 @@ pub fn main(args: &Args) -> ExitCode {
     println!("== 2. The same situation and bounds under the split design (sched_out / sched_in)\n");
     let split = check(
         "restore-race",
-        Overrides {
-            switch: Some(Protocol::Split),
-            ..Overrides::default()
-        },
+        Changes::parse("switch=split").expect("a setting"),
     );
     print_checked(&split, false);
     let (executions, complete) = (split.exploration.executions, split.exploration.complete);
@@ -99,7 +99,7 @@ pub fn main(args: &Args) -> ExitCode {
         .iter()
         .filter(|(n, _)| !["restore-race", "restore-race-silent"].contains(n))
     {
-        let checked = check(name, Overrides::default());
+        let checked = check(name, Changes::default());
         print_checked(&checked, false);
         lines.push(line(&checked, name));
     }
@@ -166,23 +166,19 @@ pub fn main(args: &Args) -> ExitCode {
             l.what, l.result, l.expected, l.detail
         );
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    Ok(ok)
 }
 
-fn check(name: &str, overrides: Overrides) -> Checked {
+fn check(name: &str, changes: Changes<Settings>) -> Checked {
     let mut scenario = kmap_check::resolve(name).expect("built-in scenarios parse");
-    overrides.apply(&mut scenario.config);
-    if overrides.switch == Some(Protocol::Split) {
+    changes.apply(&mut scenario.config.machine);
+    if changes.get("switch") == Some("split") {
         scenario.expect = kmap_sim::Verdict::Pass;
     }
-    let exploration = run_with_progress(&scenario, Search::default());
+    let exploration = search(&scenario, &mut Dfs::default(), Default::default());
     Checked {
         scenario,
-        overrides,
+        changes,
         exploration,
     }
 }

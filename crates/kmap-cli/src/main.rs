@@ -5,8 +5,11 @@
 mod bench;
 mod check;
 mod demo;
+mod error;
 mod merge;
 mod prove;
+mod replay;
+mod report;
 mod stress;
 
 use std::process::ExitCode;
@@ -37,7 +40,7 @@ enum Command {
     /// into one verdict. Exit status 0 for a complete proof, 1 otherwise, 2 for bad input.
     Merge(merge::Args),
     /// Replay one execution from the string `kmap check` printed, with its timeline.
-    Replay(check::ReplayArgs),
+    Replay(replay::Args),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
     Stress(stress::Args),
     /// Figures: the explorer on every built-in scenario, and the stress runner.
@@ -54,13 +57,14 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
+    let result = match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
         Command::Check(args) => check::main(&args),
         Command::Prove(args) => prove::main(&args),
         Command::Merge(args) => merge::main(&args),
-        Command::Replay(args) => check::replay_main(&args),
+        Command::Replay(args) => replay::main(&args),
         Command::Stress(args) => stress::main(&args),
         Command::Bench(args) => bench::main(&args),
         Command::Demo(args) => demo::main(&args),
-    }
+    };
+    error::exit(result)
 }

@@ -1,12 +1,11 @@
 //! `kmap merge`: the JSON results of the shards of one proof, combined into one verdict.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Parser;
 use serde_json::Value;
 
-use crate::check::BAD_INPUT;
+use crate::error::CliError;
 
 #[derive(Parser, Clone, Debug)]
 pub struct Args {
@@ -18,9 +17,11 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn main(args: &Args) -> ExitCode {
-    match merge(args) {
-        Ok((value, ok)) => {
+/// Merge; whether the merged result is a complete proof.
+pub fn main(args: &Args) -> Result<bool, CliError> {
+    let (value, ok) = merge(args)?;
+    {
+        {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
             } else {
@@ -44,37 +45,34 @@ pub fn main(args: &Args) -> ExitCode {
                     println!("     replay: kmap replay '{replay}'");
                 }
             }
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("kmap merge: {e}");
-            ExitCode::from(BAD_INPUT)
         }
     }
+    Ok(ok)
 }
 
 /// The merged result, and whether it is a complete proof.
-fn merge(args: &Args) -> Result<(Value, bool), String> {
+fn merge(args: &Args) -> Result<(Value, bool), CliError> {
     let mut parts = Vec::new();
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|error| CliError::Read {
+            path: file.clone(),
+            error,
+        })?;
         let value: Value = serde_json::from_str(&text).map_err(|e| {
-            format!(
+            CliError::Merge(format!(
                 "{}: not the JSON of `kmap prove --json`: {e}",
                 file.display()
-            )
+            ))
         })?;
         parts.push((file.display().to_string(), value));
     }
     let (first_file, first) = &parts[0];
     let count = first["shard"]["count"].as_u64().ok_or_else(|| {
-        format!("{first_file}: not a shard (run `kmap prove --shard I/N --json`)")
+        CliError::Merge(format!(
+            "{first_file}: not a shard (run `kmap prove --shard I/N --json`)"
+        ))
     })?;
+    let fail = |message: String| Err(CliError::Merge(message));
     let mut seen = vec![false; count as usize];
     let mut keys = std::collections::HashSet::new();
     let mut with_keys = true;
@@ -84,18 +82,18 @@ fn merge(args: &Args) -> Result<(Value, bool), String> {
     for (file, part) in &parts {
         for field in ["scope", "switch"] {
             if part[field] != first[field] {
-                return Err(format!("{file}: another {field} than {first_file}"));
+                return fail(format!("{file}: another {field} than {first_file}"));
             }
         }
         if part["shard"]["count"].as_u64() != Some(count) {
-            return Err(format!("{file}: another shard count than {first_file}"));
+            return fail(format!("{file}: another shard count than {first_file}"));
         }
         let index = part["shard"]["index"].as_u64().unwrap_or(u64::MAX);
         let slot = seen
             .get_mut(index as usize)
-            .ok_or_else(|| format!("{file}: shard {index} of {count}?"))?;
+            .ok_or_else(|| CliError::Merge(format!("{file}: shard {index} of {count}?")))?;
         if std::mem::replace(slot, true) {
-            return Err(format!("{file}: shard {index} given twice"));
+            return fail(format!("{file}: shard {index} given twice"));
         }
         states += part["states"].as_u64().unwrap_or(0);
         transitions += part["transitions"].as_u64().unwrap_or(0);
@@ -110,7 +108,7 @@ fn merge(args: &Args) -> Result<(Value, bool), String> {
     }
     let missing: Vec<usize> = (0..count as usize).filter(|&i| !seen[i]).collect();
     if !missing.is_empty() && violation.is_none() {
-        return Err(format!("shards {missing:?} of {count} are missing"));
+        return fail(format!("shards {missing:?} of {count} are missing"));
     }
     let verdict = match (&violation, complete) {
         (Some(_), _) => "violation",

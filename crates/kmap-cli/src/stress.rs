@@ -1,21 +1,23 @@
 //! `kmap stress`.
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use kmap_sim::stress::{self, Options, Report};
-use kmap_sim::{Protocol, Rates, RunOptions, Verdict};
+use kmap_check::search::random::Rates;
+use kmap_check::stress::{self, Options, Report};
+use kmap_sim::{Protocol, RunOptions, Verdict};
+
+use crate::error::CliError;
 
 #[derive(Parser, Clone, Debug)]
 pub struct Args {
     /// The seed every execution's program and choices follow from.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The switch protocol: split, rfc-v1 or swap-after-current.
-    #[arg(long = "switch", default_value = "split", value_parser = parse_protocol)]
+    /// The switch protocol.
+    #[arg(long = "switch", value_enum, default_value_t = Protocol::Split)]
     pub protocol: Protocol,
     /// CPUs of the machine.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=8))]
@@ -33,11 +35,6 @@ pub struct Args {
     /// schedule that replay it).
     #[arg(long)]
     pub json: bool,
-}
-
-pub fn parse_protocol(name: &str) -> Result<Protocol, String> {
-    Protocol::from_name(name)
-        .ok_or_else(|| format!("`{name}` is not a protocol (split, rfc-v1, swap-after-current)"))
 }
 
 fn parse_seed(text: &str) -> Result<u64, String> {
@@ -61,10 +58,11 @@ impl Args {
     }
 }
 
-pub fn main(args: &Args) -> ExitCode {
+/// Stress; whether no violation was found.
+pub fn main(args: &Args) -> Result<bool, CliError> {
     let options = args.options();
     if let Some(seed) = args.replay {
-        return replay(seed, &options);
+        return Ok(replay(seed, &options));
     }
     if args.json {
         let report = run(&options);
@@ -72,11 +70,7 @@ pub fn main(args: &Args) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&json(&report, &options)).expect("JSON")
         );
-        return if report.found.is_none() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        };
+        return Ok(report.found.is_none());
     }
     println!(
         "kmap stress: switch {}, {} CPU(s), seed {}, up to {} kmap operations{}",
@@ -91,13 +85,10 @@ pub fn main(args: &Args) -> ExitCode {
     );
     let report = run(&options);
     print_report(&report);
-    match report.found {
-        None => ExitCode::SUCCESS,
-        Some(ref found) => {
-            print_found(found, &options);
-            ExitCode::from(1)
-        }
+    if let Some(found) = &report.found {
+        print_found(found, &options);
     }
+    Ok(report.found.is_none())
 }
 
 /// Run with a progress bar on a terminal, and nothing extra otherwise.
@@ -132,7 +123,7 @@ pub fn json(report: &Report, options: &Options) -> serde_json::Value {
             "verdict": outcome.verdict().name(),
             "violation": outcome.violations.first().map(|v| serde_json::json!({
                 "kind": v.kind.name(),
-                "cpu": v.cpu,
+                "cpu": v.cpu.0,
                 "context": v.context.to_string(),
                 "after": v.label,
                 "message": v.message,
@@ -147,7 +138,7 @@ pub fn json(report: &Report, options: &Options) -> serde_json::Value {
     });
     serde_json::json!({
         "seed": options.seed,
-        "switch": options.protocol.name(),
+        "switch": options.protocol.to_string(),
         "cpus": options.cpus,
         "executions": report.executions,
         "kmap_ops": s.kmap_ops,
@@ -218,7 +209,8 @@ pub fn print_found(found: &stress::Found, options: &Options) {
     }
 }
 
-fn replay(seed: u64, options: &Options) -> ExitCode {
+/// Replay one execution of a stress run; whether it was clean.
+fn replay(seed: u64, options: &Options) -> bool {
     let outcome = stress::run_one(
         seed,
         options,
@@ -235,8 +227,5 @@ fn replay(seed: u64, options: &Options) -> ExitCode {
         println!("  {violation}");
     }
     println!("schedule: {}", outcome.schedule);
-    match outcome.verdict() {
-        Verdict::Pass => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    }
+    outcome.verdict() == Verdict::Pass
 }

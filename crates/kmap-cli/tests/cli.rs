@@ -61,7 +61,7 @@ fn bad_input_exits_2_with_file_line_and_field() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("wrong-type.toml:2: field `cpus`: invalid type"),
+        stderr.contains("wrong-type.toml:2: field `machine.cpus`: invalid type"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

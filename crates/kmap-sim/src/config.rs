@@ -1,124 +1,13 @@
-//! What a run is made of: the machine, the bounds on injected events, and the programs the
-//! tasks, interrupts and NMIs execute.
+//! What a run is made of: the machine's [`Settings`], the [`Bounds`] on injected events, and
+//! the [`Program`]; and the one check that they can run ([`Config::validate`]).
 
 use std::fmt;
 
-/// How the scheduler moves kmap slots at a context switch.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum Protocol {
-    /// The crate's hooks as a kernel must call them: `sched_out` in prepare-switch with
-    /// `current` = prev, `sched_in` in finish-switch with `current` = next.
-    Split,
-    /// The September 2020 RFC: prev's slots cleared and next's installed in one step while
-    /// `current` is still prev, before switching.
-    RfcV1,
-    /// The same single step, done after `current` has become next.
-    SwapAfterCurrent,
-}
+use kmap::{CpuId, Frame};
+use serde::{Deserialize, Serialize};
 
-impl Protocol {
-    /// Every protocol.
-    pub const ALL: [Protocol; 3] = [Protocol::Split, Protocol::RfcV1, Protocol::SwapAfterCurrent];
-
-    /// The name used on the command line and in scenario files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Split => "split",
-            Protocol::RfcV1 => "rfc-v1",
-            Protocol::SwapAfterCurrent => "swap-after-current",
-        }
-    }
-
-    /// The protocol called `name`.
-    pub fn from_name(name: &str) -> Option<Protocol> {
-        Protocol::ALL.into_iter().find(|p| p.name() == name)
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Which releases the programs may make.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
-pub enum Release {
-    /// Linux's rule: only the top mapping (`unmap F` of another is refused, rule U-3).
-    #[default]
-    Lifo,
-    /// The platform releases in any order (`Platform::RELEASE_ANY_ORDER`): `unmap F` of a live
-    /// frame below the top leaves a hole (`raw::unmap_any_order`).
-    Any,
-}
-
-impl Release {
-    /// Every mode.
-    pub const ALL: [Release; 2] = [Release::Lifo, Release::Any];
-
-    /// The name used on the command line and in scenario files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Release::Lifo => "lifo",
-            Release::Any => "any",
-        }
-    }
-
-    /// The mode called `name`.
-    pub fn from_name(name: &str) -> Option<Release> {
-        Release::ALL.into_iter().find(|r| r.name() == name)
-    }
-}
-
-impl fmt::Display for Release {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A deliberate fault in the machine, for showing that the oracle catches what it claims to,
-/// and what a kernel would suffer from it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum Mutation {
-    /// The platform drops every TLB invalidation the crate asks for.
-    DropInvalidations,
-    /// The kernel has no `BUG_ON(!pte_none)`: the platform's `read_pte` answers "empty" to the
-    /// crate's slot check, and the switch installs over live slots without complaint. The
-    /// same as `bug_on = false`.
-    NoBugOn,
-    /// The scheduler forgets `sched_out` (under `split`): prev's slots stay mapped while next
-    /// runs.
-    NoSchedOut,
-}
-
-impl Mutation {
-    /// Every mutation.
-    pub const ALL: [Mutation; 3] = [
-        Mutation::DropInvalidations,
-        Mutation::NoBugOn,
-        Mutation::NoSchedOut,
-    ];
-
-    /// The name used on the command line and in scenario files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mutation::DropInvalidations => "drop-invalidations",
-            Mutation::NoBugOn => "no-bug-on",
-            Mutation::NoSchedOut => "no-sched-out",
-        }
-    }
-
-    /// The mutation called `name`.
-    pub fn from_name(name: &str) -> Option<Mutation> {
-        Mutation::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
-
-impl fmt::Display for Mutation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::program::{Op, Program};
+use crate::settings::{Settings, SettingsError};
 
 /// Limits on what one execution may contain. `None` is unlimited.
 ///
@@ -127,320 +16,296 @@ impl fmt::Display for Mutation {
 /// it amounts to no event at all. A handler that leaves a trace (a stale TLB entry, a slot it
 /// overwrote) is a *lasting* handler: it is offered as a real event whose effects persist, and
 /// those are bounded by count.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+///
+/// A scenario file reads them from `[bounds]`; a bound it leaves out takes its value in
+/// [`Bounds::scenario`]. The command line changes them with `--preemptions N` and so on (old
+/// names `--irqs`, `--nmis`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash, Serialize, Deserialize, clap::Args)]
+#[serde(default = "Bounds::scenario", deny_unknown_fields)]
 pub struct Bounds {
-    /// Preemptions (involuntary context switches) per execution.
+    /// Bound on preemptions (involuntary context switches) per execution.
+    #[arg(long)]
     pub preemptions: Option<u32>,
     /// How deep interrupts nest: 0 (none) or 1 (an interrupt cannot nest in an interrupt:
-    /// handlers run with interrupts off).
+    /// handlers run with interrupts off). Old name: irqs.
+    #[arg(long, alias = "irqs")]
     pub irq_depth: Option<u32>,
-    /// How deep NMIs nest: 0 or 1 (an NMI does not nest in an NMI).
+    /// How deep NMIs nest: 0 or 1 (an NMI does not nest in an NMI). Old name: nmis.
+    #[arg(long, alias = "nmis")]
     pub nmi_depth: Option<u32>,
-    /// Switches of the executing CPU (on machines with more than one) per execution.
+    /// Bound on switches of the executing CPU (on machines with more than one) per execution.
+    #[arg(long)]
     pub cpu_switches: Option<u32>,
-    /// Handlers whose effects last (see above) per execution.
+    /// Bound on lasting handlers (handlers that leave a trace, run as real events) per
+    /// execution.
+    #[arg(long)]
     pub lasting_handlers: Option<u32>,
 }
 
-/// The machine.
-#[derive(Clone, PartialEq, Eq, Debug, Hash)]
-pub struct MachineConfig {
-    /// CPUs.
-    pub cpus: usize,
-    /// Physical frames.
-    pub frames: u64,
-    /// Frames below this are direct-mapped (lowmem).
-    pub lowmem: u64,
-    /// Cells of every task's kmap stack (see [`SUPPORTED_CELLS`](crate::SUPPORTED_CELLS)).
-    pub cells: usize,
-    /// The switch protocol.
-    pub protocol: Protocol,
-    /// Debug guard cells (odd cells only).
-    pub guard_cells: bool,
-    /// Lowmem frames are mapped through slots too.
-    pub force_map: bool,
-    /// Which releases the programs may make.
-    pub release: Release,
-    /// Model a TLB that keeps stale translations until invalidated.
-    pub tlb: bool,
-    /// A deliberate fault, if any.
-    pub mutation: Option<Mutation>,
-}
+impl Bounds {
+    /// No bound at all (a replay, a proof).
+    pub const UNLIMITED: Bounds = Bounds {
+        preemptions: None,
+        irq_depth: None,
+        nmi_depth: None,
+        cpu_switches: None,
+        lasting_handlers: None,
+    };
 
-impl MachineConfig {
-    /// Whether the kernel crashes on a map or a switch into an occupied slot (Linux's
-    /// `BUG_ON(!pte_none)`), as it does unless [`Mutation::NoBugOn`].
-    pub fn bug_on(&self) -> bool {
-        self.mutation != Some(Mutation::NoBugOn)
-    }
-}
-
-impl Default for MachineConfig {
-    fn default() -> Self {
-        MachineConfig {
-            cpus: 1,
-            frames: 64,
-            lowmem: 16,
-            cells: 16,
-            protocol: Protocol::Split,
-            guard_cells: false,
-            force_map: false,
-            release: Release::Lifo,
-            tlb: true,
-            mutation: None,
+    /// The bounds of a scenario file that sets none.
+    pub fn scenario() -> Bounds {
+        Bounds {
+            preemptions: Some(2),
+            irq_depth: Some(1),
+            nmi_depth: Some(1),
+            cpu_switches: Some(2),
+            lasting_handlers: Some(1),
         }
     }
-}
-
-/// One operation of a program.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum Op {
-    /// `kmap_local_page(frame)`.
-    Map(u64),
-    /// `kmap_atomic(frame)`.
-    MapAtomic(u64),
-    /// `kmap_local_pfn(frame)`: always a slot.
-    MapPfn(u64),
-    /// Release this context's most recent mapping.
-    Unmap,
-    /// Release the mapping of this frame through the raw API (may be refused).
-    UnmapFrame(u64),
-    /// Read every live mapping of this context through the MMU and compare tags.
-    Check,
-    /// Write a fresh tag into this frame through this context's mapping of it.
-    Write(u64),
-    /// Give up the CPU if another task is runnable.
-    Yield,
-    /// Block until the scheduler wakes the task.
-    Sleep,
-    /// Ask to run on this CPU (done once migration is enabled).
-    Migrate(usize),
-    /// Fork a child, which checks it starts with no mappings.
-    Fork,
-    /// Disable interrupts on this CPU.
-    IrqOff,
-    /// Enable interrupts on this CPU.
-    IrqOn,
-    /// Disable preemption.
-    PreemptOff,
-    /// Enable preemption.
-    PreemptOn,
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Op::Map(frame) => write!(f, "map {frame}"),
-            Op::MapAtomic(frame) => write!(f, "map_atomic {frame}"),
-            Op::MapPfn(frame) => write!(f, "map_pfn {frame}"),
-            Op::Unmap => write!(f, "unmap"),
-            Op::UnmapFrame(frame) => write!(f, "unmap {frame}"),
-            Op::Check => write!(f, "check"),
-            Op::Write(frame) => write!(f, "write {frame}"),
-            Op::Yield => write!(f, "yield"),
-            Op::Sleep => write!(f, "sleep"),
-            Op::Migrate(cpu) => write!(f, "migrate {cpu}"),
-            Op::Fork => write!(f, "fork"),
-            Op::IrqOff => write!(f, "irq_off"),
-            Op::IrqOn => write!(f, "irq_on"),
-            Op::PreemptOff => write!(f, "preempt_off"),
-            Op::PreemptOn => write!(f, "preempt_on"),
-        }
-    }
-}
-
-impl Op {
-    /// The frame this operation names, if any.
-    pub fn frame(self) -> Option<u64> {
-        match self {
-            Op::Map(f) | Op::MapAtomic(f) | Op::MapPfn(f) | Op::UnmapFrame(f) | Op::Write(f) => {
-                Some(f)
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether only a task (not an interrupt or NMI handler) may run it.
-    pub fn task_only(self) -> bool {
-        matches!(self, Op::Yield | Op::Sleep | Op::Migrate(_) | Op::Fork)
-    }
-}
-
-/// A task and its program.
-#[derive(Clone, PartialEq, Eq, Debug, Hash, Default)]
-pub struct Task {
-    /// Its name in traces.
-    pub name: String,
-    /// The CPU whose run queue it starts on.
-    pub cpu: usize,
-    /// What it does.
-    pub ops: Vec<Op>,
-    /// An endless nondeterministic program instead of `ops` (when not empty): at every step the
-    /// task maps the first page of this list it does not hold (while its stack, holes included,
-    /// is shallower than the list), reads through every mapping it holds, unmaps its top
-    /// mapping, releases any mapping it holds through `raw::unmap_any_order` (with
-    /// [`Release::Any`]), or yields, as the chooser decides (see [`AnyOp`]).
-    pub any: Vec<u64>,
-}
-
-impl Task {
-    /// Whether the task runs an endless nondeterministic program.
-    pub fn is_any(&self) -> bool {
-        !self.any.is_empty()
-    }
-}
-
-/// A step of a nondeterministic task program ([`Task::any`]).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
-pub enum AnyOp {
-    /// Map the next page of the list.
-    Map,
-    /// Read through every mapping held.
-    Check,
-    /// Unmap the top mapping.
-    Unmap,
-    /// Release the mapping held at this position, counted from the oldest (0), through
-    /// `raw::unmap_any_order` ([`Release::Any`] only): below the top, a hole; the top, a pop.
-    Release(usize),
-    /// Give up the CPU if another task is runnable.
-    Yield,
-}
-
-impl AnyOp {
-    /// Every step that takes no number.
-    pub const ALL: [AnyOp; 4] = [AnyOp::Map, AnyOp::Check, AnyOp::Unmap, AnyOp::Yield];
-}
-
-impl fmt::Display for AnyOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AnyOp::Map => f.write_str("map"),
-            AnyOp::Check => f.write_str("check"),
-            AnyOp::Unmap => f.write_str("unmap"),
-            AnyOp::Release(at) => write!(f, "release{at}"),
-            AnyOp::Yield => f.write_str("yield"),
-        }
-    }
-}
-
-/// Everything one execution runs.
-#[derive(Clone, PartialEq, Eq, Debug, Hash, Default)]
-pub struct Program {
-    /// The tasks, in the order they are queued (the first task of each CPU runs first).
-    pub tasks: Vec<Task>,
-    /// What every interrupt handler runs.
-    pub irq: Vec<Op>,
-    /// What every NMI handler runs.
-    pub nmi: Vec<Op>,
 }
 
 /// A complete description of a run: machine, bounds, program.
 #[derive(Clone, PartialEq, Eq, Debug, Hash, Default)]
 pub struct Config {
     /// The machine.
-    pub machine: MachineConfig,
+    pub machine: Settings,
     /// Limits on injected events.
     pub bounds: Bounds,
     /// The programs.
     pub program: Program,
-    /// Strict checking: a hazard (a rule broken with no consequence yet) is a violation.
-    pub strict: bool,
 }
 
-/// Why a configuration cannot run.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct ConfigError(pub String);
+/// A handler's program.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum HandlerKind {
+    /// The interrupt handler.
+    Irq,
+    /// The NMI handler.
+    Nmi,
+}
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for HandlerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(match self {
+            HandlerKind::Irq => "irq",
+            HandlerKind::Nmi => "nmi",
+        })
     }
 }
 
-impl std::error::Error for ConfigError {}
+/// Where in a configuration a problem is, named as a scenario file names it.
+#[derive(Clone, PartialEq, Eq, Debug, Hash)]
+pub enum Field {
+    /// A setting of `[machine]`.
+    Machine(String),
+    /// A bound of `[bounds]`.
+    Bounds(&'static str),
+    /// The list of tasks.
+    Tasks,
+    /// A task's CPU.
+    TaskCpu(usize),
+    /// A task's program.
+    TaskOps(usize),
+    /// A task's endless program (`any`).
+    TaskAny(usize),
+    /// An operation of a task's program.
+    TaskOp(usize, usize),
+    /// An operation of a handler's program.
+    HandlerOp(HandlerKind, usize),
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Machine(key) => write!(f, "machine.{key}"),
+            Field::Bounds(key) => write!(f, "bounds.{key}"),
+            Field::Tasks => f.write_str("task"),
+            Field::TaskCpu(task) => write!(f, "task[{task}].cpu"),
+            Field::TaskOps(task) => write!(f, "task[{task}].ops"),
+            Field::TaskAny(task) => write!(f, "task[{task}].any"),
+            Field::TaskOp(task, op) => write!(f, "task[{task}].ops[{op}]"),
+            Field::HandlerOp(kind, op) => write!(f, "{kind}.ops[{op}]"),
+        }
+    }
+}
+
+/// Why a configuration cannot run.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A machine setting cannot run.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A nesting bound above 1.
+    #[error(
+        "{bound} must be 0 or 1, not {given}: a handler runs with interrupts off, so nothing of \
+         its kind nests in it"
+    )]
+    NestingDepth {
+        /// `irq_depth` or `nmi_depth`.
+        bound: &'static str,
+        /// What was given.
+        given: u32,
+    },
+    /// There is no task.
+    #[error("at least one task is needed")]
+    NoTask,
+    /// A task starts on a CPU the machine does not have.
+    #[error("task {name}: cpu {} but the machine has {cpus} CPU(s)", cpu.0)]
+    TaskCpu {
+        /// The task's position.
+        task: usize,
+        /// Its name.
+        name: String,
+        /// The CPU it names.
+        cpu: CpuId,
+        /// The CPUs of the machine.
+        cpus: usize,
+    },
+    /// A task has both a program and an endless one.
+    #[error("task {name}: a task runs either ops or an endless program (any), not both")]
+    OpsAndAny {
+        /// The task's position.
+        task: usize,
+        /// Its name.
+        name: String,
+    },
+    /// An endless program has more pages than its stack has cells.
+    #[error(
+        "task {name}: an endless program of {pages} pages needs as many cells, and a stack has {cells}"
+    )]
+    AnyDepth {
+        /// The task's position.
+        task: usize,
+        /// Its name.
+        name: String,
+        /// Its pages.
+        pages: usize,
+        /// The cells per stack.
+        cells: usize,
+    },
+    /// An operation (or an endless program's page) names a frame the machine does not have.
+    #[error("frame {} is out of range: the machine has {frames} frames", frame.pfn())]
+    FrameOutOfRange {
+        /// Where.
+        at: Field,
+        /// The frame.
+        frame: Frame,
+        /// The frames of the machine.
+        frames: u64,
+    },
+    /// A `migrate` names a CPU the machine does not have.
+    #[error("`{op}`: the machine has {cpus} CPU(s)")]
+    MigrateCpu {
+        /// Where.
+        at: Field,
+        /// The operation.
+        op: Op,
+        /// The CPUs of the machine.
+        cpus: usize,
+    },
+    /// A handler runs an operation only a task may.
+    #[error("`{op}` cannot run in a handler")]
+    TaskOnly {
+        /// Where.
+        at: Field,
+        /// The operation.
+        op: Op,
+    },
+}
+
+impl ConfigError {
+    /// Where the problem is.
+    pub fn field(&self) -> Field {
+        match self {
+            ConfigError::Settings(e) => Field::Machine(e.key().unwrap_or("").into()),
+            ConfigError::NestingDepth { bound, .. } => Field::Bounds(bound),
+            ConfigError::NoTask => Field::Tasks,
+            ConfigError::TaskCpu { task, .. } => Field::TaskCpu(*task),
+            ConfigError::OpsAndAny { task, .. } => Field::TaskOps(*task),
+            ConfigError::AnyDepth { task, .. } => Field::TaskAny(*task),
+            ConfigError::FrameOutOfRange { at, .. }
+            | ConfigError::MigrateCpu { at, .. }
+            | ConfigError::TaskOnly { at, .. } => at.clone(),
+        }
+    }
+}
 
 impl Config {
-    /// Check that the configuration can run, naming the first problem.
+    /// Check that the configuration can run, naming the first problem and where it is.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.machine;
-        let fail = |msg: String| Err(ConfigError(msg));
-        if !(1..=8).contains(&m.cpus) {
-            return fail(format!("cpus must be 1 to 8, not {}", m.cpus));
-        }
-        if !crate::SUPPORTED_CELLS.contains(&m.cells) {
-            return fail(format!(
-                "slots must be one of {:?}, not {}",
-                crate::SUPPORTED_CELLS,
-                m.cells
-            ));
-        }
-        if m.frames == 0 || m.frames > 1 << 20 {
-            return fail(format!("frames must be 1 to {}, not {}", 1 << 20, m.frames));
-        }
-        if m.lowmem > m.frames {
-            return fail(format!(
-                "lowmem ({}) is more than frames ({})",
-                m.lowmem, m.frames
-            ));
+        m.validate()?;
+        let b = &self.bounds;
+        for (bound, depth) in [("irq_depth", b.irq_depth), ("nmi_depth", b.nmi_depth)] {
+            if let Some(given) = depth.filter(|&d| d > 1) {
+                return Err(ConfigError::NestingDepth { bound, given });
+            }
         }
         if self.program.tasks.is_empty() {
-            return fail("at least one task is needed".into());
+            return Err(ConfigError::NoTask);
         }
-        let check_ops = |who: &str, ops: &[Op], in_interrupt: bool| -> Result<(), ConfigError> {
-            for op in ops {
-                if let Some(frame) = op.frame()
-                    && frame >= m.frames
-                {
-                    return Err(ConfigError(format!(
-                        "{who}: `{op}` names frame {frame}, but the machine has {} frames",
-                        m.frames
-                    )));
-                }
-                if let Op::Migrate(cpu) = op
-                    && *cpu >= m.cpus
-                {
-                    return Err(ConfigError(format!(
-                        "{who}: `{op}`, but the machine has {} CPUs",
-                        m.cpus
-                    )));
-                }
-                if in_interrupt && op.task_only() {
-                    return Err(ConfigError(format!(
-                        "{who}: `{op}` cannot run in interrupt context"
-                    )));
-                }
+        let check_op = |at: Field, op: Op, in_handler: bool| -> Result<(), ConfigError> {
+            if let Some(frame) = op.frame()
+                && frame.pfn() >= m.frames
+            {
+                return Err(ConfigError::FrameOutOfRange {
+                    at,
+                    frame,
+                    frames: m.frames,
+                });
+            }
+            if let Op::Migrate(cpu) = op
+                && cpu.0 as usize >= m.cpus
+            {
+                return Err(ConfigError::MigrateCpu {
+                    at,
+                    op,
+                    cpus: m.cpus,
+                });
+            }
+            if in_handler && op.task_only() {
+                return Err(ConfigError::TaskOnly { at, op });
             }
             Ok(())
         };
-        for task in &self.program.tasks {
-            if task.cpu >= m.cpus {
-                return fail(format!(
-                    "task {}: cpu {} but the machine has {} CPUs",
-                    task.name, task.cpu, m.cpus
-                ));
+        for (t, task) in self.program.tasks.iter().enumerate() {
+            if task.cpu.0 as usize >= m.cpus {
+                return Err(ConfigError::TaskCpu {
+                    task: t,
+                    name: task.name.clone(),
+                    cpu: task.cpu,
+                    cpus: m.cpus,
+                });
             }
-            check_ops(&format!("task {}", task.name), &task.ops, false)?;
-            let any: Vec<Op> = task.any.iter().map(|&page| Op::Map(page)).collect();
-            check_ops(&format!("task {}", task.name), &any, false)?;
             if task.is_any() && !task.ops.is_empty() {
-                return fail(format!(
-                    "task {}: a task runs either ops or an endless program (any), not both",
-                    task.name
-                ));
+                return Err(ConfigError::OpsAndAny {
+                    task: t,
+                    name: task.name.clone(),
+                });
+            }
+            if task.any.len() > m.cells {
+                return Err(ConfigError::AnyDepth {
+                    task: t,
+                    name: task.name.clone(),
+                    pages: task.any.len(),
+                    cells: m.cells,
+                });
+            }
+            for (i, &op) in task.ops.iter().enumerate() {
+                check_op(Field::TaskOp(t, i), op, false)?;
+            }
+            for &page in &task.any {
+                check_op(Field::TaskAny(t), Op::Map(page), false)?;
             }
         }
-        let b = &self.bounds;
-        for (name, depth) in [("irq_depth", b.irq_depth), ("nmi_depth", b.nmi_depth)] {
-            if depth.is_some_and(|d| d > 1) {
-                return fail(format!(
-                    "{name} must be 0 or 1, not {}: a handler runs with interrupts off, so \
-                     nothing of its kind nests in it",
-                    depth.unwrap_or(0)
-                ));
+        for (kind, ops) in [
+            (HandlerKind::Irq, &self.program.irq),
+            (HandlerKind::Nmi, &self.program.nmi),
+        ] {
+            for (i, &op) in ops.iter().enumerate() {
+                check_op(Field::HandlerOp(kind, i), op, true)?;
             }
         }
-        check_ops("irq", &self.program.irq, true)?;
-        check_ops("nmi", &self.program.nmi, true)?;
         Ok(())
     }
 }

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use kmap::Report;
+use kmap::{CpuId, Report};
 
-use crate::chooser::{Choice, Schedule};
+use crate::choice::{Choice, Schedule};
 use crate::trace::{Context, Event};
 
 /// A rule of the reference that the oracle watches. Broken with no consequence yet, it is a
@@ -96,7 +96,7 @@ pub struct Violation {
     /// What the kernel suffers.
     pub kind: ViolationKind,
     /// The CPU.
-    pub cpu: usize,
+    pub cpu: CpuId,
     /// Who was running.
     pub context: Context,
     /// The last arrival point passed.
@@ -110,7 +110,7 @@ impl fmt::Display for Violation {
         write!(
             f,
             "{} on CPU {} in {} after \"{}\": {}",
-            self.kind, self.cpu, self.context, self.label, self.message
+            self.kind, self.cpu.0, self.context, self.label, self.message
         )
     }
 }
@@ -121,7 +121,7 @@ pub struct Hazard {
     /// The rule.
     pub rule: Rule,
     /// The CPU.
-    pub cpu: usize,
+    pub cpu: CpuId,
     /// Who was running.
     pub context: Context,
     /// The last arrival point passed.
@@ -145,7 +145,7 @@ impl fmt::Display for Hazard {
         write!(
             f,
             "{} on CPU {} in {} after \"{}\": {}",
-            self.rule, self.cpu, self.context, self.label, self.message
+            self.rule, self.cpu.0, self.context, self.label, self.message
         )
     }
 }
@@ -154,7 +154,7 @@ impl fmt::Display for Hazard {
 #[derive(Clone, PartialEq, Eq, Debug, Hash)]
 pub struct Refusal {
     /// The CPU.
-    pub cpu: usize,
+    pub cpu: CpuId,
     /// Who was running.
     pub context: Context,
     /// Why.
@@ -224,7 +224,8 @@ pub struct ChoiceRecord {
 }
 
 /// The verdict on a run.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// No consequence, nothing refused (hazards may have been survived).
     Pass,
@@ -270,7 +271,7 @@ pub struct Outcome {
     pub choices: Vec<ChoiceRecord>,
     /// The step-by-step trace, when asked for.
     pub trace: Vec<Event>,
-    /// The chooser ended the execution early ([`STOP`](crate::STOP)).
+    /// The chooser ended the execution early ([`Decision::Stop`](crate::Decision::Stop)).
     pub stopped: bool,
     /// A fingerprint of the machine's final state (memory, page table, TLBs, stacks, tasks,
     /// the verdict), for comparing the final states of two searches.

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use kmap::{Point, Report};
+use kmap::{Cell, CpuId, Frame, Point, Report, Slot};
 
-use crate::config::Op;
+use crate::program::Op;
 
 /// Where an arrival point is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -16,11 +16,11 @@ pub enum Label {
     /// A task with a nondeterministic program is about to choose its next step.
     BeforeStep,
     /// The single-step swap of `rfc-v1` / `swap-after-current` cleared one of prev's slots.
-    SwapCleared(usize),
+    SwapCleared(Cell),
     /// ... and invalidated its TLB entry.
-    SwapInvalidated(usize),
+    SwapInvalidated(Cell),
     /// ... or installed one of next's saved PTEs.
-    SwapInstalled(usize),
+    SwapInstalled(Cell),
     /// Finish-switch on the incoming task's stack: `current` is next, interrupts are on again,
     /// and the protocol's second half (if any) has not begun.
     FinishSwitch,
@@ -37,9 +37,9 @@ impl fmt::Display for Label {
             Label::Crate(point) => f.write_str(point.label()),
             Label::BeforeOp(op) => write!(f, "before `{op}`"),
             Label::BeforeStep => f.write_str("before the next step"),
-            Label::SwapCleared(cell) => write!(f, "swap: cleared prev's cell {cell}"),
-            Label::SwapInvalidated(cell) => write!(f, "swap: invalidated cell {cell}"),
-            Label::SwapInstalled(cell) => write!(f, "swap: installed next's cell {cell}"),
+            Label::SwapCleared(cell) => write!(f, "swap: cleared prev's cell {}", cell.0),
+            Label::SwapInvalidated(cell) => write!(f, "swap: invalidated cell {}", cell.0),
+            Label::SwapInstalled(cell) => write!(f, "swap: installed next's cell {}", cell.0),
             Label::FinishSwitch => f.write_str("finish-switch: interrupts on"),
             Label::Idle => f.write_str("idle"),
             Label::MigratableCpuRead => f.write_str("after a CPU read while migratable"),
@@ -82,26 +82,22 @@ pub enum What {
     Point(Label),
     /// An operation began.
     Op(Op),
-    /// A PTE was written into CPU `cpu`'s slot `cell`, mapping `frame`.
+    /// A PTE was written into a slot, mapping `frame`.
     Install {
-        /// The slot's CPU.
-        cpu: usize,
-        /// The slot's cell.
-        cell: usize,
+        /// The slot.
+        slot: Slot,
         /// The frame.
-        frame: u64,
+        frame: Frame,
     },
     /// A slot's PTE was cleared.
     Clear {
-        /// The slot's CPU.
-        cpu: usize,
-        /// The slot's cell.
-        cell: usize,
+        /// The slot.
+        slot: Slot,
     },
-    /// This CPU's TLB entry for a slot was invalidated.
+    /// This CPU's TLB entry for one of its slots was invalidated.
     Invalidate {
         /// The slot's cell.
-        cell: usize,
+        cell: Cell,
     },
     /// A task's `idx` changed.
     Idx {
@@ -126,14 +122,14 @@ pub enum What {
     /// The executing CPU changed.
     Step {
         /// The CPU that runs next.
-        to: usize,
+        to: CpuId,
     },
     /// A read or write through a mapping.
     Access {
         /// The frame the context expected.
-        expected: u64,
+        expected: Frame,
         /// The frame the MMU reached (`None`: a fault).
-        reached: Option<u64>,
+        reached: Option<Frame>,
         /// Whether a TLB entry served it.
         tlb_hit: bool,
     },
@@ -154,20 +150,23 @@ impl fmt::Display for What {
         match self {
             What::Point(label) => write!(f, "{label}"),
             What::Op(op) => write!(f, "`{op}`"),
-            What::Install { cpu, cell, frame } => write!(f, "slot {cpu}.{cell} := frame {frame}"),
-            What::Clear { cpu, cell } => write!(f, "slot {cpu}.{cell} := empty"),
-            What::Invalidate { cell } => write!(f, "invlpg cell {cell}"),
+            What::Install { slot, frame } => {
+                write!(f, "slot {} := frame {}", SlotName(*slot), frame.pfn())
+            }
+            What::Clear { slot } => write!(f, "slot {} := empty", SlotName(*slot)),
+            What::Invalidate { cell } => write!(f, "invlpg cell {}", cell.0),
             What::Idx { task, from, to } => write!(f, "{task}.idx {from} -> {to}"),
             What::Enter(context) => write!(f, "{context} enters"),
             What::Exit(context) => write!(f, "{context} returns"),
             What::Switch { from, to } => write!(f, "current: {from} -> {to}"),
-            What::Step { to } => write!(f, "CPU {to} runs"),
+            What::Step { to } => write!(f, "CPU {} runs", to.0),
             What::Access {
                 expected,
                 reached: Some(frame),
                 tlb_hit,
             } => {
                 let via = if *tlb_hit { " (TLB)" } else { "" };
+                let (frame, expected) = (frame.pfn(), expected.pfn());
                 if frame == expected {
                     write!(f, "access frame {frame}{via}")
                 } else {
@@ -178,7 +177,7 @@ impl fmt::Display for What {
                 expected,
                 reached: None,
                 ..
-            } => write!(f, "access to frame {expected} FAULTS"),
+            } => write!(f, "access to frame {} FAULTS", expected.pfn()),
             What::Report(report) => write!(f, "report: {report:?}"),
             What::Refused(why) => write!(f, "refused: {why}"),
             What::Call(name) => write!(f, "{name}()"),
@@ -188,11 +187,21 @@ impl fmt::Display for What {
     }
 }
 
+/// A slot as traces and messages write it: `CPU.CELL`, as in `slot 0.1`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SlotName(pub Slot);
+
+impl fmt::Display for SlotName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0.cpu.0, self.0.cell.0)
+    }
+}
+
 /// One step of a trace.
 #[derive(Clone, PartialEq, Eq, Debug, Hash)]
 pub struct Event {
     /// The CPU it happened on.
-    pub cpu: usize,
+    pub cpu: CpuId,
     /// Who was running there.
     pub context: Context,
     /// What happened.
@@ -204,7 +213,7 @@ impl fmt::Display for Event {
         write!(
             f,
             "cpu{} {:<12} {}",
-            self.cpu,
+            self.cpu.0,
             self.context.to_string(),
             self.what
         )

@@ -1,13 +1,80 @@
 //! Arrival points: where an interrupt, an NMI, a preemption or another CPU may come, and the
-//! chooser decides which.
+//! chooser decides which; and a program's own choice of its next step.
 
-use super::{Arrival, Label, Machine, NestedKind, Reason, Status, Yield};
-use crate::chooser::{Choice, ChoicePoint, STOP};
+use super::cpu::Arrival;
+use super::sched::Reason;
+use super::task::Status;
+use super::{Label, Machine, Yield};
+use crate::choice::{Choice, ChoicePoint, Decision};
+use crate::config::HandlerKind;
 use crate::outcome::ChoiceRecord;
 use crate::trace::What;
 
+/// Branching events used so far in an execution, against the bounds.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Used {
+    pub(crate) preemptions: u32,
+    pub(crate) cpu_switches: u32,
+    pub(crate) lasting: u32,
+}
+
+/// The numbering of a run's arrival and choice points, and what it has used of its bounds.
+#[derive(Default)]
+pub(crate) struct Arrivals {
+    /// Arrival points passed (numbering for schedules: clean probes give theirs back).
+    passed: u64,
+    /// Choice points asked.
+    asked: u64,
+    pub(crate) used: Used,
+    /// Handler probes in progress (no choice is taken inside one).
+    pub(crate) probing: u32,
+    /// The execution is over: a violation, or the chooser stopped it.
+    pub(crate) aborted: bool,
+    /// The last arrival point passed, anywhere.
+    pub(crate) last_label: Option<Label>,
+}
+
+/// What a probe puts back of the numbering.
+#[derive(Clone, Copy)]
+pub(crate) struct SavedNumbering {
+    passed: u64,
+    last_label: Option<Label>,
+}
+
+impl Arrivals {
+    /// An arrival point: its number.
+    fn pass(&mut self, label: Label) -> u64 {
+        self.last_label = Some(label);
+        self.passed += 1;
+        self.passed - 1
+    }
+
+    /// A choice point: its number.
+    fn ask(&mut self) -> u64 {
+        self.asked += 1;
+        self.asked - 1
+    }
+
+    /// The number of the last arrival point passed.
+    fn last(&self) -> u64 {
+        self.passed - 1
+    }
+
+    pub(crate) fn save(&self) -> SavedNumbering {
+        SavedNumbering {
+            passed: self.passed,
+            last_label: self.last_label,
+        }
+    }
+
+    pub(crate) fn restore(&mut self, saved: SavedNumbering) {
+        self.passed = saved.passed;
+        self.last_label = saved.last_label;
+    }
+}
+
 /// Whether offering events at arrival point `here` would only repeat what was offered at the
-/// point `before` it, both as `(label, handler nesting depth, context epoch)` on the same CPU.
+/// point `before` it, on the same CPU.
 ///
 /// The rule: `here` is the arrival point before a program's next operation, `before` is the
 /// last step of the crate's map or unmap, and both are in the same context: same CPU (the
@@ -27,12 +94,12 @@ use crate::trace::What;
 /// that the final states and verdicts with and without pruning are the same.
 fn redundant(before: Option<Arrival>, here: Arrival) -> bool {
     use kmap::Point::*;
-    matches!(here.0, Label::BeforeOp(_))
-        && before.is_some_and(|(label, depth, epoch)| {
-            depth == here.1
-                && epoch == here.2
+    matches!(here.label, Label::BeforeOp(_))
+        && before.is_some_and(|before| {
+            before.depth == here.depth
+                && before.epoch == here.epoch
                 && matches!(
-                    label,
+                    before.label,
                     Label::Crate(
                         MapPreemptionEnabled | UnmapMigrationEnabled | AtomicPreemptionEnabled
                     )
@@ -43,20 +110,14 @@ fn redundant(before: Option<Arrival>, here: Arrival) -> bool {
 impl Machine {
     /// An arrival point: anything the chooser decides may happen here, before the next step.
     pub(crate) fn arrive(&self, label: Label) {
-        let (arrival, redundant) = {
-            let mut st = self.st.borrow_mut();
-            st.last_label = Some(label);
-            st.outcome.stats.points += 1;
-            st.arrivals += 1;
-            let cpu = st.active;
-            let here = (label, st.cpus[cpu].nested.len(), st.cpus[cpu].epoch);
-            let before = st.cpus[cpu].last_arrival.replace(here);
-            if let Some(place) = st.place_mut(cpu) {
-                place.steps += 1;
-                place.label = Some(label);
-            }
-            (st.arrivals - 1, redundant(before, here))
-        };
+        let arrival = self.arrivals.borrow_mut().pass(label);
+        self.outcome.borrow_mut().stats.points += 1;
+        let (here, before) = self.this_cpu().arrive(label);
+        let redundant = redundant(before, here);
+        self.with_place(|place| {
+            place.steps += 1;
+            place.label = Some(label);
+        });
         if let Some((kind, message)) = self.broken_stack() {
             self.violate(kind, message);
             self.suspend(Yield::Abort);
@@ -82,72 +143,40 @@ impl Machine {
                 return;
             }
             if redundant && self.options.prune {
-                self.st.borrow_mut().outcome.stats.pruned += options.len() as u64 - 1;
+                self.outcome.borrow_mut().stats.pruned += options.len() as u64 - 1;
                 return;
             }
-            let (index, cpu) = {
-                let mut st = self.st.borrow_mut();
-                st.choice_index += 1;
-                st.outcome.stats.choice_points += 1;
-                (st.choice_index - 1, st.active)
-            };
-            let state = self.options.stateful.then(|| self.state_key(label, false));
-            let pick = self.chooser.borrow_mut().choose(&ChoicePoint {
-                index,
-                arrival,
-                cpu,
-                label,
-                options: &options,
-                state,
-            });
-            if pick == STOP {
-                self.stop();
+            let Some(choice) = self.ask(arrival, label, &options, false) else {
                 continue;
-            }
-            let choice = options[pick.min(options.len() - 1)];
-            {
-                let mut st = self.st.borrow_mut();
-                if self.options.record_choices {
-                    st.outcome.choices.push(ChoiceRecord {
-                        arrival,
-                        options: options.clone(),
-                        chosen: pick,
-                    });
-                }
-                if choice != Choice::Continue {
-                    st.outcome.schedule.0.push((arrival, choice));
-                }
-            }
+            };
             match choice {
                 // A program's steps are decided after its arrival point, not offered at it.
                 Choice::Continue | Choice::Do(_) => return,
                 Choice::Irq | Choice::Nmi => {
                     let kind = if choice == Choice::Irq {
-                        NestedKind::Irq
+                        HandlerKind::Irq
                     } else {
-                        NestedKind::Nmi
+                        HandlerKind::Nmi
                     };
                     if self.options.probe.is_some() {
-                        self.st.borrow_mut().used.lasting += 1;
+                        self.arrivals.borrow_mut().used.lasting += 1;
                     }
                     self.interrupt(kind);
                 }
                 Choice::Preempt | Choice::PreemptTo(_) => {
-                    self.st.borrow_mut().used.preemptions += 1;
+                    self.arrivals.borrow_mut().used.preemptions += 1;
                     self.schedule(match choice {
                         Choice::PreemptTo(task) => Reason::PreemptTo(task),
                         _ => Reason::Preempt,
                     });
                 }
                 Choice::Migrate(to) => {
-                    let mut st = self.st.borrow_mut();
-                    st.used.preemptions += 1;
-                    st.outcome.stats.preemptions += 1;
-                    drop(st);
+                    self.arrivals.borrow_mut().used.preemptions += 1;
+                    self.outcome.borrow_mut().stats.preemptions += 1;
                     self.schedule(Reason::Migrate(to));
                 }
                 Choice::Cpu(to) => {
-                    self.st.borrow_mut().used.cpu_switches += 1;
+                    self.arrivals.borrow_mut().used.cpu_switches += 1;
                     self.trace(What::Step { to });
                     self.suspend(Yield::Step(to));
                 }
@@ -165,86 +194,151 @@ impl Machine {
         }
     }
 
+    /// A program's own decision among `options`, asked of the chooser like an arrival point's
+    /// (and recorded in the schedule, so that a replay takes it again).
+    pub(crate) fn decide(&self, options: &[Choice]) -> Choice {
+        if options.len() == 1 {
+            return options[0];
+        }
+        let (arrival, label) = {
+            let arrivals = self.arrivals.borrow();
+            (
+                arrivals.last(),
+                arrivals.last_label.unwrap_or(Label::BeforeStep),
+            )
+        };
+        self.ask(arrival, label, options, true)
+            .unwrap_or(options[0])
+    }
+
+    /// Ask the chooser at a choice point, and record the answer; `None` when it ends the
+    /// execution here. `step` is whether this is a program's choice of its next step.
+    fn ask(&self, arrival: u64, label: Label, options: &[Choice], step: bool) -> Option<Choice> {
+        let index = self.arrivals.borrow_mut().ask();
+        self.outcome.borrow_mut().stats.choice_points += 1;
+        let question = if step { Label::BeforeStep } else { label };
+        let state = self
+            .options
+            .stateful
+            .then(|| self.state_key(question, step));
+        let decision = self.chooser.borrow_mut().choose(&ChoicePoint {
+            index,
+            arrival,
+            cpu: self.cpu(),
+            label,
+            options,
+            state,
+        });
+        let Decision::Take(pick) = decision else {
+            self.stop();
+            return None;
+        };
+        let choice = *options.get(pick).unwrap_or_else(|| {
+            panic!(
+                "the chooser took option {pick} of {} at arrival point {arrival}",
+                options.len()
+            )
+        });
+        let mut outcome = self.outcome.borrow_mut();
+        if self.options.record_choices {
+            outcome.choices.push(ChoiceRecord {
+                arrival,
+                options: options.to_vec(),
+                chosen: pick,
+            });
+        }
+        if step || choice != Choice::Continue {
+            outcome.schedule.0.push((arrival, choice));
+        }
+        Some(choice)
+    }
+
     /// What may happen at this point.
-    fn options(&self, label: Label, lasting: &[NestedKind]) -> Vec<Choice> {
-        let st = self.st.borrow();
+    fn options(&self, label: Label, lasting: &[HandlerKind]) -> Vec<Choice> {
         let bounds = &self.config.bounds;
+        let used = self.arrivals.borrow().used;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
         let mut options = vec![Choice::Continue];
-        if st.executing.is_none() || st.probing > 0 {
+        if self.driver.borrow().executing.is_none() || self.arrivals.borrow().probing > 0 {
             return options;
         }
-        let cpu = &st.cpus[st.active];
-        for kind in [NestedKind::Irq, NestedKind::Nmi] {
+        for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
             // Probing, a handler is a choice only where its probe left a trace.
             let offered = match self.options.probe {
                 None => true,
-                Some(_) => {
-                    lasting.contains(&kind) && within(bounds.lasting_handlers, st.used.lasting)
-                }
+                Some(_) => lasting.contains(&kind) && within(bounds.lasting_handlers, used.lasting),
             };
-            if offered && self.handler_may_arrive(&st, kind) {
-                options.push(if kind == NestedKind::Irq {
+            if offered && self.handler_may_arrive(kind) {
+                options.push(if kind == HandlerKind::Irq {
                     Choice::Irq
                 } else {
                     Choice::Nmi
                 });
             }
         }
-        let current = &st.tasks[cpu.current];
-        let preemptible = cpu.nested.is_empty()
-            && !cpu.in_scheduler
+        let here = self.cpu();
+        let cpus = self.cpus.borrow();
+        let tasks = self.tasks.borrow();
+        let cpu = &cpus[here.0 as usize];
+        let current = &tasks[cpu.current().0];
+        let preemptible = cpu.nesting() == 0
+            && !cpu.in_scheduler()
             && !current.idle
-            && cpu.preempt == 0
-            && !cpu.irqs_off
-            && within(bounds.preemptions, st.used.preemptions);
+            && !cpu.atomic()
+            && within(bounds.preemptions, used.preemptions);
         if preemptible && (self.options.stateful || self.options.pick_any_next) {
             // Any runnable task may be picked next, as in the SPIN model.
-            options.extend(cpu.runqueue.iter().map(|&task| Choice::PreemptTo(task)));
+            options.extend(cpu.queue().iter().map(|&task| Choice::PreemptTo(task)));
         } else if preemptible
-            && (!cpu.runqueue.is_empty()
-                || st.tasks.iter().enumerate().any(|(id, t)| {
-                    t.status == Status::Sleeping && t.cpu == st.active && id != cpu.current
+            && (!cpu.queue().is_empty()
+                || tasks.iter().enumerate().any(|(id, t)| {
+                    t.status == Status::Sleeping && t.cpu == here && id != cpu.current().0
                 }))
         {
             options.push(Choice::Preempt);
         }
         // Load balancing: a preempted task that may migrate can be moved to another CPU.
         if preemptible && current.migrate == 0 {
-            options.extend(
-                (0..st.cpus.len())
-                    .filter(|&c| c != st.active)
-                    .map(Choice::Migrate),
-            );
+            options.extend(self.other_cpus().map(Choice::Migrate));
         }
         // With the reduction, the executing CPU changes only before a program's next step; a
         // stateful search never suspends a handler half done.
         let between_steps = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
         let switch_here = (between_steps || !self.options.reduce)
-            && (cpu.nested.is_empty() || !self.options.stateful);
-        if switch_here && within(bounds.cpu_switches, st.used.cpu_switches) {
-            for other in (0..st.cpus.len()).filter(|&c| c != st.active) {
-                if st.has_work(other) {
-                    options.push(Choice::Cpu(other));
-                }
-            }
+            && (cpu.nesting() == 0 || !self.options.stateful);
+        drop((cpus, tasks));
+        if switch_here && within(bounds.cpu_switches, used.cpu_switches) {
+            let others: Vec<_> = self.other_cpus().filter(|&c| self.has_work(c)).collect();
+            options.extend(others.into_iter().map(Choice::Cpu));
         }
         options
     }
 
+    /// Every CPU but the executing one.
+    fn other_cpus(&self) -> impl Iterator<Item = kmap::CpuId> + use<> {
+        let here = self.cpu();
+        (0..self.config.machine.cpus as u32)
+            .map(kmap::CpuId)
+            .filter(move |&c| c != here)
+    }
+
     /// End the execution here, at the chooser's request (not a violation).
     pub(crate) fn stop(&self) {
-        let mut st = self.st.borrow_mut();
-        st.aborted = true;
-        st.outcome.stopped = true;
+        self.arrivals.borrow_mut().aborted = true;
+        self.outcome.borrow_mut().stopped = true;
+    }
+
+    /// Whether the execution is over.
+    pub(crate) fn aborted(&self) -> bool {
+        self.arrivals.borrow().aborted
     }
 
     /// Give the host thread back to the driver.
     pub(crate) fn suspend(&self, why: Yield) {
         let yielder = {
-            let st = self.st.borrow();
-            match st.executing {
-                Some(task) => st.yielders[task],
+            let driver = self.driver.borrow();
+            match driver.executing {
+                Some(task) => driver.yielders[task.0],
                 None => return, // on the driver's own stack: the driver checks `aborted`
             }
         };

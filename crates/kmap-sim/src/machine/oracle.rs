@@ -1,17 +1,21 @@
-//! The oracle: what the machine watches and records. Consequences (crash, fault, corruption,
-//! leak) are violations; rules broken with no consequence yet are hazards; the crate's reports
-//! and refusals are kept; and, when asked, every step goes into the trace.
+//! The oracle: what the machine watches and records, read from its parts. Consequences
+//! (crash, fault, corruption, leak) are violations; rules broken with no consequence yet are
+//! hazards; the crate's reports and refusals are kept; and, when asked, every step goes into
+//! the trace.
 
-use kmap::Report;
+use kmap::{Cell, CpuId, Pte, Report, Slot};
 
-use super::{Machine, Nested, NestedKind};
-use crate::adapter::pte_frame;
+use super::Machine;
+use super::mmu::Leftover;
+use crate::choice::TaskId;
+use crate::config::HandlerKind;
 use crate::outcome::{Hazard, Refusal, Rule, Violation, ViolationKind};
-use crate::trace::{Context, Event, Label, What};
+use crate::platform::pte_frame;
+use crate::trace::{Context, Event, Label, SlotName, What};
 
 impl Machine {
     pub(crate) fn report(&self, report: Report) {
-        self.st.borrow_mut().outcome.reports.push(report);
+        self.outcome.borrow_mut().reports.push(report);
         self.trace(What::Report(report));
         match report {
             Report::Migrated { from, to } => self.hazard(
@@ -38,7 +42,7 @@ impl Machine {
 
     pub(crate) fn refuse(&self, message: String) {
         let (cpu, context) = self.where_now();
-        self.st.borrow_mut().outcome.refusals.push(Refusal {
+        self.outcome.borrow_mut().refusals.push(Refusal {
             cpu,
             context,
             message: message.clone(),
@@ -46,60 +50,52 @@ impl Machine {
         self.trace(What::Refused(message));
     }
 
+    /// The last arrival point passed, as a violation or hazard names it.
+    fn last_label(&self) -> String {
+        self.arrivals
+            .borrow()
+            .last_label
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "start".into())
+    }
+
     /// Record a consequence (or, under strict checking, a hazard); the execution stops at the
     /// next arrival point.
     pub(crate) fn violate(&self, kind: ViolationKind, message: String) {
         let (cpu, context) = self.where_now();
-        {
-            let mut st = self.st.borrow_mut();
-            let label = st
-                .last_label
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "start".into());
-            st.outcome.violations.push(Violation {
-                kind,
-                cpu,
-                context,
-                label,
-                message: message.clone(),
-            });
-            st.aborted = true;
-        }
+        let label = self.last_label();
+        self.outcome.borrow_mut().violations.push(Violation {
+            kind,
+            cpu,
+            context,
+            label,
+            message: message.clone(),
+        });
+        self.arrivals.borrow_mut().aborted = true;
         self.trace(What::Violation(format!("{kind}: {message}")));
     }
 
     /// Record a rule broken with no consequence yet (once per rule, point and context in an
     /// execution); under strict checking it is a violation.
     pub(crate) fn hazard(&self, rule: Rule, message: String) {
-        if self.config.strict {
+        if self.config.machine.strict {
             self.violate(ViolationKind::Hazard(rule), message);
             return;
         }
         let (cpu, context) = self.where_now();
-        let hazard = {
-            let st = self.st.borrow();
-            Hazard {
-                rule,
-                cpu,
-                context,
-                label: st
-                    .last_label
-                    .map(|l| l.to_string())
-                    .unwrap_or_else(|| "start".into()),
-                message: message.clone(),
-                probed: st.probing > 0,
-            }
+        let hazard = Hazard {
+            rule,
+            cpu,
+            context,
+            label: self.last_label(),
+            message: message.clone(),
+            probed: self.arrivals.borrow().probing > 0,
         };
-        let seen = self
-            .st
-            .borrow()
-            .outcome
-            .hazards
-            .iter()
-            .any(|h| h.same_place(&hazard));
-        if !seen {
-            self.st.borrow_mut().outcome.hazards.push(hazard);
+        let mut outcome = self.outcome.borrow_mut();
+        if !outcome.hazards.iter().any(|h| h.same_place(&hazard)) {
+            outcome.hazards.push(hazard);
         }
+        drop(outcome);
         self.trace(What::Hazard(format!("{rule}: {message}")));
     }
 
@@ -115,17 +111,14 @@ impl Machine {
     /// (`smp_processor_id()` in preemptible code), a read from a task that could still be
     /// preempted and migrated is a hazard: the task might run on another CPU by the time it
     /// uses the answer.
-    pub(crate) fn read_cpu(&self) -> usize {
+    pub(crate) fn read_cpu(&self) -> CpuId {
         let migratable = {
-            let st = self.st.borrow();
-            let c = &st.cpus[st.active];
-            c.nested.is_empty()
-                && !c.in_scheduler
-                && c.preempt == 0
-                && !c.irqs_off
-                && st.tasks[c.current].migrate == 0
+            let cpu = self.this_cpu();
+            cpu.nesting() == 0
+                && !cpu.in_scheduler()
+                && !cpu.atomic()
+                && self.tasks.borrow()[cpu.current().0].migrate == 0
         };
-        let cpu = self.cpu();
         if migratable {
             self.hazard(
                 Rule::DebugPreempt,
@@ -137,36 +130,27 @@ impl Machine {
             // migration) may come right after the read.
             self.arrive(Label::MigratableCpuRead);
         }
-        cpu
-    }
-
-    pub(crate) fn aborted(&self) -> bool {
-        self.st.borrow().aborted
+        self.cpu()
     }
 
     /// The executing CPU and who runs there.
-    pub(crate) fn where_now(&self) -> (usize, Context) {
-        let st = self.st.borrow();
-        let cpu = &st.cpus[st.active];
-        let context = match cpu.nested.last() {
-            Some(Nested {
-                kind: NestedKind::Nmi,
-                ..
-            }) => Context::Nmi,
-            Some(Nested {
-                kind: NestedKind::Irq,
-                ..
-            }) => Context::Irq(
-                cpu.nested
-                    .iter()
-                    .filter(|n| n.kind == NestedKind::Irq)
-                    .count(),
-            ),
-            None if cpu.in_scheduler => Context::Scheduler,
-            None if st.tasks[cpu.current].idle => Context::Idle,
-            None => Context::Task(st.tasks[cpu.current].name.clone()),
+    pub(crate) fn where_now(&self) -> (CpuId, Context) {
+        let cpu = self.this_cpu();
+        let context = match cpu.innermost().map(|h| h.kind) {
+            Some(HandlerKind::Nmi) => Context::Nmi,
+            Some(HandlerKind::Irq) => Context::Irq(cpu.nesting_of(HandlerKind::Irq)),
+            None if cpu.in_scheduler() => Context::Scheduler,
+            None => {
+                let tasks = self.tasks.borrow();
+                let task = &tasks[cpu.current().0];
+                if task.idle {
+                    Context::Idle
+                } else {
+                    Context::Task(task.name.clone())
+                }
+            }
         };
-        (st.active, context)
+        (self.cpu(), context)
     }
 
     pub(crate) fn trace(&self, what: What) {
@@ -174,25 +158,20 @@ impl Machine {
             return;
         }
         let (cpu, context) = self.where_now();
-        self.st
+        self.outcome
             .borrow_mut()
-            .outcome
             .trace
             .push(Event { cpu, context, what });
     }
 
     /// Emit `idx` changes of every task since the last look (trace only).
     pub(super) fn trace_depths(&self) {
-        for task in 0..self.stacks.len() {
-            let Some(stack) = self.stacks[task].get() else {
-                continue;
-            };
+        for (task, stack) in self.stacks.iter() {
             let depth = stack.depth();
-            let last = std::mem::replace(&mut self.st.borrow_mut().last_depth[task], depth);
+            let last = std::mem::replace(&mut self.traced_depths.borrow_mut()[task.0], depth);
             if depth != last {
-                let name = self.st.borrow().tasks[task].name.clone();
                 self.trace(What::Idx {
-                    task: name,
+                    task: self.name(task),
                     from: last,
                     to: depth,
                 });
@@ -207,32 +186,29 @@ impl Machine {
     /// - with release in any order, a hole at the top (INV-H): a cell no mapping holds stays in
     ///   use, and the stack cannot return to 0.
     pub(crate) fn broken_stack(&self) -> Option<(ViolationKind, String)> {
-        let name = |task: usize| self.st.borrow().tasks[task].name.clone();
-        let stacks =
-            || (0..self.stacks.len()).filter_map(|t| self.stacks[t].get().map(|stack| (t, stack)));
-        let past_end = stacks().find_map(|(task, stack)| {
+        let past_end = self.stacks.iter().find_map(|(task, stack)| {
             let (depth, cells) = (stack.depth(), stack.cells());
             (depth > cells).then(|| {
                 format!(
                     "task {}'s idx is {depth}, outside its stack of {cells} cells: the next map \
                      or unmap writes outside the array (Linux: pteval[idx] out of bounds)",
-                    name(task)
+                    self.name(task)
                 )
             })
         });
         if let Some(message) = past_end {
             return Some((ViolationKind::Crash, message));
         }
-        if self.config.machine.release != crate::config::Release::Any {
+        if !self.config.machine.any_order() {
             return None;
         }
-        stacks().find_map(|(task, stack)| {
+        self.stacks.iter().find_map(|(task, stack)| {
             let depth = stack.depth();
-            (depth > 0 && stack.saved(depth - 1) == kmap::Pte::HOLE).then(|| {
+            (depth > 0 && stack.saved(Cell(depth - 1)) == Pte::HOLE).then(|| {
                 let message = format!(
                     "task {}'s top cell ({}) is a hole (INV-H): a cell no mapping holds stays in \
                      use, and the stack cannot return to idx 0",
-                    name(task),
+                    self.name(task),
                     depth - 1
                 );
                 (ViolationKind::Leak, message)
@@ -241,24 +217,56 @@ impl Machine {
     }
 
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.
-    pub(crate) fn check_above_idx(&self, task: usize, depth: usize, when: &str) {
+    pub(crate) fn check_above_idx(&self, task: TaskId, depth: usize, when: &str) {
         let cpu = self.cpu();
-        let occupied: Vec<(usize, u64)> = (depth..self.cells())
-            .filter_map(|cell| {
-                let pte = self.read_pte(cpu, cell);
-                (!pte.is_empty()).then(|| (cell, pte_frame(pte)))
-            })
-            .collect();
-        if let Some(&(cell, frame)) = occupied.first() {
-            let name = self.st.borrow().tasks[task].name.clone();
+        let occupied = (depth..self.cells()).find_map(|cell| {
+            let slot = Slot {
+                cpu,
+                cell: Cell(cell),
+            };
+            let pte = self.mmu.borrow().pte(slot);
+            (!pte.is_empty()).then(|| (slot, pte_frame(pte)))
+        });
+        if let Some((slot, frame)) = occupied {
             self.hazard(
                 Rule::Inv1,
                 format!(
-                    "{when}, slot {cpu}.{cell} maps frame {frame} but current ({name}) has idx {depth}: \
-                     a mapping made now would land on a live slot"
+                    "{when}, slot {} maps frame {} but current ({}) has idx {depth}: a mapping \
+                     made now would land on a live slot",
+                    SlotName(slot),
+                    frame.pfn(),
+                    self.name(task)
                 ),
             );
         }
+    }
+
+    /// At the end of a run with no refusal nothing may be left behind: no slot mapped, no TLB
+    /// entry for a slot, no slot cleared without its invalidation (a leak).
+    pub(crate) fn check_end(&self) {
+        if self.aborted() || !self.outcome.borrow().refusals.is_empty() {
+            return;
+        }
+        let left = self.mmu.borrow().leftover();
+        let message = match left {
+            None => return,
+            Some(Leftover::Mapped(slot, frame)) => format!(
+                "slot {} still maps frame {} after every task ended",
+                SlotName(slot),
+                frame.pfn()
+            ),
+            Some(Leftover::Translated(cpu, slot, frame)) => format!(
+                "CPU {}'s TLB still translates slot {} to frame {} after every task ended",
+                cpu.0,
+                SlotName(slot),
+                frame.pfn()
+            ),
+            Some(Leftover::Unflushed(slot)) => format!(
+                "slot {} was cleared but its TLB entry never invalidated",
+                SlotName(slot)
+            ),
+        };
+        self.violate(ViolationKind::Leak, message);
     }
 }
 
@@ -267,10 +275,14 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    use super::super::{Counter, RunOptions};
+    use kmap::CpuId;
+
+    use super::super::RunOptions;
     use super::*;
-    use crate::chooser::NoInjection;
-    use crate::config::{Config, Op};
+    use crate::choice::NoInjection;
+    use crate::config::Config;
+    use crate::platform::Counter;
+    use crate::program::{Op, Program, Task};
 
     /// Like Linux's `CONFIG_DEBUG_PREEMPT`: reading the CPU while the task can still be
     /// preempted and migrated is a hazard; once migration (or preemption) is disabled it is not.
@@ -279,14 +291,13 @@ mod tests {
     #[test]
     fn reading_the_cpu_while_migratable_is_a_hazard() {
         let config = Config {
-            program: crate::Program {
-                tasks: vec![crate::Task {
+            program: Program {
+                tasks: vec![Task {
                     name: "A".into(),
-                    cpu: 0,
                     ops: vec![Op::Check],
-                    ..crate::Task::default()
+                    ..Task::default()
                 }],
-                ..crate::Program::default()
+                ..Program::default()
             },
             ..Config::default()
         };
@@ -296,11 +307,11 @@ mod tests {
             RunOptions::default(),
         );
         machine.count(Counter::Migrate, 1);
-        assert_eq!(machine.read_cpu(), 0);
-        assert!(machine.st.borrow().outcome.hazards.is_empty());
+        assert_eq!(machine.read_cpu(), CpuId(0));
+        assert!(machine.outcome.borrow().hazards.is_empty());
         machine.count(Counter::Migrate, -1);
         machine.read_cpu();
-        let hazards = &machine.st.borrow().outcome.hazards;
+        let hazards = &machine.outcome.borrow().hazards;
         assert_eq!(hazards.len(), 1);
         assert_eq!(hazards[0].rule, Rule::DebugPreempt);
     }

@@ -15,11 +15,16 @@
 //! The single-step swap of the last two is the simulator's own code: the crate deliberately has
 //! no function that handles two tasks at once.
 
-use super::{Label, Machine, Place, Status, SwitchSnapshot, Yield};
-use crate::adapter::pte_frame;
-use crate::config::Mutation;
+use kmap::{Cell, CpuId, Pte, Slot};
+
+use super::cpu::SwitchSnapshot;
+use super::task::{Status, image};
+use super::{Label, Machine, Yield};
+use crate::choice::TaskId;
 use crate::outcome::Rule;
-use crate::trace::What;
+use crate::platform::pte_frame;
+use crate::settings::{Mutation, Protocol};
+use crate::trace::{SlotName, What};
 
 /// Why the running task calls the scheduler.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -33,55 +38,50 @@ pub(crate) enum Reason {
     /// The task's program ended.
     Exit,
     /// `migrate` to this CPU, now that migration is enabled.
-    Migrate(usize),
+    Migrate(CpuId),
     /// Involuntary, and the scheduler picks this task next (it is in the CPU's run queue).
-    PreemptTo(usize),
+    PreemptTo(TaskId),
 }
 
 impl Machine {
     /// The running task gives up the CPU (rules I-1, S-1: the hooks run where Linux runs them).
     pub(crate) fn schedule(&self, reason: Reason) {
-        let (cpu, prev, idle) = {
-            let st = self.st.borrow();
-            (st.active, st.cpus[st.active].current, st.active)
-        };
+        let cpu = self.cpu();
+        let prev = self.current_task();
+        let idle = TaskId(cpu.0 as usize);
         let next = {
-            let mut st = self.st.borrow_mut();
-            let sleepers: Vec<usize> = (0..st.tasks.len())
-                .filter(|&t| {
-                    t != prev && st.tasks[t].status == Status::Sleeping && st.tasks[t].cpu == cpu
-                })
-                .collect();
-            for task in sleepers {
-                st.tasks[task].status = Status::Runnable;
-                st.cpus[cpu].runqueue.push_back(task);
+            let mut cpus = self.cpus.borrow_mut();
+            let mut tasks = self.tasks.borrow_mut();
+            let this = &mut cpus[cpu.0 as usize];
+            for (t, task) in tasks.iter_mut().enumerate() {
+                if TaskId(t) != prev && task.status == Status::Sleeping && task.cpu == cpu {
+                    task.status = Status::Runnable;
+                    this.enqueue(TaskId(t));
+                }
             }
             match reason {
                 Reason::Preempt | Reason::Yield | Reason::PreemptTo(_) => {
-                    if st.cpus[cpu].runqueue.is_empty() {
+                    if this.queue().is_empty() {
                         return;
                     }
-                    st.tasks[prev].status = Status::Runnable;
+                    tasks[prev.0].status = Status::Runnable;
                     if let Reason::PreemptTo(task) = reason {
-                        let queue = &mut st.cpus[cpu].runqueue;
-                        let at = queue.iter().position(|&t| t == task).expect("queued");
-                        queue.remove(at);
-                        queue.push_front(task);
+                        this.move_to_front(task);
                     }
-                    st.cpus[cpu].runqueue.push_back(prev);
+                    this.enqueue(prev);
                     if reason != Reason::Yield {
-                        st.outcome.stats.preemptions += 1;
+                        self.outcome.borrow_mut().stats.preemptions += 1;
                     }
                 }
-                Reason::Sleep => st.tasks[prev].status = Status::Sleeping,
-                Reason::Exit => st.tasks[prev].status = Status::Exited,
+                Reason::Sleep => tasks[prev.0].status = Status::Sleeping,
+                Reason::Exit => tasks[prev.0].status = Status::Exited,
                 Reason::Migrate(to) => {
-                    st.tasks[prev].cpu = to;
-                    st.tasks[prev].status = Status::Runnable;
-                    st.cpus[to].runqueue.push_back(prev);
+                    tasks[prev.0].cpu = to;
+                    tasks[prev.0].status = Status::Runnable;
+                    cpus[to.0 as usize].enqueue(prev);
                 }
             }
-            st.cpus[cpu].runqueue.pop_front().unwrap_or(idle)
+            cpus[cpu.0 as usize].dequeue().unwrap_or(idle)
         };
         self.switch(prev, next);
         if next == idle {
@@ -91,10 +91,10 @@ impl Machine {
                     // Nothing else to run: the CPU idles (interrupts may arrive), then the
                     // sleeper is woken and switched back in. The idle moment runs on the
                     // sleeper's coroutine, which the driver must resume for this CPU.
-                    self.st.borrow_mut().cpus[cpu].idle_host = Some(prev);
+                    self.this_cpu().set_idle_host(Some(prev));
                     self.arrive(Label::Idle);
-                    self.st.borrow_mut().cpus[cpu].idle_host = None;
-                    self.st.borrow_mut().tasks[prev].status = Status::Running;
+                    self.this_cpu().set_idle_host(None);
+                    self.task(prev).status = Status::Running;
                     self.switch(idle, prev);
                     self.finish_switch();
                     return;
@@ -112,15 +112,12 @@ impl Machine {
 
     /// The driver switches an idle CPU to a runnable task (on the driver's own stack, where no
     /// event is injected).
-    pub(crate) fn switch_from_idle(&self, cpu: usize) -> bool {
-        let next = {
-            let mut st = self.st.borrow_mut();
-            st.active = cpu;
-            st.cpus[cpu].runqueue.pop_front()
-        };
+    pub(crate) fn switch_from_idle(&self, cpu: CpuId) -> bool {
+        self.active.set(cpu);
+        let next = self.this_cpu().dequeue();
         match next {
             Some(next) => {
-                self.switch(cpu, next);
+                self.switch(TaskId(cpu.0 as usize), next);
                 true
             }
             None => false,
@@ -128,56 +125,48 @@ impl Machine {
     }
 
     /// Prepare-switch up to the stack switch: `current` = prev, then `current` = next.
-    pub(crate) fn switch(&self, prev: usize, next: usize) {
-        let cpu = self.cpu();
-        {
-            let snapshot = SwitchSnapshot {
-                prev,
-                prev_runs: self.st.borrow().tasks[prev].runs,
-                prev_stack: self.snapshot(prev),
-                next,
-                next_stack: self.snapshot(next),
-            };
-            let mut st = self.st.borrow_mut();
-            let c = &mut st.cpus[cpu];
-            c.preempt += 1;
-            c.irqs_off = true;
-            c.in_scheduler = true;
-            c.sched_place = Place::default();
-            c.switch_snapshot = Some(snapshot);
-        }
-        self.check_saved_matches_slots(prev);
-        match self.protocol() {
-            crate::Protocol::Split
-                if self.config.machine.mutation == Some(Mutation::NoSchedOut) => {}
-            crate::Protocol::Split => self.ops.sched_out(self),
-            crate::Protocol::RfcV1 => {
-                self.st.borrow_mut().cpus[cpu].irqs_off = false;
-                self.swap(prev, next);
-                self.st.borrow_mut().cpus[cpu].irqs_off = true;
-            }
-            crate::Protocol::SwapAfterCurrent => {}
-        }
-        let (from, to) = {
-            let mut st = self.st.borrow_mut();
-            st.cpus[cpu].current = next;
-            st.cpus[cpu].epoch += 1;
-            st.cpus[cpu].last_prev = Some(prev);
-            st.tasks[next].status = Status::Running;
-            st.tasks[next].runs += 1;
-            st.outcome.stats.switches += 1;
-            (st.tasks[prev].name.clone(), st.tasks[next].name.clone())
+    pub(crate) fn switch(&self, prev: TaskId, next: TaskId) {
+        let snapshot = SwitchSnapshot {
+            prev,
+            prev_runs: self.tasks.borrow()[prev.0].runs,
+            prev_stack: image(self.stack(prev)),
+            next,
+            next_stack: image(self.stack(next)),
         };
-        self.trace(What::Switch { from, to });
+        self.this_cpu().begin_switch(snapshot);
+        self.check_saved_matches_slots(prev);
+        match self.config.machine.switch {
+            Protocol::Split if self.config.machine.mutation == Some(Mutation::NoSchedOut) => {}
+            Protocol::Split => self.kmap.sched_out(self),
+            Protocol::RfcV1 => {
+                self.this_cpu().set_irqs_off(false);
+                self.swap(prev, next);
+                self.this_cpu().set_irqs_off(true);
+            }
+            Protocol::SwapAfterCurrent => {}
+        }
+        {
+            let mut cpu = self.this_cpu();
+            cpu.set_current(next);
+            cpu.switched_from(prev);
+            let mut tasks = self.tasks.borrow_mut();
+            tasks[next.0].status = Status::Running;
+            tasks[next.0].runs += 1;
+        }
+        self.outcome.borrow_mut().stats.switches += 1;
+        self.trace(What::Switch {
+            from: self.name(prev),
+            to: self.name(next),
+        });
     }
 
     /// Finish-switch on the incoming task's stack: interrupts on, then the protocol's second half.
     pub(crate) fn finish_switch(&self) {
         let cpu = self.cpu();
         let next = {
-            let mut st = self.st.borrow_mut();
-            st.cpus[cpu].irqs_off = false;
-            st.cpus[cpu].current
+            let mut this = self.this_cpu();
+            this.set_irqs_off(false);
+            this.current()
         };
         // Interrupts are on again: one may arrive before the protocol's second half (under
         // `swap-after-current`, all of prev's slots are still live here, with `current` = next).
@@ -186,24 +175,26 @@ impl Machine {
         // A task migrating away cannot host it (it is in another CPU's run queue), and needs
         // no point here: it migrates only holding no mapping, so it leaves no slot behind.
         let (next_is_idle, host) = {
-            let st = self.st.borrow();
-            let host = st
+            let tasks = self.tasks.borrow();
+            let host = self
+                .driver
+                .borrow()
                 .executing
-                .filter(|&t| matches!(st.tasks[t].status, Status::Sleeping | Status::Exited));
-            (st.tasks[next].idle, host)
+                .filter(|&t| matches!(tasks[t.0].status, Status::Sleeping | Status::Exited));
+            (tasks[next.0].idle, host)
         };
         if !next_is_idle || host.is_some() {
-            self.st.borrow_mut().cpus[cpu].idle_host = host.filter(|_| next_is_idle);
+            self.this_cpu().set_idle_host(host.filter(|_| next_is_idle));
             self.arrive(Label::FinishSwitch);
-            self.st.borrow_mut().cpus[cpu].idle_host = None;
+            self.this_cpu().set_idle_host(None);
         }
         // Read after the arrival point, so that nothing of the switch is kept in a local while
         // this context may be suspended there (see `machine::state`).
-        let prev = self.st.borrow_mut().cpus[cpu].last_prev.take();
-        match self.protocol() {
-            crate::Protocol::Split => self.ops.sched_in(self),
-            crate::Protocol::RfcV1 => {}
-            crate::Protocol::SwapAfterCurrent => {
+        let prev = self.this_cpu().take_prev();
+        match self.config.machine.switch {
+            Protocol::Split => self.kmap.sched_in(self),
+            Protocol::RfcV1 => {}
+            Protocol::SwapAfterCurrent => {
                 if let Some(prev) = prev {
                     self.swap(prev, next);
                 }
@@ -217,73 +208,76 @@ impl Machine {
         {
             self.hazard(
                 Rule::Inv4,
-                format!("a task holding CPU {slot_cpu}'s slots was switched in on CPU {cpu}"),
+                format!(
+                    "a task holding CPU {}'s slots was switched in on CPU {}",
+                    slot_cpu.0, cpu.0
+                ),
             );
         }
         self.check_switch_left_stacks_alone();
-        let mut st = self.st.borrow_mut();
-        let c = &mut st.cpus[cpu];
-        c.preempt -= 1;
-        c.in_scheduler = false;
-        c.sched_place = Place::default();
+        self.this_cpu().end_switch();
+    }
+
+    /// Whether cell `cell` is one the crate maps (not a guard cell).
+    fn live_cell(&self, cell: usize) -> bool {
+        !(self.config.machine.guard_cells && cell.is_multiple_of(2))
     }
 
     /// The single-step swap of the 2020 RFC: clear prev's slots, then install next's, with
     /// whatever `current` is at the time.
-    fn swap(&self, prev: usize, next: usize) {
+    fn swap(&self, prev: TaskId, next: TaskId) {
         let cpu = self.cpu();
-        let guard = self.config.machine.guard_cells;
+        let slot = |cell: usize| Slot {
+            cpu,
+            cell: Cell(cell),
+        };
         // A hole (release in any order) has an empty slot and nothing to restore.
-        let live = |cell: usize| !(guard && cell.is_multiple_of(2));
-        let hole = |pte: kmap::Pte| pte == kmap::Pte::HOLE;
+        let restorable = |pte: Pte| !pte.is_empty() && pte != Pte::HOLE;
         let mut cell = 0;
         while cell < self.stack(prev).depth() {
-            let pte = self.stack(prev).saved(cell);
-            if live(cell) && !pte.is_empty() && !hole(pte) {
-                self.clear_pte(cpu, cell);
-                self.arrive(Label::SwapCleared(cell));
-                self.invalidate_local(self.slot_address(cpu, cell));
-                self.arrive(Label::SwapInvalidated(cell));
+            let pte = self.stack(prev).saved(Cell(cell));
+            if self.live_cell(cell) && restorable(pte) {
+                self.clear_pte(slot(cell));
+                self.arrive(Label::SwapCleared(Cell(cell)));
+                let address = self.mmu.borrow().layout().slot_address(slot(cell));
+                self.invalidate_local(address);
+                self.arrive(Label::SwapInvalidated(Cell(cell)));
             }
             cell += 1;
         }
         let mut cell = 0;
         while cell < self.stack(next).depth() {
-            let pte = self.stack(next).saved(cell);
-            if live(cell) && !pte.is_empty() && !hole(pte) {
-                self.install_pte(cpu, cell, pte);
-                self.arrive(Label::SwapInstalled(cell));
+            let pte = self.stack(next).saved(Cell(cell));
+            if self.live_cell(cell) && restorable(pte) {
+                self.install_pte(slot(cell), pte);
+                self.arrive(Label::SwapInstalled(Cell(cell)));
             }
             cell += 1;
         }
     }
 
-    fn snapshot(&self, task: usize) -> (usize, Vec<kmap::Pte>) {
-        let stack = self.stack(task);
-        (
-            stack.depth(),
-            (0..stack.cells()).map(|c| stack.saved(c)).collect(),
-        )
-    }
-
     /// INV-5: when a task is switched out, every cell below its `idx` has the PTE its slot holds
     /// (a hole: an empty slot).
-    fn check_saved_matches_slots(&self, prev: usize) {
+    fn check_saved_matches_slots(&self, prev: TaskId) {
         let cpu = self.cpu();
-        let guard = self.config.machine.guard_cells;
         let stack = self.stack(prev);
-        for cell in (0..stack.depth()).filter(|c| !(guard && c.is_multiple_of(2))) {
-            let (mut saved, slot) = (stack.saved(cell), self.read_pte(cpu, cell));
-            if saved == kmap::Pte::HOLE {
-                saved = kmap::Pte::EMPTY;
+        for cell in (0..stack.depth()).filter(|&c| self.live_cell(c)) {
+            let slot = Slot {
+                cpu,
+                cell: Cell(cell),
+            };
+            let (mut saved, live) = (stack.saved(Cell(cell)), self.mmu.borrow().pte(slot));
+            if saved == Pte::HOLE {
+                saved = Pte::EMPTY;
             }
-            if saved != slot {
+            if saved != live {
                 self.hazard(
                     Rule::Inv5,
                     format!(
-                        "switching out with cell {cell} saved as frame {} but slot {cpu}.{cell} holding frame {}",
-                        pte_frame(saved),
-                        pte_frame(slot)
+                        "switching out with cell {cell} saved as frame {} but slot {} holding frame {}",
+                        pte_frame(saved).pfn(),
+                        SlotName(slot),
+                        pte_frame(live).pfn()
                     ),
                 );
                 return;
@@ -293,14 +287,13 @@ impl Machine {
 
     /// INV-2: the switch left prev's and next's stacks as it found them.
     fn check_switch_left_stacks_alone(&self) {
-        let cpu = self.cpu();
-        let Some(snapshot) = self.st.borrow_mut().cpus[cpu].switch_snapshot.take() else {
+        let Some(snapshot) = self.this_cpu().take_snapshot() else {
             return;
         };
-        let prev_ran = self.st.borrow().tasks[snapshot.prev].runs != snapshot.prev_runs;
-        if !prev_ran && self.snapshot(snapshot.prev) != snapshot.prev_stack {
+        let prev_ran = self.tasks.borrow()[snapshot.prev.0].runs != snapshot.prev_runs;
+        if !prev_ran && image(self.stack(snapshot.prev)) != snapshot.prev_stack {
             self.hazard(Rule::Inv2, "the switch changed prev's kmap stack".into());
-        } else if self.snapshot(snapshot.next) != snapshot.next_stack {
+        } else if image(self.stack(snapshot.next)) != snapshot.next_stack {
             self.hazard(Rule::Inv2, "the switch changed next's kmap stack".into());
         }
     }

@@ -1,4 +1,5 @@
-//! The state of the whole system at a choice point, as a stateful search remembers it.
+//! The state of the whole system at a choice point, as a stateful search remembers it; and the
+//! fingerprint of a run's final state.
 //!
 //! A stateful search (`kmap prove`) explores without bounds on preemption and ends because it
 //! remembers the states it has seen: at a choice point whose state it has met before, every
@@ -12,7 +13,7 @@
 //! - every context suspended inside code: the crate's and the machine's locals live on the
 //!   task's coroutine stack. The code is deterministic, so a suspended operation is fixed by the
 //!   operation, the arrival points of its own it has passed (how many, and the last), and the
-//!   values the platform answered the crate's reads with ([`Place`](super::Place)). The
+//!   values the platform answered the crate's reads with ([`Place`](super::task::Place)). The
 //!   scheduler's code in a switch in progress has a place of its own per CPU, and keeps
 //!   nothing else across a suspension that the machine state does not hold (the switch's prev
 //!   and next are read from the CPU after its arrival point; an arrival point probes again when
@@ -29,12 +30,14 @@
 //! The state is hashed to 128 bits (XXH3-128): a search that remembers `n` states confuses two
 //! of them with probability at most `n² / 2^129`.
 
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
+use kmap::Cell;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Label, Machine};
-use crate::chooser::StateKey;
+use crate::choice::{StateKey, TaskId};
+use crate::platform::DynStack;
 
 impl Machine {
     /// The state at the current choice point (see the module doc).
@@ -43,81 +46,72 @@ impl Machine {
     /// choice of its next step rather than the events of that arrival point.
     pub(crate) fn state_key(&self, question: Label, step: bool) -> StateKey {
         let quiescent = {
-            let st = self.st.borrow();
-            st.cpus.iter().all(|c| {
-                c.nested.is_empty() && !c.in_scheduler && st.tasks[c.current].place.op.is_none()
+            let cpus = self.cpus.borrow();
+            let tasks = self.tasks.borrow();
+            cpus.iter().all(|c| {
+                c.nesting() == 0 && !c.in_scheduler() && tasks[c.current().0].place.op.is_none()
             })
         };
+        let mut hasher = Xxh3::new();
+        self.hash_state(question, step, &mut hasher);
         StateKey {
-            key: self.state_hash(question, step),
+            key: hasher.digest128(),
             quiescent,
         }
     }
 
-    /// The state at the current choice point, hashed to 128 bits.
-    fn state_hash(&self, question: Label, step: bool) -> u128 {
-        let mut hasher = Xxh3::new();
-        let st = self.st.borrow();
+    /// Hash the state at the current choice point.
+    fn hash_state(&self, question: Label, step: bool, hasher: &mut impl Hasher) {
         // Where the question is asked: the executing CPU, the arrival point (or a program's
         // step) and the nesting depth there.
-        (st.active, question, step, st.cpus[st.active].nested.len()).hash(&mut hasher);
-        (&st.tags, &st.expected).hash(&mut hasher);
-        for pte in &st.pt {
-            pte.raw().hash(&mut hasher);
-        }
-        for tlb in &st.tlb {
-            let mut entries: Vec<(usize, u64)> = tlb.iter().map(|(&p, &f)| (p, f)).collect();
-            entries.sort_unstable();
-            entries.hash(&mut hasher);
-        }
-        let mut unflushed: Vec<usize> = st.unflushed.iter().copied().collect();
-        unflushed.sort_unstable();
-        unflushed.hash(&mut hasher);
-        for cpu in &st.cpus {
-            (
-                cpu.current,
-                &cpu.runqueue,
-                cpu.preempt,
-                cpu.pagefault,
-                cpu.irqs_off,
-                cpu.in_scheduler,
-                cpu.last_prev,
-                cpu.idle_host,
-                &cpu.sched_place,
-            )
-                .hash(&mut hasher);
-            for nested in &cpu.nested {
-                (nested.kind as u8).hash(&mut hasher);
-                for held in &nested.mappings {
-                    (held.frame, held.addr, held.atomic).hash(&mut hasher);
-                }
-            }
-            if let Some(snapshot) = &cpu.switch_snapshot {
-                let ran = st.tasks[snapshot.prev].runs != snapshot.prev_runs;
-                (snapshot.prev, snapshot.next, ran).hash(&mut hasher);
-                (&snapshot.prev_stack, &snapshot.next_stack).hash(&mut hasher);
+        (self.cpu(), question, step, self.this_cpu().nesting()).hash(hasher);
+        self.memory.borrow().hash_contents(hasher);
+        self.mmu.borrow().hash_contents(hasher);
+        let tasks = self.tasks.borrow();
+        for cpu in self.cpus.borrow().iter() {
+            cpu.hash_contents(hasher);
+            if let Some(snapshot) = cpu.snapshot() {
+                let ran = tasks[snapshot.prev.0].runs != snapshot.prev_runs;
+                (snapshot.prev, snapshot.next, ran).hash(hasher);
+                (&snapshot.prev_stack, &snapshot.next_stack).hash(hasher);
             }
         }
-        for (id, task) in st.tasks.iter().enumerate() {
-            (
-                task.status as u8,
-                task.cpu,
-                task.pc,
-                &task.place,
-                task.migrate,
-                task.pending_migration,
-            )
-                .hash(&mut hasher);
-            for held in &task.mappings {
-                (held.frame, held.addr, held.atomic).hash(&mut hasher);
-            }
-            if let Some(stack) = self.stacks[id].get() {
-                (stack.depth(), stack.home()).hash(&mut hasher);
-                for cell in 0..stack.cells() {
-                    stack.saved(cell).raw().hash(&mut hasher);
-                }
+        for (id, task) in tasks.iter().enumerate() {
+            task.hash_contents(hasher);
+            if let Some(stack) = self.stacks.try_get(TaskId(id)) {
+                hash_stack(stack, hasher);
             }
         }
-        hasher.digest128()
+    }
+
+    /// A fingerprint of the final state: memory, page table, TLBs, unflushed slots, every
+    /// stack, every task's status and CPU, and what went wrong.
+    pub(crate) fn final_state(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.memory.borrow().hash_contents(&mut hasher);
+        self.mmu.borrow().hash_contents(&mut hasher);
+        let tasks = self.tasks.borrow();
+        for (task, state) in tasks.iter().enumerate() {
+            (state.cpu, state.status, state.migrate).hash(&mut hasher);
+            if let Some(stack) = self.stacks.try_get(TaskId(task)) {
+                hash_stack(stack, &mut hasher);
+            }
+        }
+        let outcome = self.outcome.borrow();
+        for v in &outcome.violations {
+            (v.kind, &v.label, &v.context, &v.message).hash(&mut hasher);
+        }
+        for r in &outcome.refusals {
+            r.hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+}
+
+/// Hash a stack: `idx`, the CPU its cells were mapped on, every saved PTE.
+fn hash_stack(stack: &dyn DynStack, hasher: &mut impl Hasher) {
+    (stack.depth(), stack.home()).hash(hasher);
+    for cell in 0..stack.cells() {
+        stack.saved(Cell(cell)).raw().hash(hasher);
     }
 }

@@ -22,30 +22,39 @@ pub(crate) enum Counter {
     Pagefault,
 }
 
+/// Which of the crate's map entry points a program's operation calls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum MapKind {
+    /// `raw::map` (`kmap_local_page`).
+    Page,
+    /// `raw::map_pfn` (`kmap_local_pfn`): always a slot.
+    Pfn,
+    /// `raw::map_atomic` (`kmap_atomic`).
+    Atomic,
+}
+
 /// What the crate's platform needs of the machine underneath: the hardware facts and actions of
-/// [`Platform`], over CPU and cell numbers. The machine implements it; this module needs nothing
+/// [`Platform`], in the crate's own types. The machine implements it; this module needs nothing
 /// else of the machine, so the machine depends on the crate's adapter and not the other way.
 pub(crate) trait Hardware {
     /// The crate called this platform method (for the trace).
     fn call(&self, name: &'static str);
     /// The executing CPU, as the crate reads it.
-    fn read_cpu(&self) -> usize;
+    fn read_cpu(&self) -> CpuId;
     /// The current task's stack.
     fn current_stack(&self) -> &dyn DynStack;
-    /// How many CPUs.
-    fn cpus(&self) -> usize;
-    /// Frames below this are direct-mapped.
-    fn lowmem(&self) -> u64;
+    /// Where things are in the address space.
+    fn layout(&self) -> Layout;
     /// Whether the kernel has Linux's `BUG_ON(!pte_none)` (see `Mutation::NoBugOn`).
     fn bug_on(&self) -> bool;
-    /// The PTE of CPU `cpu`'s slot `cell`.
-    fn read_pte(&self, cpu: usize, cell: usize) -> Pte;
+    /// The PTE of a slot.
+    fn read_pte(&self, slot: Slot) -> Pte;
     /// Write it.
-    fn install_pte(&self, cpu: usize, cell: usize, pte: Pte);
+    fn install_pte(&self, slot: Slot, pte: Pte);
     /// Clear it.
-    fn clear_pte(&self, cpu: usize, cell: usize);
-    /// Invalidate the executing CPU's TLB entry for `addr`.
-    fn invalidate_local(&self, addr: usize);
+    fn clear_pte(&self, slot: Slot);
+    /// Invalidate the executing CPU's TLB entry for the page of `addr`.
+    fn invalidate_local(&self, addr: VirtAddr);
     /// Move a counter.
     fn count(&self, counter: Counter, delta: i32);
     /// Whether the executing CPU is in an interrupt or NMI handler.
@@ -72,9 +81,60 @@ pub const PTE_PRESENT: u64 = 1;
 /// PTE bit: writable.
 pub const PTE_WRITE: u64 = 2;
 
+/// Where things are in the simulated address space: the direct map of lowmem and the kmap
+/// window of `cpus × cells` slots. The crate's platform and the MMU both read addresses
+/// through it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Layout {
+    /// CPUs.
+    pub(crate) cpus: usize,
+    /// Cells per stack (slots per CPU).
+    pub(crate) cells: usize,
+    /// Frames below this are direct-mapped.
+    pub(crate) lowmem: u64,
+}
+
+impl Layout {
+    /// The slot's place in the window (and in the page table).
+    pub(crate) fn index(&self, slot: Slot) -> usize {
+        slot.cpu.0 as usize * self.cells + slot.cell.0
+    }
+
+    /// The slot at place `index` of the window.
+    pub(crate) fn slot(&self, index: usize) -> Slot {
+        Slot {
+            cpu: CpuId((index / self.cells) as u32),
+            cell: Cell(index % self.cells),
+        }
+    }
+
+    /// The virtual address of a slot.
+    pub(crate) fn slot_address(&self, slot: Slot) -> VirtAddr {
+        VirtAddr::new(WINDOW + self.index(slot) * PAGE_SIZE)
+    }
+
+    /// The slot whose page holds `addr`, if it is in the window.
+    pub(crate) fn slot_of(&self, addr: VirtAddr) -> Option<Slot> {
+        let index = addr.as_usize().checked_sub(WINDOW)? / PAGE_SIZE;
+        (index < self.cpus * self.cells).then(|| self.slot(index))
+    }
+
+    /// The lowmem frame whose direct mapping holds `addr`, if any.
+    pub(crate) fn direct_frame(&self, addr: VirtAddr) -> Option<Frame> {
+        let pfn = (addr.as_usize().checked_sub(DIRECT_MAP)? / PAGE_SIZE) as u64;
+        (pfn < self.lowmem).then(|| Frame::new(pfn))
+    }
+
+    /// The direct-map address of a lowmem frame.
+    pub(crate) fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
+        (frame.pfn() < self.lowmem)
+            .then(|| VirtAddr::new(DIRECT_MAP + frame.pfn() as usize * PAGE_SIZE))
+    }
+}
+
 /// The frame a PTE of this machine maps.
-pub fn pte_frame(pte: Pte) -> u64 {
-    pte.raw() >> 12
+pub fn pte_frame(pte: Pte) -> Frame {
+    Frame::new(pte.raw() >> 12)
 }
 
 /// A task's [`KmapStack`], whatever its size, as the machine inspects it.
@@ -82,11 +142,11 @@ pub trait DynStack: Any {
     /// `idx`.
     fn depth(&self) -> usize;
     /// The saved PTE of a cell.
-    fn saved(&self, cell: usize) -> Pte;
+    fn saved(&self, cell: Cell) -> Pte;
     /// The number of cells.
     fn cells(&self) -> usize;
     /// The CPU the live cells were mapped on, if there are any.
-    fn home(&self) -> Option<usize>;
+    fn home(&self) -> Option<CpuId>;
     /// For [`SimPlatform::current_stack`].
     fn as_any(&self) -> &dyn Any;
     /// Everything the stack holds ([`kmap::StackState`]), to put back with [`restore`](Self::restore).
@@ -104,14 +164,14 @@ impl<const C: usize> DynStack for KmapStack<C> {
     fn depth(&self) -> usize {
         KmapStack::depth(self)
     }
-    fn saved(&self, cell: usize) -> Pte {
-        KmapStack::saved(self, Cell(cell))
+    fn saved(&self, cell: Cell) -> Pte {
+        KmapStack::saved(self, cell)
     }
     fn cells(&self) -> usize {
         C
     }
-    fn home(&self) -> Option<usize> {
-        self.home_cpu().map(|cpu| cpu.0 as usize)
+    fn home(&self) -> Option<CpuId> {
+        self.home_cpu()
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -130,13 +190,12 @@ impl<const C: usize> DynStack for KmapStack<C> {
 
 /// The crate's entry points, for the layout of one run.
 pub trait KmapOps {
-    /// `raw::map` / `map_pfn` / `map_atomic` / `map_atomic_pfn`.
-    fn map(&self, m: &dyn Hardware, frame: u64, atomic: bool, pfn: bool)
-    -> Result<usize, MapError>;
+    /// `raw::map` / `map_pfn` / `map_atomic`.
+    fn map(&self, m: &dyn Hardware, frame: Frame, kind: MapKind) -> Result<VirtAddr, MapError>;
     /// `raw::unmap` / `unmap_atomic`.
-    fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError>;
+    fn unmap(&self, m: &dyn Hardware, addr: VirtAddr, atomic: bool) -> Result<(), UnmapError>;
     /// `raw::unmap_any_order` (only for a run with `release = "any"`).
-    fn unmap_any_order(&self, m: &dyn Hardware, addr: usize) -> Result<(), UnmapError>;
+    fn unmap_any_order(&self, m: &dyn Hardware, addr: VirtAddr) -> Result<(), UnmapError>;
     /// `sched_out`.
     fn sched_out(&self, m: &dyn Hardware);
     /// `sched_in`.
@@ -175,7 +234,7 @@ unsafe impl<const C: usize, const G: bool, const F: bool, const A: bool> Platfor
 
     fn current_cpu(&self) -> CpuId {
         self.0.call("current_cpu");
-        CpuId(self.0.read_cpu() as u32)
+        self.0.read_cpu()
     }
 
     fn current_stack(&self) -> &KmapStack<C> {
@@ -188,20 +247,15 @@ unsafe impl<const C: usize, const G: bool, const F: bool, const A: bool> Platfor
     }
 
     fn slot_address(&self, slot: Slot) -> VirtAddr {
-        VirtAddr::new(WINDOW + (slot.cpu.0 as usize * C + slot.cell.0) * PAGE_SIZE)
+        self.0.layout().slot_address(slot)
     }
 
     fn slot_of(&self, page: VirtAddr) -> Option<Slot> {
-        let index = page.as_usize().checked_sub(WINDOW)? / PAGE_SIZE;
-        (index < self.0.cpus() * C).then(|| Slot {
-            cpu: CpuId((index / C) as u32),
-            cell: Cell(index % C),
-        })
+        self.0.layout().slot_of(page)
     }
 
     fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
-        (frame.pfn() < self.0.lowmem())
-            .then(|| VirtAddr::new(DIRECT_MAP + frame.pfn() as usize * PAGE_SIZE))
+        self.0.layout().direct_map(frame)
     }
 
     fn make_pte(&self, frame: Frame, prot: Prot) -> Pte {
@@ -212,7 +266,7 @@ unsafe impl<const C: usize, const G: bool, const F: bool, const A: bool> Platfor
         self.0.call("read_pte");
         // Without the BUG_ON, the crate's "slot must be free" check sees every slot free.
         if self.0.bug_on() {
-            self.0.read_pte(slot.cpu.0 as usize, slot.cell.0)
+            self.0.read_pte(slot)
         } else {
             Pte::EMPTY
         }
@@ -220,17 +274,17 @@ unsafe impl<const C: usize, const G: bool, const F: bool, const A: bool> Platfor
 
     fn install_pte(&self, slot: Slot, pte: Pte) {
         self.0.call("install_pte");
-        self.0.install_pte(slot.cpu.0 as usize, slot.cell.0, pte)
+        self.0.install_pte(slot, pte)
     }
 
     fn clear_pte(&self, slot: Slot) {
         self.0.call("clear_pte");
-        self.0.clear_pte(slot.cpu.0 as usize, slot.cell.0)
+        self.0.clear_pte(slot)
     }
 
     fn invalidate_local(&self, page: VirtAddr) {
         self.0.call("invalidate_local");
-        self.0.invalidate_local(page.as_usize())
+        self.0.invalidate_local(page)
     }
 
     fn preempt_disable(&self) {
@@ -280,41 +334,33 @@ unsafe impl<const C: usize, const G: bool, const F: bool, const A: bool> Platfor
 struct Ops<const C: usize, const G: bool, const F: bool, const A: bool>;
 
 impl<const C: usize, const G: bool, const F: bool, const A: bool> KmapOps for Ops<C, G, F, A> {
-    fn map(
-        &self,
-        m: &dyn Hardware,
-        frame: u64,
-        atomic: bool,
-        pfn: bool,
-    ) -> Result<usize, MapError> {
+    fn map(&self, m: &dyn Hardware, frame: Frame, kind: MapKind) -> Result<VirtAddr, MapError> {
         let p = SimPlatform::<C, G, F, A>(m);
-        let frame = Frame::new(frame);
         // SAFETY: the simulator never dereferences the pointer (see the Platform impl); LIFO
         // order is the program's business, and misuse is refused by the crate.
         let result = unsafe {
-            match (atomic, pfn) {
-                (false, false) => kmap::raw::map(&p, frame),
-                (false, true) => kmap::raw::map_pfn(&p, frame),
-                (true, false) => kmap::raw::map_atomic(&p, frame),
-                (true, true) => kmap::raw::map_atomic_pfn(&p, frame),
+            match kind {
+                MapKind::Page => kmap::raw::map(&p, frame),
+                MapKind::Pfn => kmap::raw::map_pfn(&p, frame),
+                MapKind::Atomic => kmap::raw::map_atomic(&p, frame),
             }
         };
-        result.map(|addr| addr as usize)
+        result.map(|addr| VirtAddr::new(addr as usize))
     }
 
-    fn unmap(&self, m: &dyn Hardware, addr: usize, atomic: bool) -> Result<(), UnmapError> {
+    fn unmap(&self, m: &dyn Hardware, addr: VirtAddr, atomic: bool) -> Result<(), UnmapError> {
         let p = SimPlatform::<C, G, F, A>(m);
         // SAFETY: as in `map`.
         unsafe {
             if atomic {
-                kmap::raw::unmap_atomic(&p, addr as *const u8)
+                kmap::raw::unmap_atomic(&p, addr.as_ptr())
             } else {
-                kmap::raw::unmap(&p, addr as *const u8)
+                kmap::raw::unmap(&p, addr.as_ptr())
             }
         }
     }
 
-    fn unmap_any_order(&self, m: &dyn Hardware, addr: usize) -> Result<(), UnmapError> {
+    fn unmap_any_order(&self, m: &dyn Hardware, addr: VirtAddr) -> Result<(), UnmapError> {
         any_order_unmap::<C, G, F, A>(m, addr)
     }
 
@@ -346,7 +392,7 @@ impl<const C: usize, const G: bool, const F: bool, const A: bool> KmapOps for Op
 /// it is always called on the `A = true` layout; a run with `A` false never calls it.
 fn any_order_unmap<const C: usize, const G: bool, const F: bool, const A: bool>(
     m: &dyn Hardware,
-    addr: usize,
+    addr: VirtAddr,
 ) -> Result<(), UnmapError> {
     assert!(
         A,
@@ -354,7 +400,7 @@ fn any_order_unmap<const C: usize, const G: bool, const F: bool, const A: bool>(
     );
     // SAFETY: as in `map`: the simulator never dereferences the pointer, and the machine releases
     // only a frame the current context holds.
-    unsafe { kmap::raw::unmap_any_order(&SimPlatform::<C, G, F, true>(m), addr as *const u8) }
+    unsafe { kmap::raw::unmap_any_order(&SimPlatform::<C, G, F, true>(m), addr.as_ptr()) }
 }
 
 /// The crate's entry points for `cells` cells, guard cells, force-map and release in any order

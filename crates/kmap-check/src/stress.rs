@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::chooser::{RandomChooser, Rates};
-use crate::config::{Bounds, Config, MachineConfig, Op, Program, Protocol, Release, Task};
-use crate::machine::RunOptions;
-use crate::outcome::{Outcome, Stats, Verdict};
+use kmap::{CpuId, Frame};
+use kmap_sim::{
+    Bounds, Config, Op, Outcome, Program, Protocol, Release, RunOptions, Settings, Stats, Task,
+    Verdict,
+};
+
+use crate::search::random::{RandomChooser, Rates};
 
 /// Frames of a stress machine, and how many are lowmem.
 const FRAMES: u64 = 512;
@@ -45,51 +48,52 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 LOWMEM + id * FRAMES_PER_TASK + 1,
                 LOWMEM + id * FRAMES_PER_TASK + 2,
                 LOWMEM + id * FRAMES_PER_TASK + 3,
-            ];
+            ]
+            .map(Frame::new);
             tasks.push(Task {
                 name: format!("T{id}"),
-                cpu,
+                cpu: CpuId(cpu as u32),
                 ops: task_program(&mut rng, &frames, cpus, release),
                 any: Vec::new(),
             });
         }
     }
     // Handlers only read: two handlers on different CPUs may map the same frame at once.
-    let irq_frame = FRAMES - 2;
-    let nmi_frame = FRAMES - 1;
+    let irq_frame = Frame::new(FRAMES - 2);
+    let nmi_frame = Frame::new(FRAMES - 1);
     Config {
-        machine: MachineConfig {
+        machine: Settings {
             cpus,
             frames: FRAMES,
             lowmem: LOWMEM,
             cells,
-            protocol: Protocol::Split,
+            switch: Protocol::Split,
             guard_cells,
             force_map,
             release,
             tlb: true,
             mutation: None,
+            strict: false,
         },
-        bounds: Bounds::default(),
+        bounds: Bounds::UNLIMITED,
         program: Program {
             tasks,
             irq: vec![
                 Op::Map(irq_frame),
                 Op::Check,
-                Op::Map(3),
+                Op::Map(Frame::new(3)),
                 Op::Check,
                 Op::Unmap,
                 Op::Unmap,
             ],
             nmi: vec![Op::MapPfn(nmi_frame), Op::Check, Op::Unmap],
         },
-        strict: false,
     }
 }
 
-fn task_program(rng: &mut SmallRng, frames: &[u64], cpus: usize, release: Release) -> Vec<Op> {
+fn task_program(rng: &mut SmallRng, frames: &[Frame], cpus: usize, release: Release) -> Vec<Op> {
     let mut ops = Vec::new();
-    let mut held: Vec<(u64, bool)> = Vec::new(); // (frame, atomic)
+    let mut held: Vec<(Frame, bool)> = Vec::new(); // (frame, atomic)
     // The task's stack as the crate keeps it: a cell per mapping made, `false` once released
     // below the top (a hole), popped with the top. Holes use cells, so the program maps only
     // while the stack, holes included, is at most three deep: the cells above stay free for
@@ -119,7 +123,9 @@ fn task_program(rng: &mut SmallRng, frames: &[u64], cpus: usize, release: Releas
             40..=54 => ops.push(Op::Check),
             55..=64 if !atomic => ops.push(Op::Yield),
             65..=69 if !atomic => ops.push(Op::Sleep),
-            70..=71 if !atomic && cpus > 1 => ops.push(Op::Migrate(rng.random_range(0..cpus))),
+            70..=71 if !atomic && cpus > 1 => {
+                ops.push(Op::Migrate(CpuId(rng.random_range(0..cpus) as u32)))
+            }
             72 if !atomic => ops.push(Op::Fork),
             // In any order: a random mapping, unless an atomic one is held (atomic sections
             // nest, so those stay LIFO).
@@ -210,9 +216,9 @@ pub fn execution_seed(seed: u64, n: u64) -> u64 {
 /// Run the execution with this seed, as a stress run with these options would.
 pub fn run_one(execution_seed: u64, options: &Options, run: RunOptions) -> Outcome {
     let mut config = workload(execution_seed, options.cpus);
-    config.machine.protocol = options.protocol;
+    config.machine.switch = options.protocol;
     let chooser = RandomChooser::new(execution_seed ^ 0x0C40_1CE5, options.rates);
-    crate::run_with(&config, chooser, run).expect("generated workloads are valid")
+    kmap_sim::run_with(&config, chooser, run).expect("generated workloads are valid")
 }
 
 /// Run random executions until the operation count or the time is reached, or a violation is

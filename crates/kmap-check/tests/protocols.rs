@@ -1,8 +1,12 @@
-//! Each switch protocol on a hand-built situation, the TLB model, nesting, determinism.
+//! The machine: each switch protocol on a hand-built situation, the TLB model, nesting,
+//! determinism (driven by hand-written choosers and the explorer's own).
 
+use kmap::{Cell, CpuId, Frame};
+use kmap_check::search::random::{RandomChooser, Rates};
+use kmap_check::search::replay::Replayer;
 use kmap_sim::{
-    Choice, ChoicePoint, Chooser, Config, Label, MachineConfig, Mutation, NoInjection, Op, Program,
-    Protocol, RunOptions, Task, Verdict, ViolationKind, run_with,
+    Choice, ChoicePoint, Chooser, Config, Decision, Label, Mutation, NoInjection, Op, Program,
+    Protocol, RunOptions, Settings, Task, Verdict, ViolationKind, run_with,
 };
 
 /// Takes each `(label, n, choice)` in turn, at the `n`-th arrival (from 1) at `label`.
@@ -21,25 +25,25 @@ fn at(script: &[(Label, usize, Choice)]) -> At {
 }
 
 impl Chooser for At {
-    fn choose(&mut self, point: &ChoicePoint<'_>) -> usize {
+    fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
         let Some(&(label, n, choice)) = self.script.first() else {
-            return 0;
+            return Decision::Take(0);
         };
         if point.label != label || self.last_arrival == Some(point.arrival) {
-            return 0;
+            return Decision::Take(0);
         }
         self.last_arrival = Some(point.arrival);
         self.seen += 1;
         if self.seen < n {
-            return 0;
+            return Decision::Take(0);
         }
         match point.options.iter().position(|&c| c == choice) {
             Some(position) => {
                 self.script.remove(0);
                 self.seen = 0;
-                position
+                Decision::Take(position)
             }
-            None => 0,
+            None => Decision::Take(0),
         }
     }
 }
@@ -55,7 +59,7 @@ fn traced() -> RunOptions {
 fn task(name: &str, ops: &[Op]) -> Task {
     Task {
         name: name.into(),
-        cpu: 0,
+        cpu: CpuId(0),
         ops: ops.to_vec(),
         ..Task::default()
     }
@@ -63,9 +67,9 @@ fn task(name: &str, ops: &[Op]) -> Task {
 
 fn config(protocol: Protocol, tasks: Vec<Task>, irq: &[Op]) -> Config {
     Config {
-        machine: MachineConfig {
-            protocol,
-            ..MachineConfig::default()
+        machine: Settings {
+            switch: protocol,
+            ..Settings::default()
         },
         program: Program {
             tasks,
@@ -76,7 +80,7 @@ fn config(protocol: Protocol, tasks: Vec<Task>, irq: &[Op]) -> Config {
     }
 }
 
-const IRQ_MAPS: &[Op] = &[Op::Map(40), Op::Check, Op::Unmap];
+const IRQ_MAPS: &[Op] = &[Op::Map(Frame::new(40)), Op::Check, Op::Unmap];
 
 /// Next (N) holds two mappings and yields to prev (P), which holds none and yields back: the
 /// restore of N's slots is where the interrupt lands.
@@ -87,8 +91,8 @@ fn restore_race(protocol: Protocol) -> Config {
             task(
                 "N",
                 &[
-                    Op::Map(20),
-                    Op::Map(21),
+                    Op::Map(Frame::new(20)),
+                    Op::Map(Frame::new(21)),
                     Op::Yield,
                     Op::Check,
                     Op::Unmap,
@@ -104,7 +108,7 @@ fn restore_race(protocol: Protocol) -> Config {
 #[test]
 fn rfc_v1_an_interrupt_during_the_restore_lands_on_next_s_slot() {
     let config = restore_race(Protocol::RfcV1);
-    let chooser = at(&[(Label::SwapInstalled(0), 1, Choice::Irq)]);
+    let chooser = at(&[(Label::SwapInstalled(Cell(0)), 1, Choice::Irq)]);
     let outcome = run_with(&config, chooser, traced()).unwrap();
     assert_eq!(
         outcome.verdict(),
@@ -150,10 +154,19 @@ fn clear_race(protocol: Protocol) -> Config {
     config(
         protocol,
         vec![
-            task("N", &[Op::Map(30), Op::Yield, Op::Check, Op::Unmap]),
+            task(
+                "N",
+                &[Op::Map(Frame::new(30)), Op::Yield, Op::Check, Op::Unmap],
+            ),
             task(
                 "P",
-                &[Op::Map(20), Op::Map(21), Op::Yield, Op::Unmap, Op::Unmap],
+                &[
+                    Op::Map(Frame::new(20)),
+                    Op::Map(Frame::new(21)),
+                    Op::Yield,
+                    Op::Unmap,
+                    Op::Unmap,
+                ],
             ),
         ],
         IRQ_MAPS,
@@ -162,7 +175,7 @@ fn clear_race(protocol: Protocol) -> Config {
 
 #[test]
 fn swap_after_current_an_interrupt_during_the_clear_lands_on_prev_s_slot() {
-    let chooser = at(&[(Label::SwapInvalidated(0), 2, Choice::Irq)]);
+    let chooser = at(&[(Label::SwapInvalidated(Cell(0)), 2, Choice::Irq)]);
     let outcome = run_with(
         &clear_race(Protocol::SwapAfterCurrent),
         chooser,
@@ -198,10 +211,10 @@ fn split_an_interrupt_during_sched_out_is_harmless() {
 /// mapped into the same slot.
 fn slot_reuse() -> Config {
     let ops = [
-        Op::Map(20),
+        Op::Map(Frame::new(20)),
         Op::Check,
         Op::Unmap,
-        Op::Map(21),
+        Op::Map(Frame::new(21)),
         Op::Check,
         Op::Unmap,
     ];
@@ -261,10 +274,10 @@ fn a_skipped_invalidation_breaks_inv6_even_without_a_tlb_model() {
 fn interrupt_and_nmi_nesting_is_counted_and_balanced() {
     let mut config = config(
         Protocol::Split,
-        vec![task("A", &[Op::Map(20), Op::Check, Op::Unmap])],
+        vec![task("A", &[Op::Map(Frame::new(20)), Op::Check, Op::Unmap])],
         IRQ_MAPS,
     );
-    config.program.nmi = vec![Op::Map(41), Op::Check, Op::Unmap];
+    config.program.nmi = vec![Op::Map(Frame::new(41)), Op::Check, Op::Unmap];
     let chooser = at(&[
         (Label::BeforeOp(Op::Check), 1, Choice::Irq),
         (Label::Crate(kmap::Point::MapPushed), 1, Choice::Nmi),
@@ -290,10 +303,10 @@ fn interrupt_and_nmi_nesting_is_counted_and_balanced() {
 
 #[test]
 fn the_same_choices_give_the_same_trace() {
-    let config = kmap_sim::stress::workload(7, 2);
+    let config = kmap_check::stress::workload(7, 2);
     let runs: Vec<_> = (0..2)
         .map(|_| {
-            let chooser = kmap_sim::RandomChooser::new(99, kmap_sim::Rates::default());
+            let chooser = RandomChooser::new(99, Rates::default());
             run_with(&config, chooser, traced()).unwrap()
         })
         .collect();
@@ -303,12 +316,7 @@ fn the_same_choices_give_the_same_trace() {
         runs[0].stats
     );
     assert_eq!(runs[0].trace, runs[1].trace);
-    let replayed = run_with(
-        &config,
-        kmap_sim::Replay::new(runs[0].schedule.clone()),
-        traced(),
-    )
-    .unwrap();
+    let replayed = run_with(&config, Replayer::new(runs[0].schedule.clone()), traced()).unwrap();
     assert_eq!(
         replayed.trace, runs[0].trace,
         "the schedule replays the run"
@@ -319,7 +327,7 @@ fn the_same_choices_give_the_same_trace() {
 /// chooser, its schedule names the probe, and replaying the schedule finds the same violation.
 #[test]
 fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
-    use kmap_sim::{ProbeMemo, Replay};
+    use kmap_sim::ProbeMemo;
     use std::{cell::RefCell, rc::Rc};
     let probing = RunOptions {
         probe: Some(Rc::new(RefCell::new(ProbeMemo::default()))),
@@ -334,7 +342,7 @@ fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
     assert_eq!(found.schedule.0[0].1, Choice::Irq);
     let replayed = run_with(
         &config,
-        Replay::new(found.schedule.clone()),
+        Replayer::new(found.schedule.clone()),
         RunOptions::default(),
     )
     .unwrap();
@@ -356,8 +364,20 @@ fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
 fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
     let mut config = config(
         Protocol::Split,
-        vec![task("T", &[Op::Map(20), Op::Write(20), Op::Unmap])],
-        &[Op::Map(40), Op::Check, Op::Write(40), Op::Unmap],
+        vec![task(
+            "T",
+            &[
+                Op::Map(Frame::new(20)),
+                Op::Write(Frame::new(20)),
+                Op::Unmap,
+            ],
+        )],
+        &[
+            Op::Map(Frame::new(40)),
+            Op::Check,
+            Op::Write(Frame::new(40)),
+            Op::Unmap,
+        ],
     );
     config.machine.mutation = Some(Mutation::DropInvalidations);
     // Arrival numbers of the run with no event: the first point and T's last one.
@@ -372,7 +392,7 @@ fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
         .collect();
     let first = points
         .iter()
-        .position(|l| **l == Label::BeforeOp(Op::Map(20)))
+        .position(|l| **l == Label::BeforeOp(Op::Map(Frame::new(20))))
         .unwrap() as u64;
     let last = points
         .iter()
@@ -382,7 +402,7 @@ fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
     // arrival numbering after it moves on by the points it passed.
     let with_first = run_with(
         &config,
-        kmap_sim::Replay::new(kmap_sim::Schedule(vec![(first, Choice::Irq)])),
+        Replayer::new(kmap_sim::Schedule(vec![(first, Choice::Irq)])),
         traced(),
     )
     .unwrap();
@@ -396,7 +416,7 @@ fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
         (first, Choice::Irq),
         (last + handler_points, Choice::Irq),
     ]);
-    let outcome = run_with(&config, kmap_sim::Replay::new(schedule), traced()).unwrap();
+    let outcome = run_with(&config, Replayer::new(schedule), traced()).unwrap();
     assert!(
         outcome
             .hazards

@@ -1,7 +1,8 @@
 //! Short random runs: the split protocol stays clean, the other two are caught.
 
-use kmap_sim::stress::{Options, run_one, stress};
-use kmap_sim::{Protocol, Rates, RunOptions, Verdict};
+use kmap_check::search::random::Rates;
+use kmap_check::stress::{Options, run_one, stress};
+use kmap_sim::{Protocol, RunOptions, Verdict};
 
 fn options(protocol: Protocol, cpus: usize, kmap_ops: u64) -> Options {
     Options {

@@ -1,0 +1,187 @@
+//! A scope for `kmap prove`: tasks whose programs are endless nondeterministic mixes of map /
+//! check / unmap / yield up to a depth (the SPIN model's tasks), spread over CPUs, and an
+//! interrupt and an NMI that map, check and unmap a page of their own. Named `scope:C/T/D`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use kmap::{CpuId, Frame};
+use kmap_sim::{Config, Op, Program, SUPPORTED_CELLS, Task};
+
+/// The machine and the programs of a scope, built by [`Scope::config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// CPUs.
+    pub cpus: usize,
+    /// Tasks with nondeterministic programs.
+    pub tasks: usize,
+    /// How many pages each task maps at most.
+    pub depth: usize,
+    /// An interrupt handler that maps.
+    pub irq: bool,
+    /// An NMI handler that maps.
+    pub nmi: bool,
+}
+
+/// Why a scope cannot be proved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none]`.
+    #[error("`{text}` is not a scope (scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none])")]
+    Syntax {
+        /// The text.
+        text: String,
+    },
+    /// CPUs outside 1 to 8.
+    #[error("cpus must be 1 to 8, not {given}")]
+    Cpus {
+        /// What was given.
+        given: usize,
+    },
+    /// Tasks outside 1 to 16.
+    #[error("tasks must be 1 to 16, not {given}")]
+    Tasks {
+        /// What was given.
+        given: usize,
+    },
+    /// A depth outside 1 to 14.
+    #[error("depth must be 1 to 14, not {given}")]
+    Depth {
+        /// What was given.
+        given: usize,
+    },
+}
+
+impl Scope {
+    /// The configuration of this scope: task `t` starts on CPU `t % cpus` and maps the pages
+    /// `lowmem + 2 + t * depth + j`; the interrupt maps `lowmem`, the NMI `lowmem + 1`.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        let m = &mut config.machine;
+        m.cpus = self.cpus;
+        // Cells: the deepest task plus an interrupt and an NMI on top (Linux's KM_MAX_IDX), or
+        // the next stack size the simulator is built for.
+        m.cells = SUPPORTED_CELLS
+            .iter()
+            .copied()
+            .find(|&c| c >= self.depth + 2)
+            .expect("a depth of at most 14 fits in 16 cells");
+        let base = m.lowmem;
+        m.frames = base + 2 + (self.tasks * self.depth) as u64;
+        let page = |t: usize, j: usize| Frame::new(base + 2 + (t * self.depth + j) as u64);
+        config.program = Program {
+            tasks: (0..self.tasks)
+                .map(|t| Task {
+                    name: format!("T{t}"),
+                    cpu: CpuId((t % self.cpus) as u32),
+                    any: (0..self.depth).map(|j| page(t, j)).collect(),
+                    ..Task::default()
+                })
+                .collect(),
+            irq: handler(self.irq, Frame::new(base)),
+            nmi: handler(self.nmi, Frame::new(base + 1)),
+        };
+        config
+    }
+
+    /// Whether the scope can run, naming the first problem.
+    pub fn check(&self) -> Result<(), ScopeError> {
+        if !(1..=8).contains(&self.cpus) {
+            return Err(ScopeError::Cpus { given: self.cpus });
+        }
+        if !(1..=16).contains(&self.tasks) {
+            return Err(ScopeError::Tasks { given: self.tasks });
+        }
+        if !(1..=14).contains(&self.depth) {
+            return Err(ScopeError::Depth { given: self.depth });
+        }
+        Ok(())
+    }
+}
+
+fn handler(present: bool, frame: Frame) -> Vec<Op> {
+    if present {
+        vec![Op::Map(frame), Op::Check, Op::Unmap]
+    } else {
+        Vec::new()
+    }
+}
+
+impl fmt::Display for Scope {
+    /// `scope:C/T/D`, with `:irq`, `:nmi` or `:none` when not both handlers map (the protocol
+    /// is a machine setting, given apart).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scope:{}/{}/{}", self.cpus, self.tasks, self.depth)?;
+        match (self.irq, self.nmi) {
+            (true, true) => Ok(()),
+            (true, false) => f.write_str(":irq"),
+            (false, true) => f.write_str(":nmi"),
+            (false, false) => f.write_str(":none"),
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+
+    fn from_str(text: &str) -> Result<Scope, ScopeError> {
+        let syntax = || ScopeError::Syntax { text: text.into() };
+        let rest = text.strip_prefix("scope:").ok_or_else(syntax)?;
+        let (sizes, handlers) = rest.split_once(':').unwrap_or((rest, "both"));
+        let numbers: Vec<usize> = sizes
+            .split('/')
+            .map(|n| n.parse().map_err(|_| syntax()))
+            .collect::<Result<_, _>>()?;
+        let [cpus, tasks, depth] = numbers[..] else {
+            return Err(syntax());
+        };
+        let (irq, nmi) = match handlers {
+            "both" => (true, true),
+            "irq" => (true, false),
+            "nmi" => (false, true),
+            "none" => (false, false),
+            _ => return Err(syntax()),
+        };
+        let scope = Scope {
+            cpus,
+            tasks,
+            depth,
+            irq,
+            nmi,
+        };
+        scope.check()?;
+        Ok(scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_depth_gets_room_for_its_pages_and_two_handlers() {
+        for depth in 1..=14 {
+            let config = Scope {
+                cpus: 1,
+                tasks: 2,
+                depth,
+                irq: true,
+                nmi: true,
+            }
+            .config();
+            assert!(config.machine.cells >= depth + 2, "depth {depth}");
+            config.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_scope_reads_back_as_it_is_written() {
+        for text in ["scope:1/2/1", "scope:2/3/2:irq", "scope:1/1/1:none"] {
+            assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
+        }
+        assert_eq!(
+            "scope:0/2/1".parse::<Scope>(),
+            Err(ScopeError::Cpus { given: 0 })
+        );
+    }
+}

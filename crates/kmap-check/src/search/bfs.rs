@@ -1,0 +1,257 @@
+//! The stateful breadth-first search (`kmap prove`): every state of a scenario, with no bound
+//! on preemption, made finite by remembering the states already seen.
+//!
+//! The search is over the states at choice points (see `kmap_sim`'s `machine/state.rs` for
+//! what a state holds and why that is enough). A state is reached by re-running the real code
+//! from the start along the choices that lead to it, up to its first choice point with a new
+//! state: no coroutine is ever copied, and the soundness of the search rests only on the state
+//! key. Interrupts and NMIs are probed at every arrival point, as in `kmap check`; a handler
+//! that leaves a trace is a choice there (a lasting handler). Every preemption and migration
+//! the kernel allows is a choice, with no bound. With more than one CPU the executing CPU
+//! changes only before a program's next step (the reduction, see [`Bfs::reduce`]).
+//!
+//! Breadth-first, the first violation found is at the fewest choice points from the start; its
+//! schedule replays it like any other (`kmap replay`).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use kmap_sim::{Bounds, ChoicePoint, Chooser, Config, Decision, ProbeMemo, RunOptions, StateKey};
+use rustc_hash::FxHashSet;
+
+use super::{Coverage, Progress, Search, Shard, States, Strategy, handler_depth};
+
+/// Every state, breadth-first.
+#[derive(Clone, Copy, Debug)]
+pub struct Bfs {
+    /// Partial-order reduction across CPUs: the executing CPU changes only before a program's
+    /// next step. Steps of different CPUs touch disjoint state (each CPU its own slots and
+    /// TLB, each task its own stack; frames are only read by handlers of both) except the run
+    /// queues, which only the scheduler touches, at a program's step or at a preemption; so
+    /// every interleaving is equivalent to one whose CPU switches come before program steps.
+    pub reduce: bool,
+    /// Stop when this many states are remembered (the search is then incomplete).
+    pub max_states: Option<u64>,
+    /// Stop when the process's resident memory passes this many bytes (the search is then
+    /// incomplete): never an out-of-memory kill.
+    pub max_memory: Option<u64>,
+    /// Keep the quiescent states ([`States::quiescent`]).
+    pub collect_quiescent: bool,
+    /// Keep the key of every state remembered ([`States::keys`]), to merge shards.
+    pub collect_keys: bool,
+    /// Explore only one part: every part explores the states less than
+    /// [`Bfs::SPLIT_DEPTH`] choice points from the start; a state at that depth belongs to one
+    /// part (by its key), which explores everything below it with a state store of its own.
+    /// Every reachable state is at that depth, above it, or below one at it, so the parts
+    /// together cover the whole; a state below two owners is explored by both (`kmap merge`
+    /// counts it once).
+    pub shard: Option<Shard>,
+}
+
+impl Default for Bfs {
+    fn default() -> Self {
+        Bfs {
+            reduce: true,
+            max_states: None,
+            max_memory: None,
+            collect_quiescent: false,
+            collect_keys: false,
+            shard: None,
+        }
+    }
+}
+
+impl Bfs {
+    /// The depth, in choice points, at which a sharded search shares the states out.
+    pub const SPLIT_DEPTH: u32 = 8;
+
+    /// The hash scheme of remembered states, in words.
+    pub const HASH_SCHEME: &'static str = "XXH3-128 of the whole state";
+}
+
+/// An upper bound on the probability that two of `states` remembered states were taken for one
+/// (`n² / 2^129`).
+pub fn collision_bound(states: u64) -> f64 {
+    (states as f64).powi(2) / 2f64.powi(129)
+}
+
+/// One node of the search tree: the choice that leads to it from its parent.
+struct Node {
+    parent: u32,
+    choice: u32,
+    depth: u32,
+}
+
+/// Follows a path of choice positions, then stops at the next choice point and reports it.
+struct Expand {
+    path: Vec<u32>,
+    next: usize,
+    reached: Option<(StateKey, usize)>,
+}
+
+impl Chooser for Expand {
+    fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
+        if let Some(&choice) = self.path.get(self.next) {
+            self.next += 1;
+            return Decision::Take(choice as usize);
+        }
+        let state = point.state.expect("a stateful run gives every state");
+        self.reached = Some((state, point.options.len()));
+        Decision::Stop
+    }
+}
+
+impl Strategy for Bfs {
+    fn explore(&mut self, search: &mut Search<'_>) -> Coverage {
+        let config = search.config;
+        let memo = Rc::new(RefCell::new(ProbeMemo::default()));
+        let run_options = RunOptions {
+            record_choices: false,
+            prune: false,
+            probe: Some(memo),
+            probe_depth: handler_depth(config),
+            stateful: true,
+            reduce: self.reduce,
+            ..RunOptions::default()
+        };
+        let mut unbounded = config.clone();
+        unbounded.bounds = Bounds {
+            irq_depth: config.bounds.irq_depth,
+            nmi_depth: config.bounds.nmi_depth,
+            ..Bounds::UNLIMITED
+        };
+        let mut nodes = vec![Node {
+            parent: u32::MAX,
+            choice: 0,
+            depth: 0,
+        }];
+        let mut queue: VecDeque<u32> = VecDeque::from([0]);
+        let mut seen: FxHashSet<u128> = FxHashSet::default();
+        let mut states = States::default();
+        let mut stopped = None;
+        while let Some(id) = queue.pop_front() {
+            if self.max_states.is_some_and(|m| states.states >= m) {
+                stopped = Some(format!(
+                    "{} states remembered (--max-states)",
+                    states.states
+                ));
+                break;
+            }
+            if search.tally.executions.is_multiple_of(1024)
+                && let Some(limit) = self.max_memory
+            {
+                let resident = resident_bytes();
+                if resident > limit {
+                    stopped = Some(format!(
+                        "{} MiB resident, over the limit of {} MiB (--max-memory)",
+                        resident >> 20,
+                        limit >> 20
+                    ));
+                    break;
+                }
+            }
+            let chooser = Rc::new(RefCell::new(Expand {
+                path: path_to(&nodes, id),
+                next: 0,
+                reached: None,
+            }));
+            let outcome = kmap_sim::run(&unbounded, chooser.clone(), run_options.clone())
+                .expect("a validated configuration");
+            let passed = outcome.verdict() == kmap_sim::Verdict::Pass;
+            search.tally.add(outcome);
+            search.progress(Progress {
+                executions: search.tally.executions,
+                states: states.states,
+                depth: states.depth,
+            });
+            if search.tally.done() {
+                return Coverage {
+                    complete: false,
+                    stopped,
+                    states: Some(states),
+                };
+            }
+            if !passed {
+                continue;
+            }
+            let Some((state, choices)) = chooser.borrow().reached else {
+                continue;
+            };
+            if !seen.insert(state.key) {
+                states.matched += 1;
+                continue;
+            }
+            let depth = nodes[id as usize].depth + 1;
+            if let Some(shard) = self.shard
+                && depth == Bfs::SPLIT_DEPTH
+                && !shard.owns(state.key)
+            {
+                continue;
+            }
+            if self.collect_keys {
+                states.keys.push(state.key);
+            }
+            if state.quiescent && self.collect_quiescent {
+                states.quiescent.insert(state.key);
+            }
+            states.states += 1;
+            states.depth = states.depth.max(depth as usize);
+            for choice in 0..choices as u32 {
+                queue.push_back(nodes.len() as u32);
+                nodes.push(Node {
+                    parent: id,
+                    choice,
+                    depth,
+                });
+            }
+        }
+        Coverage {
+            complete: stopped.is_none() && queue.is_empty(),
+            stopped,
+            states: Some(states),
+        }
+    }
+}
+
+/// A lower bound on the states of `config`'s search: every combination of the stack depths of its
+/// nondeterministic tasks is reachable (each maps, unmaps and yields on its own), and the key of
+/// a state holds every stack, so each combination is a state of its own.
+pub fn states_lower_bound(config: &Config) -> f64 {
+    config
+        .program
+        .tasks
+        .iter()
+        .filter(|t| t.is_any())
+        .map(|t| (t.any.len() + 1) as f64)
+        .product()
+}
+
+/// A lower bound on the memory a search of `config` needs, in bytes: 16 bytes for the key of each
+/// of [`states_lower_bound`] states, on top of what this process holds already. A scope over a
+/// `--max-memory` by this bound cannot fit, whatever the search does.
+pub fn memory_lower_bound(config: &Config) -> f64 {
+    resident_bytes() as f64 + 16.0 * states_lower_bound(config)
+}
+
+/// The resident memory of this process, in bytes (0 where unknown).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The choice positions from the start to node `id`.
+fn path_to(nodes: &[Node], mut id: u32) -> Vec<u32> {
+    let mut path = Vec::new();
+    while id != 0 {
+        let node = &nodes[id as usize];
+        path.push(node.choice);
+        id = node.parent;
+    }
+    path.reverse();
+    path
+}

@@ -1,0 +1,253 @@
+//! The MMU: the kernel page table's kmap slots (shared by every CPU), a TLB per CPU that keeps
+//! a translation until that CPU invalidates it, and the record of slots cleared but not yet
+//! invalidated (INV-6). Every access through a slot goes through it.
+
+use std::hash::{Hash, Hasher};
+
+use kmap::{Cell, CpuId, Frame, Pte, Slot, VirtAddr};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::platform::{Layout, PAGE_SIZE, pte_frame};
+
+/// Where an access led.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Translation {
+    /// The frame reached (`None`: a fault).
+    pub(crate) frame: Option<Frame>,
+    /// A TLB entry served it.
+    pub(crate) tlb_hit: bool,
+}
+
+/// What a run left in the MMU when every task had ended (the first found).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Leftover {
+    /// A slot still maps a frame.
+    Mapped(Slot, Frame),
+    /// A CPU's TLB still translates a slot.
+    Translated(CpuId, Slot, Frame),
+    /// A slot was cleared and its TLB entry never invalidated.
+    Unflushed(Slot),
+}
+
+/// One CPU's part of the MMU, as a handler found it (see [`Mmu::save`]).
+pub(crate) struct SavedMmu {
+    page_table: Vec<Pte>,
+    tlb: FxHashMap<Slot, Frame>,
+    unflushed: FxHashSet<Slot>,
+}
+
+/// What a handler on a CPU may touch of the MMU, and must leave as it found it (INV-3).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct MmuView {
+    /// The CPU's slots.
+    pub(crate) slots: Vec<Pte>,
+    /// Its TLB's entries, in slot order.
+    pub(crate) tlb: Vec<(Slot, Frame)>,
+    /// Its slots cleared and not yet invalidated.
+    pub(crate) unflushed: Vec<Cell>,
+}
+
+/// The page table, the TLBs and the unflushed slots.
+pub(crate) struct Mmu {
+    layout: Layout,
+    /// Whether TLBs keep translations (else every access walks the page table).
+    tlb_model: bool,
+    /// The slots' PTEs, by [`Layout::index`].
+    page_table: Vec<Pte>,
+    /// Each CPU's TLB: the slots it translates, and to which frame.
+    tlbs: Vec<FxHashMap<Slot, Frame>>,
+    /// Slots cleared and not yet invalidated on their own CPU (INV-6).
+    unflushed: FxHashSet<Slot>,
+}
+
+impl Mmu {
+    /// Every slot empty, every TLB empty.
+    pub(crate) fn new(layout: Layout, tlb_model: bool) -> Mmu {
+        Mmu {
+            layout,
+            tlb_model,
+            page_table: vec![Pte::EMPTY; layout.cpus * layout.cells],
+            tlbs: vec![FxHashMap::default(); layout.cpus],
+            unflushed: FxHashSet::default(),
+        }
+    }
+
+    /// The address space's layout.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// A slot's PTE.
+    pub(crate) fn pte(&self, slot: Slot) -> Pte {
+        self.page_table[self.layout.index(slot)]
+    }
+
+    /// Whether a slot was cleared and not yet invalidated on its CPU.
+    pub(crate) fn is_unflushed(&self, slot: Slot) -> bool {
+        self.unflushed.contains(&slot)
+    }
+
+    /// The frame `cpu`'s TLB translates `slot` to, if it has an entry.
+    pub(crate) fn tlb_entry(&self, cpu: CpuId, slot: Slot) -> Option<Frame> {
+        self.tlbs[cpu.0 as usize].get(&slot).copied()
+    }
+
+    /// Write a slot's PTE.
+    pub(crate) fn install(&mut self, slot: Slot, pte: Pte) {
+        let index = self.layout.index(slot);
+        self.page_table[index] = pte;
+    }
+
+    /// Clear a slot's PTE: its TLB entries stay until invalidated.
+    pub(crate) fn clear(&mut self, slot: Slot) {
+        let index = self.layout.index(slot);
+        self.page_table[index] = Pte::EMPTY;
+        self.unflushed.insert(slot);
+    }
+
+    /// `invlpg` on `cpu` for the page of `addr` (a slot's): returns the slot.
+    pub(crate) fn invalidate(&mut self, cpu: CpuId, addr: VirtAddr) -> Slot {
+        let slot = self
+            .layout
+            .slot_of(addr.align_down(PAGE_SIZE))
+            .expect("the crate invalidates only slot addresses");
+        self.tlbs[cpu.0 as usize].remove(&slot);
+        if slot.cpu == cpu {
+            self.unflushed.remove(&slot);
+        }
+        slot
+    }
+
+    /// Where `addr` leads on `cpu`: through the direct map, the TLB, or the page table (which
+    /// fills the TLB).
+    pub(crate) fn translate(&mut self, cpu: CpuId, addr: VirtAddr) -> Translation {
+        if let Some(frame) = self.layout.direct_frame(addr) {
+            return Translation {
+                frame: Some(frame),
+                tlb_hit: false,
+            };
+        }
+        let Some(slot) = self.layout.slot_of(addr) else {
+            return Translation {
+                frame: None,
+                tlb_hit: false,
+            };
+        };
+        let tlb = &mut self.tlbs[cpu.0 as usize];
+        if self.tlb_model
+            && let Some(&frame) = tlb.get(&slot)
+        {
+            return Translation {
+                frame: Some(frame),
+                tlb_hit: true,
+            };
+        }
+        let pte = self.page_table[self.layout.index(slot)];
+        if pte.is_empty() {
+            return Translation {
+                frame: None,
+                tlb_hit: false,
+            };
+        }
+        let frame = pte_frame(pte);
+        if self.tlb_model {
+            tlb.insert(slot, frame);
+        }
+        Translation {
+            frame: Some(frame),
+            tlb_hit: false,
+        }
+    }
+
+    /// The PTEs of `cpu`'s slots, by cell.
+    pub(crate) fn slots(&self, cpu: CpuId) -> &[Pte] {
+        let start = cpu.0 as usize * self.layout.cells;
+        &self.page_table[start..start + self.layout.cells]
+    }
+
+    /// `cpu`'s TLB entries, in slot order.
+    pub(crate) fn tlb(&self, cpu: CpuId) -> Vec<(Slot, Frame)> {
+        let mut entries: Vec<(Slot, Frame)> = self.tlbs[cpu.0 as usize]
+            .iter()
+            .map(|(&slot, &frame)| (slot, frame))
+            .collect();
+        entries.sort_unstable();
+        entries
+    }
+
+    /// `cpu`'s slots cleared and not yet invalidated, by cell.
+    pub(crate) fn unflushed(&self, cpu: CpuId) -> Vec<Cell> {
+        (0..self.layout.cells)
+            .map(Cell)
+            .filter(|&cell| self.unflushed.contains(&Slot { cpu, cell }))
+            .collect()
+    }
+
+    /// What a handler on `cpu` may touch (see [`MmuView`]).
+    pub(crate) fn view(&self, cpu: CpuId) -> MmuView {
+        MmuView {
+            slots: self.slots(cpu).to_vec(),
+            tlb: self.tlb(cpu),
+            unflushed: self.unflushed(cpu),
+        }
+    }
+
+    /// Everything a handler on `cpu` can change (the page table, `cpu`'s TLB, the unflushed
+    /// slots), to put back with [`restore`](Self::restore).
+    pub(crate) fn save(&self, cpu: CpuId) -> SavedMmu {
+        SavedMmu {
+            page_table: self.page_table.clone(),
+            tlb: self.tlbs[cpu.0 as usize].clone(),
+            unflushed: self.unflushed.clone(),
+        }
+    }
+
+    /// Put back what [`save`](Self::save) saved on `cpu`.
+    pub(crate) fn restore(&mut self, cpu: CpuId, saved: SavedMmu) {
+        self.page_table = saved.page_table;
+        self.tlbs[cpu.0 as usize] = saved.tlb;
+        self.unflushed = saved.unflushed;
+    }
+
+    /// What a run left behind, if anything: a mapped slot, else a TLB entry, else an unflushed
+    /// slot (each the first in slot order).
+    pub(crate) fn leftover(&self) -> Option<Leftover> {
+        if let Some(index) = self.page_table.iter().position(|pte| !pte.is_empty()) {
+            return Some(Leftover::Mapped(
+                self.layout.slot(index),
+                pte_frame(self.page_table[index]),
+            ));
+        }
+        let translated = (0..self.layout.cpus)
+            .map(|cpu| CpuId(cpu as u32))
+            .flat_map(|cpu| self.tlb(cpu).into_iter().map(move |(s, f)| (cpu, s, f)))
+            .next();
+        if let Some((cpu, slot, frame)) = translated {
+            return Some(Leftover::Translated(cpu, slot, frame));
+        }
+        let mut unflushed: Vec<Slot> = self.unflushed.iter().copied().collect();
+        unflushed.sort_unstable();
+        unflushed.first().map(|&slot| Leftover::Unflushed(slot))
+    }
+
+    /// Hash the page table, every TLB (in slot order) and the unflushed slots (in order).
+    pub(crate) fn hash_contents(&self, hasher: &mut impl Hasher) {
+        for pte in &self.page_table {
+            pte.raw().hash(hasher);
+        }
+        for cpu in 0..self.layout.cpus {
+            let tlb = self.tlb(CpuId(cpu as u32));
+            tlb.len().hash(hasher);
+            for (slot, frame) in tlb {
+                (self.layout.index(slot), frame.pfn()).hash(hasher);
+            }
+        }
+        let mut unflushed: Vec<usize> = self
+            .unflushed
+            .iter()
+            .map(|&s| self.layout.index(s))
+            .collect();
+        unflushed.sort_unstable();
+        unflushed.hash(hasher);
+    }
+}

@@ -1,0 +1,273 @@
+//! Probes: at an arrival point, every handler that may arrive runs right there and is undone.
+//! A clean handler must leave its CPU exactly as it found it (INV-3), so a clean probe amounts
+//! to no event; one that leaves a trace is offered as a lasting handler (a real event).
+
+use kmap::{Cell, CpuId, Pte};
+use rustc_hash::FxHashSet;
+
+use super::Machine;
+use super::arrival::SavedNumbering;
+use super::cpu::SavedArrival;
+use super::memory::Memory;
+use super::mmu::{MmuView, SavedMmu};
+use crate::choice::Choice;
+use crate::config::HandlerKind;
+use crate::platform::{DynStack, pte_frame};
+
+/// What a handler on the executing CPU may touch and must leave as it found it (INV-3).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct CpuView {
+    /// Its slots, TLB and unflushed slots.
+    mmu: MmuView,
+    /// The current task's `idx` and saved PTEs.
+    depth: usize,
+    saved: Vec<Pte>,
+    /// Preemption, page-fault and migration counts, and whether interrupts are off.
+    counters: [i32; 4],
+}
+
+/// Everything a handler on the executing CPU can change, as a probed handler found it (see
+/// `Machine::save_cpu`).
+struct SavedCpu {
+    mmu: SavedMmu,
+    counters: (i32, i32, bool),
+    /// The current task's migration-disable count.
+    migrate: i32,
+    /// The current task's kmap stack ([`DynStack::save`]).
+    stack: Box<dyn std::any::Any>,
+    memory: Memory,
+    numbering: SavedNumbering,
+    arrival: SavedArrival,
+    reports: usize,
+}
+
+/// Handler runs already probed clean, by the state they could observe (see
+/// [`RunOptions::probe`](super::RunOptions::probe)).
+#[derive(Default, Debug)]
+pub struct ProbeMemo(FxHashSet<Box<[u64]>>);
+
+impl ProbeMemo {
+    /// How many distinct handler runs are remembered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Machine {
+    /// Everything of the executing CPU that a handler may touch and must leave as it found it.
+    pub(super) fn cpu_view(&self) -> CpuView {
+        let cpu = self.cpu();
+        let (preempt, pagefault, irqs_off) = self.this_cpu().counters();
+        let current = self.current_task();
+        let stack = self.stack(current);
+        CpuView {
+            mmu: self.mmu.borrow().view(cpu),
+            depth: stack.depth(),
+            saved: (0..stack.cells()).map(|c| stack.saved(Cell(c))).collect(),
+            counters: [
+                preempt,
+                pagefault,
+                self.tasks.borrow()[current.0].migrate,
+                irqs_off as i32,
+            ],
+        }
+    }
+
+    /// The state a handler of `kind` can observe from here, written into `key`: its CPU's slots,
+    /// TLB, unflushed slots and counters, the interrupted stack's `idx` (under LIFO release a
+    /// handler never reads the saved PTEs: it writes its own cell and zeroes it; released in
+    /// any order, its lazy pop reads the cells beneath its own, so their saved values are in
+    /// the key), the handlers it is nested in, the frames its program names, and how deep
+    /// probes may still nest in it. The key is the state itself, not a hash of it, so the memo
+    /// never mistakes one state for another.
+    fn probe_key(&self, kind: HandlerKind, depth_left: u32, key: &mut Vec<u64>) {
+        let cpu = self.cpu();
+        let current = self.current_task();
+        let stack: &dyn DynStack = self.stack(current);
+        key.clear();
+        key.extend([
+            (kind == HandlerKind::Irq) as u64,
+            cpu.0 as u64,
+            depth_left as u64,
+            stack.depth() as u64,
+        ]);
+        let mmu = self.mmu.borrow();
+        key.extend(mmu.slots(cpu).iter().map(|pte| pte.raw()));
+        if self.config.machine.any_order() {
+            key.extend((0..stack.depth()).map(|cell| stack.saved(Cell(cell)).raw()));
+        }
+        // The TLB in slot order (a handful of entries).
+        let layout = mmu.layout();
+        for (slot, frame) in mmu.tlb(cpu) {
+            key.extend([layout.index(slot) as u64, frame.pfn()]);
+        }
+        key.push(u64::MAX);
+        key.extend(mmu.unflushed(cpu).into_iter().map(|cell| cell.0 as u64));
+        key.push(u64::MAX);
+        let (preempt, pagefault, irqs_off) = self.this_cpu().counters();
+        key.extend([
+            preempt as u64,
+            pagefault as u64,
+            self.tasks.borrow()[current.0].migrate as u64,
+            irqs_off as u64,
+        ]);
+        key.extend(
+            self.this_cpu()
+                .handlers()
+                .iter()
+                .map(|h| (h.kind == HandlerKind::Irq) as u64),
+        );
+        key.push(u64::MAX);
+        let memory = self.memory.borrow();
+        for op in self.irq_ops.iter().chain(self.nmi_ops.iter()) {
+            if let Some(frame) = op.frame() {
+                key.extend(memory.tags_of(frame));
+            }
+        }
+    }
+
+    /// Run every handler that may arrive here, inline, and check that each leaves no trace.
+    /// Returns the kinds whose handler left one: each was undone, and is offered as a lasting
+    /// handler (a real event whose effects persist) where the bound allows.
+    pub(super) fn probe_handlers(&self, arrival: u64) -> Vec<HandlerKind> {
+        let memo = self.options.probe.clone().expect("probing");
+        let mut lasting = Vec::new();
+        for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
+            let depth = self.arrivals.borrow().probing;
+            if self.aborted() || depth >= self.options.probe_depth || !self.handler_may_arrive(kind)
+            {
+                continue;
+            }
+            let mut key = std::mem::take(&mut *self.probe_scratch.borrow_mut());
+            self.probe_key(kind, self.options.probe_depth - depth, &mut key);
+            let known = memo.borrow().0.contains(key.as_slice());
+            let key_copy: Box<[u64]> = if known {
+                Box::default()
+            } else {
+                key.as_slice().into()
+            };
+            *self.probe_scratch.borrow_mut() = key;
+            if known {
+                self.outcome.borrow_mut().stats.probes_remembered += 1;
+                continue;
+            }
+            let choice = if kind == HandlerKind::Irq {
+                Choice::Irq
+            } else {
+                Choice::Nmi
+            };
+            self.outcome.borrow_mut().schedule.0.push((arrival, choice));
+            let saved = self.save_cpu();
+            let refusals = self.outcome.borrow().refusals.len();
+            self.arrivals.borrow_mut().probing += 1;
+            let left_trace = self.interrupt(kind);
+            self.arrivals.borrow_mut().probing -= 1;
+            if self.aborted() || self.outcome.borrow().refusals.len() != refusals {
+                // The schedule keeps this probe: a replay runs it as an ordinary event.
+                return lasting;
+            }
+            self.restore_cpu(saved);
+            self.outcome.borrow_mut().schedule.0.pop();
+            if left_trace {
+                self.outcome.borrow_mut().stats.probes_with_trace += 1;
+                lasting.push(kind);
+            } else {
+                self.outcome.borrow_mut().stats.probes += 1;
+                memo.borrow_mut().0.insert(key_copy);
+            }
+        }
+        lasting
+    }
+
+    /// Everything a handler on the executing CPU can change, to put back after a probe.
+    fn save_cpu(&self) -> SavedCpu {
+        let cpu = self.cpu();
+        let current = self.current_task();
+        let this = self.this_cpu();
+        SavedCpu {
+            mmu: self.mmu.borrow().save(cpu),
+            counters: this.counters(),
+            migrate: self.tasks.borrow()[current.0].migrate,
+            stack: self.stack(current).save(),
+            memory: self.memory.borrow().clone(),
+            numbering: self.arrivals.borrow().save(),
+            arrival: this.save_arrival(),
+            reports: self.outcome.borrow().reports.len(),
+        }
+    }
+
+    /// Put back what [`save_cpu`](Self::save_cpu) saved, on the same CPU with the same task
+    /// current.
+    fn restore_cpu(&self, saved: SavedCpu) {
+        let cpu = self.cpu();
+        let current = self.current_task();
+        self.mmu.borrow_mut().restore(cpu, saved.mmu);
+        {
+            let mut this = self.this_cpu();
+            this.set_counters(saved.counters);
+            this.restore_arrival(saved.arrival);
+        }
+        self.task(current).migrate = saved.migrate;
+        *self.memory.borrow_mut() = saved.memory;
+        self.arrivals.borrow_mut().restore(saved.numbering);
+        self.outcome.borrow_mut().reports.truncate(saved.reports);
+        // SAFETY: the stack state was saved from this task's stack at this arrival point, and
+        // every slot, TLB entry and counter of the CPU was put back above; the handler that ran
+        // in between has returned, and the task's own code is suspended at the same point.
+        unsafe { self.stack(current).restore(&*saved.stack) };
+    }
+
+    /// What differs between two views of the executing CPU, in words.
+    pub(super) fn describe_trace(&self, before: &CpuView, after: &CpuView) -> String {
+        let cpu: CpuId = self.cpu();
+        let show = |pte: &Pte| {
+            if pte.is_empty() {
+                "empty".to_string()
+            } else {
+                format!("frame {}", pte_frame(*pte).pfn())
+            }
+        };
+        let (was, is) = (&before.mmu, &after.mmu);
+        let mut changes: Vec<String> = (0..was.slots.len())
+            .filter(|&cell| was.slots[cell] != is.slots[cell])
+            .map(|cell| {
+                format!(
+                    "slot {}.{cell} was {}, is {}",
+                    cpu.0,
+                    show(&was.slots[cell]),
+                    show(&is.slots[cell])
+                )
+            })
+            .collect();
+        changes.extend(is.tlb.iter().filter(|entry| !was.tlb.contains(entry)).map(
+            |(slot, frame)| {
+                format!(
+                    "CPU {}'s TLB translates cell {} to frame {}",
+                    cpu.0,
+                    slot.cell.0,
+                    frame.pfn()
+                )
+            },
+        ));
+        changes.extend(
+            is.unflushed
+                .iter()
+                .filter(|cell| !was.unflushed.contains(cell))
+                .map(|cell| format!("slot {}.{} is left uninvalidated", cpu.0, cell.0)),
+        );
+        if before.depth != after.depth {
+            changes.push(format!("idx was {}, is {}", before.depth, after.depth));
+        } else if before.saved != after.saved {
+            changes.push("a saved PTE differs".into());
+        }
+        if before.counters != after.counters {
+            changes.push("the preemption, page-fault or migration count differs".into());
+        }
+        changes.join(", ")
+    }
+}

@@ -1,0 +1,164 @@
+//! Tasks: each with its program and where it is in it, its status and CPU, the mappings it
+//! holds as its program sees them, its migration-disable count; and their kmap stacks, which
+//! the crate reads and writes through the platform.
+
+use std::cell::OnceCell;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use kmap::{Cell, CpuId, Frame, Pte, VirtAddr};
+
+use super::cpu::StackImage;
+use crate::choice::TaskId;
+use crate::platform::DynStack;
+use crate::program::Op;
+use crate::trace::Label;
+
+/// A mapping a context holds, as its program sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct Held {
+    pub(crate) frame: Frame,
+    pub(crate) addr: VirtAddr,
+    pub(crate) atomic: bool,
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Status {
+    Runnable,
+    Running,
+    Sleeping,
+    Exited,
+}
+
+/// Where a task's own code is inside an operation, as far as its future depends on it: the
+/// operation, how many arrival points of its own (not its handlers', not the scheduler's) it
+/// has passed in it and the last of them, and every value the platform answered the crate's
+/// reads with in it. The code is deterministic, so these fix every local variable of the
+/// suspended call (see `state.rs`).
+#[derive(Clone, Default, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct Place {
+    pub(crate) op: Option<Op>,
+    pub(crate) steps: u32,
+    pub(crate) label: Option<Label>,
+    pub(crate) reads: Vec<u64>,
+}
+
+/// One task.
+pub(crate) struct TaskState {
+    pub(crate) name: String,
+    pub(crate) cpu: CpuId,
+    pub(crate) status: Status,
+    pub(crate) idle: bool,
+    pub(crate) ops: Rc<[Op]>,
+    /// The pages of an endless nondeterministic program (`Task::any`), if it runs one.
+    pub(crate) any: Rc<[Frame]>,
+    /// The next operation of `ops`.
+    pub(crate) pc: usize,
+    /// Where its own code is inside the current operation (kept for stateful searches).
+    pub(crate) place: Place,
+    pub(crate) mappings: Vec<Held>,
+    pub(crate) migrate: i32,
+    pub(crate) pending_migration: Option<CpuId>,
+    /// How many times it became current (to tell whether it ran since a snapshot).
+    pub(crate) runs: u64,
+}
+
+impl TaskState {
+    /// A task that has not run yet (an idle task is running from the start).
+    pub(crate) fn new(
+        name: String,
+        cpu: CpuId,
+        ops: Rc<[Op]>,
+        any: Rc<[Frame]>,
+        idle: bool,
+    ) -> Self {
+        TaskState {
+            name,
+            cpu,
+            status: if idle {
+                Status::Running
+            } else {
+                Status::Runnable
+            },
+            idle,
+            ops,
+            any,
+            pc: 0,
+            place: Place::default(),
+            mappings: Vec::new(),
+            migrate: 0,
+            pending_migration: None,
+            runs: 0,
+        }
+    }
+
+    /// Hash everything its future depends on (see `state.rs`).
+    pub(crate) fn hash_contents(&self, hasher: &mut impl Hasher) {
+        (
+            self.status,
+            self.cpu,
+            self.pc,
+            &self.place,
+            self.migrate,
+            self.pending_migration,
+        )
+            .hash(hasher);
+        self.mappings.len().hash(hasher);
+        for held in &self.mappings {
+            held.hash(hasher);
+        }
+    }
+}
+
+/// Every task's kmap stack, by [`TaskId`]. A stack lives outside the machine's other state
+/// because the crate holds a reference to it (`Platform::current_stack`) while it runs; each is
+/// set once, when its task is created, and lives as long as the run.
+pub(crate) struct Stacks(Box<[OnceCell<Box<dyn DynStack>>]>);
+
+impl Stacks {
+    /// Room for `capacity` tasks.
+    pub(crate) fn new(capacity: usize) -> Stacks {
+        Stacks((0..capacity).map(|_| OnceCell::new()).collect())
+    }
+
+    /// Give `task` its stack.
+    pub(crate) fn set(&self, task: TaskId, stack: Box<dyn DynStack>) {
+        if self.0[task.0].set(stack).is_err() {
+            unreachable!("a task's stack is set once");
+        }
+    }
+
+    /// `task`'s stack.
+    pub(crate) fn get(&self, task: TaskId) -> &dyn DynStack {
+        &**self.0[task.0]
+            .get()
+            .expect("a task's stack exists while it can run")
+    }
+
+    /// `task`'s stack, if it has one yet.
+    pub(crate) fn try_get(&self, task: TaskId) -> Option<&dyn DynStack> {
+        self.0[task.0].get().map(|stack| &**stack)
+    }
+
+    /// Every stack that exists, with its task.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TaskId, &dyn DynStack)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(t, stack)| stack.get().map(|s| (TaskId(t), &**s)))
+    }
+}
+
+/// A stack's `idx` and every saved PTE.
+pub(crate) fn image(stack: &dyn DynStack) -> StackImage {
+    (
+        stack.depth(),
+        (0..stack.cells()).map(|c| stack.saved(Cell(c))).collect(),
+    )
+}
+
+/// Whether a stack holds anything: an `idx` above 0 or a saved PTE.
+pub(crate) fn holds_anything(stack: &dyn DynStack) -> bool {
+    stack.depth() != 0 || (0..stack.cells()).any(|c| stack.saved(Cell(c)) != Pte::EMPTY)
+}
