@@ -339,7 +339,7 @@ fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
     let found = run_with(&config, NoInjection, probing.clone()).unwrap();
     assert_eq!(found.verdict(), Verdict::Violation);
     assert_eq!(found.schedule.0.len(), 1, "{}", found.schedule);
-    assert_eq!(found.schedule.0[0].1, Choice::Irq);
+    assert_eq!(found.schedule.0[0].choice, Choice::Irq);
     let replayed = run_with(
         &config,
         Replayer::new(found.schedule.clone()),
@@ -402,7 +402,7 @@ fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
     // arrival numbering after it moves on by the points it passed.
     let with_first = run_with(
         &config,
-        Replayer::new(kmap_sim::Schedule(vec![(first, Choice::Irq)])),
+        Replayer::new(format!("{first}:irq").parse().unwrap()),
         traced(),
     )
     .unwrap();
@@ -412,10 +412,9 @@ fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
         .filter(|e| matches!(e.what, kmap_sim::What::Point(_)))
         .count() as u64
         - points.len() as u64;
-    let schedule = kmap_sim::Schedule(vec![
-        (first, Choice::Irq),
-        (last + handler_points, Choice::Irq),
-    ]);
+    let schedule: kmap_sim::Schedule = format!("{first}:irq,{}:irq", last + handler_points)
+        .parse()
+        .unwrap();
     let outcome = run_with(&config, Replayer::new(schedule), traced()).unwrap();
     assert!(
         outcome

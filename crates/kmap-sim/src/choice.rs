@@ -209,16 +209,25 @@ impl Chooser for NoInjection {
     }
 }
 
-/// The non-trivial choices of a run: at arrival point number `arrival`, `choice` was taken (an
-/// arrival may take several, one after another; every other point continued). It replays the
-/// run exactly, whatever bounds or pruning the run that printed it used.
+/// A choice taken at an arrival point, as a schedule names it: `ARRIVAL:CHOICE`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct Taken {
+    /// How many arrival points came before the one it was taken at.
+    pub arrival: u64,
+    /// What was taken.
+    pub choice: Choice,
+}
+
+/// The non-trivial choices of a run, in order: every other point continued (an arrival point
+/// may take several, one after another). It replays the run exactly, whatever bounds or pruning
+/// the run that printed it used.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Hash)]
-pub struct Schedule(pub Vec<(u64, Choice)>);
+pub struct Schedule(pub Vec<Taken>);
 
 impl Schedule {
     /// The injected events (interrupts, NMIs, preemptions, CPU switches) it takes.
     pub fn events(&self) -> usize {
-        self.0.iter().filter(|(_, c)| c.is_event()).count()
+        self.0.iter().filter(|t| t.choice.is_event()).count()
     }
 }
 
@@ -227,11 +236,11 @@ impl fmt::Display for Schedule {
         if self.0.is_empty() {
             return f.write_str("-");
         }
-        for (i, (index, choice)) in self.0.iter().enumerate() {
+        for (i, taken) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{index}:{choice}")?;
+            write!(f, "{}:{}", taken.arrival, taken.choice)?;
         }
         Ok(())
     }
@@ -248,10 +257,13 @@ impl FromStr for Schedule {
             let (index, choice) = entry.split_once(':').ok_or_else(|| ScheduleError::Entry {
                 entry: entry.into(),
             })?;
-            let index: u64 = index
+            let arrival: u64 = index
                 .parse()
                 .map_err(|_| ScheduleError::Arrival { word: index.into() })?;
-            entries.push((index, choice.parse()?));
+            entries.push(Taken {
+                arrival,
+                choice: choice.parse()?,
+            });
         }
         Ok(Schedule(entries))
     }

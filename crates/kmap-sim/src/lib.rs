@@ -62,7 +62,8 @@ pub mod settings;
 pub mod trace;
 
 pub use choice::{
-    Choice, ChoicePoint, Chooser, Decision, NoInjection, Schedule, ScheduleError, StateKey, TaskId,
+    Choice, ChoicePoint, Chooser, Decision, NoInjection, Schedule, ScheduleError, StateKey, Taken,
+    TaskId,
 };
 pub use config::{Bounds, Config, ConfigError, Field, HandlerKind};
 pub use machine::{ProbeMemo, RunOptions, run, run_with};

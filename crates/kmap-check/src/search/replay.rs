@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use kmap_sim::{
-    Bounds, Choice, ChoicePoint, Chooser, Config, Decision, Outcome, RunOptions, Schedule,
+    Bounds, Choice, ChoicePoint, Chooser, Config, Decision, Outcome, RunOptions, Schedule, Taken,
 };
 
 use super::{Counterexample, Exploration};
@@ -35,7 +35,7 @@ pub struct Replayer {
     schedule: Schedule,
     next: usize,
     /// Choices of the schedule that were not possible where it named them.
-    pub mismatches: Vec<(u64, Choice)>,
+    pub mismatches: Vec<Taken>,
 }
 
 impl Replayer {
@@ -51,7 +51,7 @@ impl Replayer {
 
 impl Chooser for Replayer {
     fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
-        let Some(&(index, choice)) = self.schedule.0.get(self.next) else {
+        let Some(&Taken { arrival, choice }) = self.schedule.0.get(self.next) else {
             // Past the schedule, an endless program's next step ends the replay.
             return if point.is_step() {
                 Decision::Stop
@@ -61,14 +61,14 @@ impl Chooser for Replayer {
         };
         // A program's own step and an injected event can share an arrival number: each is
         // taken only at a question of its kind.
-        if index != point.arrival || point.is_step() == choice.is_event() {
+        if arrival != point.arrival || point.is_step() == choice.is_event() {
             return Decision::Take(0);
         }
         self.next += 1;
         match point.options.iter().position(|&c| c == choice) {
             Some(position) => Decision::Take(position),
             None => {
-                self.mismatches.push((index, choice));
+                self.mismatches.push(Taken { arrival, choice });
                 Decision::Take(0)
             }
         }
@@ -88,7 +88,7 @@ pub fn replay(config: &Config, schedule: &Schedule) -> Outcome {
             pick_any_next: schedule
                 .0
                 .iter()
-                .any(|(_, c)| matches!(c, Choice::PreemptTo(_))),
+                .any(|t| matches!(t.choice, Choice::PreemptTo(_))),
             ..RunOptions::default()
         },
     )

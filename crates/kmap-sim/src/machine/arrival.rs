@@ -5,33 +5,42 @@ use super::cpu::Arrival;
 use super::sched::Reason;
 use super::task::Status;
 use super::{Label, Machine, Yield};
-use crate::choice::{Choice, ChoicePoint, Decision};
+use crate::choice::{Choice, ChoicePoint, Decision, Taken};
 use crate::config::HandlerKind;
 use crate::outcome::ChoiceRecord;
 use crate::trace::What;
 
 /// Branching events used so far in an execution, against the bounds.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct Used {
-    pub(crate) preemptions: u32,
-    pub(crate) cpu_switches: u32,
-    pub(crate) lasting: u32,
+struct Used {
+    preemptions: u32,
+    cpu_switches: u32,
+    lasting: u32,
 }
 
-/// The numbering of a run's arrival and choice points, and what it has used of its bounds.
+/// A branching event, as the bounds count it.
+#[derive(Clone, Copy)]
+enum Spent {
+    Preemption,
+    CpuSwitch,
+    Lasting,
+}
+
+/// The numbering of a run's arrival and choice points, what it has used of its bounds, and
+/// whether it is over.
 #[derive(Default)]
 pub(crate) struct Arrivals {
     /// Arrival points passed (numbering for schedules: clean probes give theirs back).
     passed: u64,
     /// Choice points asked.
     asked: u64,
-    pub(crate) used: Used,
+    used: Used,
     /// Handler probes in progress (no choice is taken inside one).
-    pub(crate) probing: u32,
+    probing: u32,
     /// The execution is over: a violation, or the chooser stopped it.
-    pub(crate) aborted: bool,
+    over: bool,
     /// The last arrival point passed, anywhere.
-    pub(crate) last_label: Option<Label>,
+    last_label: Option<Label>,
 }
 
 /// What a probe puts back of the numbering.
@@ -58,6 +67,44 @@ impl Arrivals {
     /// The number of the last arrival point passed.
     fn last(&self) -> u64 {
         self.passed - 1
+    }
+
+    /// Count a branching event against its bound.
+    fn spend(&mut self, event: Spent) {
+        match event {
+            Spent::Preemption => self.used.preemptions += 1,
+            Spent::CpuSwitch => self.used.cpu_switches += 1,
+            Spent::Lasting => self.used.lasting += 1,
+        }
+    }
+
+    /// How many probes are in progress.
+    pub(crate) fn probing(&self) -> u32 {
+        self.probing
+    }
+
+    /// A probe begins (`true`) or ends.
+    pub(crate) fn probe(&mut self, begins: bool) {
+        if begins {
+            self.probing += 1;
+        } else {
+            self.probing -= 1;
+        }
+    }
+
+    /// The execution ends here.
+    pub(crate) fn end(&mut self) {
+        self.over = true;
+    }
+
+    /// Whether the execution is over.
+    pub(crate) fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// The last arrival point passed, anywhere.
+    pub(crate) fn last_label(&self) -> Option<Label> {
+        self.last_label
     }
 
     pub(crate) fn save(&self) -> SavedNumbering {
@@ -159,24 +206,24 @@ impl Machine {
                         HandlerKind::Nmi
                     };
                     if self.options.probe.is_some() {
-                        self.arrivals.borrow_mut().used.lasting += 1;
+                        self.arrivals.borrow_mut().spend(Spent::Lasting);
                     }
                     self.interrupt(kind);
                 }
                 Choice::Preempt | Choice::PreemptTo(_) => {
-                    self.arrivals.borrow_mut().used.preemptions += 1;
+                    self.arrivals.borrow_mut().spend(Spent::Preemption);
                     self.schedule(match choice {
                         Choice::PreemptTo(task) => Reason::PreemptTo(task),
                         _ => Reason::Preempt,
                     });
                 }
                 Choice::Migrate(to) => {
-                    self.arrivals.borrow_mut().used.preemptions += 1;
+                    self.arrivals.borrow_mut().spend(Spent::Preemption);
                     self.outcome.borrow_mut().stats.preemptions += 1;
                     self.schedule(Reason::Migrate(to));
                 }
                 Choice::Cpu(to) => {
-                    self.arrivals.borrow_mut().used.cpu_switches += 1;
+                    self.arrivals.borrow_mut().spend(Spent::CpuSwitch);
                     self.trace(What::Step { to });
                     self.suspend(Yield::Step(to));
                 }
@@ -248,7 +295,7 @@ impl Machine {
             });
         }
         if step || choice != Choice::Continue {
-            outcome.schedule.0.push((arrival, choice));
+            outcome.schedule.0.push(Taken { arrival, choice });
         }
         Some(choice)
     }
@@ -259,7 +306,7 @@ impl Machine {
         let used = self.arrivals.borrow().used;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
         let mut options = vec![Choice::Continue];
-        if self.driver.borrow().executing.is_none() || self.arrivals.borrow().probing > 0 {
+        if self.driver.borrow().executing.is_none() || self.arrivals.borrow().probing() > 0 {
             return options;
         }
         for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
@@ -324,13 +371,13 @@ impl Machine {
 
     /// End the execution here, at the chooser's request (not a violation).
     pub(crate) fn stop(&self) {
-        self.arrivals.borrow_mut().aborted = true;
+        self.arrivals.borrow_mut().end();
         self.outcome.borrow_mut().stopped = true;
     }
 
     /// Whether the execution is over.
     pub(crate) fn aborted(&self) -> bool {
-        self.arrivals.borrow().aborted
+        self.arrivals.borrow().is_over()
     }
 
     /// Give the host thread back to the driver.

@@ -30,8 +30,20 @@ pub(crate) struct Handler {
     pub(crate) mappings: Vec<Held>,
 }
 
-/// A task's kmap stack as it was when a switch began: `idx` and every saved PTE.
-pub(crate) type StackImage = (usize, Vec<Pte>);
+/// A task's kmap stack as it was at a moment: `idx` and every saved PTE.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct StackImage {
+    pub(crate) depth: usize,
+    pub(crate) saved: Vec<Pte>,
+}
+
+/// A CPU's preemption and page-fault counts and its interrupt flag.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) preempt: i32,
+    pub(crate) pagefault: i32,
+    pub(crate) irqs_off: bool,
+}
 
 /// The stacks of prev and next when a switch began (INV-2), with prev's run count.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -150,13 +162,19 @@ impl Cpu {
     }
 
     /// The preemption and page-fault counts, and the interrupt flag.
-    pub(crate) fn counters(&self) -> (i32, i32, bool) {
-        (self.preempt, self.pagefault, self.irqs_off)
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            preempt: self.preempt,
+            pagefault: self.pagefault,
+            irqs_off: self.irqs_off,
+        }
     }
 
     /// Put back counts and the interrupt flag (a probe's undo, a task's exit).
-    pub(crate) fn set_counters(&mut self, (preempt, pagefault, irqs_off): (i32, i32, bool)) {
-        (self.preempt, self.pagefault, self.irqs_off) = (preempt, pagefault, irqs_off);
+    pub(crate) fn set_counters(&mut self, counters: Counters) {
+        self.preempt = counters.preempt;
+        self.pagefault = counters.pagefault;
+        self.irqs_off = counters.irqs_off;
     }
 
     /// Whether interrupts are off.

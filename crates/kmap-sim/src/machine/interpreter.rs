@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use kmap::{Checkpoint, Frame, MapError, VirtAddr};
 
+use super::cpu::Counters;
 use super::sched::Reason;
 use super::task::{Held, Place, TaskState, holds_anything};
 use super::{Label, Machine, Yield};
@@ -86,11 +87,11 @@ impl Machine {
                 format!("task {name} ended with migration still disabled"),
             );
         }
-        if self.this_cpu().counters() != (0, 0, false) {
+        if self.this_cpu().counters() != Counters::default() {
             self.refuse(format!(
                 "task {name} ended with preemption or page faults disabled, or interrupts off"
             ));
-            self.this_cpu().set_counters((0, 0, false));
+            self.this_cpu().set_counters(Counters::default());
         }
         self.schedule(Reason::Exit);
     }

@@ -54,7 +54,7 @@ impl Machine {
     fn last_label(&self) -> String {
         self.arrivals
             .borrow()
-            .last_label
+            .last_label()
             .map(|l| l.to_string())
             .unwrap_or_else(|| "start".into())
     }
@@ -71,7 +71,7 @@ impl Machine {
             label,
             message: message.clone(),
         });
-        self.arrivals.borrow_mut().aborted = true;
+        self.arrivals.borrow_mut().end();
         self.trace(What::Violation(format!("{kind}: {message}")));
     }
 
@@ -89,7 +89,7 @@ impl Machine {
             context,
             label: self.last_label(),
             message: message.clone(),
-            probed: self.arrivals.borrow().probing > 0,
+            probed: self.arrivals.borrow().probing() > 0,
         };
         let mut outcome = self.outcome.borrow_mut();
         if !outcome.hazards.iter().any(|h| h.same_place(&hazard)) {

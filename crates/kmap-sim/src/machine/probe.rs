@@ -7,10 +7,10 @@ use rustc_hash::FxHashSet;
 
 use super::Machine;
 use super::arrival::SavedNumbering;
-use super::cpu::SavedArrival;
+use super::cpu::{Counters, SavedArrival};
 use super::memory::Memory;
 use super::mmu::{MmuView, SavedMmu};
-use crate::choice::Choice;
+use crate::choice::{Choice, Taken};
 use crate::config::HandlerKind;
 use crate::platform::{DynStack, pte_frame};
 
@@ -30,7 +30,7 @@ pub(crate) struct CpuView {
 /// `Machine::save_cpu`).
 struct SavedCpu {
     mmu: SavedMmu,
-    counters: (i32, i32, bool),
+    counters: Counters,
     /// The current task's migration-disable count.
     migrate: i32,
     /// The current task's kmap stack ([`DynStack::save`]).
@@ -62,7 +62,7 @@ impl Machine {
     /// Everything of the executing CPU that a handler may touch and must leave as it found it.
     pub(super) fn cpu_view(&self) -> CpuView {
         let cpu = self.cpu();
-        let (preempt, pagefault, irqs_off) = self.this_cpu().counters();
+        let counters = self.this_cpu().counters();
         let current = self.current_task();
         let stack = self.stack(current);
         CpuView {
@@ -70,10 +70,10 @@ impl Machine {
             depth: stack.depth(),
             saved: (0..stack.cells()).map(|c| stack.saved(Cell(c))).collect(),
             counters: [
-                preempt,
-                pagefault,
+                counters.preempt,
+                counters.pagefault,
                 self.tasks.borrow()[current.0].migrate,
-                irqs_off as i32,
+                counters.irqs_off as i32,
             ],
         }
     }
@@ -109,12 +109,12 @@ impl Machine {
         key.push(u64::MAX);
         key.extend(mmu.unflushed(cpu).into_iter().map(|cell| cell.0 as u64));
         key.push(u64::MAX);
-        let (preempt, pagefault, irqs_off) = self.this_cpu().counters();
+        let counters = self.this_cpu().counters();
         key.extend([
-            preempt as u64,
-            pagefault as u64,
+            counters.preempt as u64,
+            counters.pagefault as u64,
             self.tasks.borrow()[current.0].migrate as u64,
-            irqs_off as u64,
+            counters.irqs_off as u64,
         ]);
         key.extend(
             self.this_cpu()
@@ -138,7 +138,7 @@ impl Machine {
         let memo = self.options.probe.clone().expect("probing");
         let mut lasting = Vec::new();
         for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
-            let depth = self.arrivals.borrow().probing;
+            let depth = self.arrivals.borrow().probing();
             if self.aborted() || depth >= self.options.probe_depth || !self.handler_may_arrive(kind)
             {
                 continue;
@@ -161,12 +161,16 @@ impl Machine {
             } else {
                 Choice::Nmi
             };
-            self.outcome.borrow_mut().schedule.0.push((arrival, choice));
+            self.outcome
+                .borrow_mut()
+                .schedule
+                .0
+                .push(Taken { arrival, choice });
             let saved = self.save_cpu();
             let refusals = self.outcome.borrow().refusals.len();
-            self.arrivals.borrow_mut().probing += 1;
+            self.arrivals.borrow_mut().probe(true);
             let left_trace = self.interrupt(kind);
-            self.arrivals.borrow_mut().probing -= 1;
+            self.arrivals.borrow_mut().probe(false);
             if self.aborted() || self.outcome.borrow().refusals.len() != refusals {
                 // The schedule keeps this probe: a replay runs it as an ordinary event.
                 return lasting;

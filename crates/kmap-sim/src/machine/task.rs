@@ -46,22 +46,22 @@ pub(crate) struct Place {
 
 /// One task.
 pub(crate) struct TaskState {
-    pub(crate) name: String,
-    pub(crate) cpu: CpuId,
-    pub(crate) status: Status,
-    pub(crate) idle: bool,
-    pub(crate) ops: Rc<[Op]>,
+    pub(super) name: String,
+    pub(super) cpu: CpuId,
+    pub(super) status: Status,
+    pub(super) idle: bool,
+    pub(super) ops: Rc<[Op]>,
     /// The pages of an endless nondeterministic program (`Task::any`), if it runs one.
-    pub(crate) any: Rc<[Frame]>,
+    pub(super) any: Rc<[Frame]>,
     /// The next operation of `ops`.
-    pub(crate) pc: usize,
+    pub(super) pc: usize,
     /// Where its own code is inside the current operation (kept for stateful searches).
-    pub(crate) place: Place,
-    pub(crate) mappings: Vec<Held>,
-    pub(crate) migrate: i32,
-    pub(crate) pending_migration: Option<CpuId>,
+    pub(super) place: Place,
+    pub(super) mappings: Vec<Held>,
+    pub(super) migrate: i32,
+    pub(super) pending_migration: Option<CpuId>,
     /// How many times it became current (to tell whether it ran since a snapshot).
-    pub(crate) runs: u64,
+    pub(super) runs: u64,
 }
 
 impl TaskState {
@@ -152,10 +152,10 @@ impl Stacks {
 
 /// A stack's `idx` and every saved PTE.
 pub(crate) fn image(stack: &dyn DynStack) -> StackImage {
-    (
-        stack.depth(),
-        (0..stack.cells()).map(|c| stack.saved(Cell(c))).collect(),
-    )
+    StackImage {
+        depth: stack.depth(),
+        saved: (0..stack.cells()).map(|c| stack.saved(Cell(c))).collect(),
+    }
 }
 
 /// Whether a stack holds anything: an `idx` above 0 or a saved PTE.
