@@ -241,3 +241,67 @@ fn stress_json_gives_the_figures_and_what_replays_a_violation() {
     let value: serde_json::Value = serde_json::from_slice(&clean.stdout).expect("JSON");
     assert!(value["found"].is_null());
 }
+
+/// One name per setting: the flag (with dashes), the replay string's key and the JSON's key
+/// are the scenario file's; old names are still read, with a note.
+#[test]
+fn a_setting_has_one_name_in_flags_replay_strings_and_json() {
+    let out = kmap(&[
+        "check",
+        "restore-race",
+        "--cells",
+        "33",
+        "--guard-cells",
+        "true",
+        "--preemptions",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["machine"]["cells"], 33);
+    assert_eq!(value["machine"]["guard_cells"], true);
+    assert_eq!(value["machine"]["switch"], "rfc-v1");
+    assert_eq!(value["bounds"]["preemptions"], 3);
+    let replay = value["replay"].as_str().unwrap();
+    assert!(
+        replay.starts_with("restore-race@cells=33,guard_cells=true#"),
+        "{replay}"
+    );
+    // The old names: a flag alias, a replay string, a scenario file.
+    let old = kmap(&[
+        "check",
+        "restore-race",
+        "--slots",
+        "33",
+        "--debug-guards",
+        "true",
+        "--json",
+    ]);
+    let old_value: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert_eq!(old_value["replay"], value["replay"]);
+    let out = kmap(&[
+        "replay",
+        "restore-race@slots=33,debug_guards=true,bug_on=true#-",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file = scratch(
+        "old-names.toml",
+        "[machine]\nslots = 4\nbug_on = false\n[[task]]\nname = \"A\"\nops = [\"map 20\", \"unmap\"]\n",
+    );
+    let out = kmap(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("note: ") && stderr.contains("`slots` is the old name of `cells`"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("machine mutation no-bug-on"));
+    // A bad value names the setting and its values, in the one style of errors.
+    let out = kmap(&["replay", "restore-race@switch=rfc-v2#-"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: `switch=rfc-v2`: the values are split, rfc-v1, swap-after-current"
+    );
+}
