@@ -87,8 +87,8 @@ pub enum CliError {
         error: std::io::Error,
     },
     /// The shard results cannot be merged.
-    #[error("{0}")]
-    Merge(String),
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
 }
 
 /// Print `error` in the one style, and the exit status for bad input.

@@ -7,6 +7,61 @@ use serde_json::Value;
 
 use crate::error::CliError;
 
+/// Why the shards' results cannot be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A file is not JSON.
+    #[error("{file}: not the JSON of `kmap prove --json`: {reason}")]
+    NotJson {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// The first file is not a shard's result.
+    #[error("{file}: not a shard (run `kmap prove --shard I/N --json`)")]
+    NotAShard {
+        /// The file.
+        file: String,
+    },
+    /// A file is of another proof than the first.
+    #[error("{file}: another {what} than {first}")]
+    Differs {
+        /// The file.
+        file: String,
+        /// What differs: scope, switch, shard count.
+        what: &'static str,
+        /// The first file.
+        first: String,
+    },
+    /// A shard's index is not below the count.
+    #[error("{file}: shard {index} of {count}?")]
+    Index {
+        /// The file.
+        file: String,
+        /// Its index.
+        index: u64,
+        /// The count.
+        count: u64,
+    },
+    /// A shard is given twice.
+    #[error("{file}: shard {index} given twice")]
+    Twice {
+        /// The file.
+        file: String,
+        /// Its index.
+        index: u64,
+    },
+    /// Shards are missing and no part found a violation.
+    #[error("shards {missing:?} of {count} are missing")]
+    Missing {
+        /// Their indices.
+        missing: Vec<usize>,
+        /// The count.
+        count: u64,
+    },
+}
+
 #[derive(Parser, Clone, Debug)]
 pub struct Args {
     /// The JSON files `kmap prove --shard I/N --json` wrote, one per shard.
@@ -58,21 +113,23 @@ fn merge(args: &Args) -> Result<(Value, bool), CliError> {
             path: file.clone(),
             error,
         })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| {
-            CliError::Merge(format!(
-                "{}: not the JSON of `kmap prove --json`: {e}",
-                file.display()
-            ))
+        let value: Value = serde_json::from_str(&text).map_err(|e| MergeError::NotJson {
+            file: file.display().to_string(),
+            reason: e.to_string(),
         })?;
         parts.push((file.display().to_string(), value));
     }
     let (first_file, first) = &parts[0];
-    let count = first["shard"]["count"].as_u64().ok_or_else(|| {
-        CliError::Merge(format!(
-            "{first_file}: not a shard (run `kmap prove --shard I/N --json`)"
-        ))
-    })?;
-    let fail = |message: String| Err(CliError::Merge(message));
+    let count = first["shard"]["count"]
+        .as_u64()
+        .ok_or_else(|| MergeError::NotAShard {
+            file: first_file.clone(),
+        })?;
+    let differs = |file: &str, what: &'static str| MergeError::Differs {
+        file: file.into(),
+        what,
+        first: first_file.clone(),
+    };
     let mut seen = vec![false; count as usize];
     let mut keys = std::collections::HashSet::new();
     let mut with_keys = true;
@@ -82,18 +139,26 @@ fn merge(args: &Args) -> Result<(Value, bool), CliError> {
     for (file, part) in &parts {
         for field in ["scope", "switch"] {
             if part[field] != first[field] {
-                return fail(format!("{file}: another {field} than {first_file}"));
+                return Err(differs(file, field).into());
             }
         }
         if part["shard"]["count"].as_u64() != Some(count) {
-            return fail(format!("{file}: another shard count than {first_file}"));
+            return Err(differs(file, "shard count").into());
         }
         let index = part["shard"]["index"].as_u64().unwrap_or(u64::MAX);
         let slot = seen
             .get_mut(index as usize)
-            .ok_or_else(|| CliError::Merge(format!("{file}: shard {index} of {count}?")))?;
+            .ok_or_else(|| MergeError::Index {
+                file: file.clone(),
+                index,
+                count,
+            })?;
         if std::mem::replace(slot, true) {
-            return fail(format!("{file}: shard {index} given twice"));
+            return Err(MergeError::Twice {
+                file: file.clone(),
+                index,
+            }
+            .into());
         }
         states += part["states"].as_u64().unwrap_or(0);
         transitions += part["transitions"].as_u64().unwrap_or(0);
@@ -108,7 +173,7 @@ fn merge(args: &Args) -> Result<(Value, bool), CliError> {
     }
     let missing: Vec<usize> = (0..count as usize).filter(|&i| !seen[i]).collect();
     if !missing.is_empty() && violation.is_none() {
-        return fail(format!("shards {missing:?} of {count} are missing"));
+        return Err(MergeError::Missing { missing, count }.into());
     }
     let verdict = match (&violation, complete) {
         (Some(_), _) => "violation",

@@ -59,20 +59,38 @@ pub struct Args {
     pub json: bool,
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+/// Why text is not a size.
+#[derive(Debug, thiserror::Error)]
+pub enum SizeError {
+    /// No number.
+    #[error("`{text}` is not a size (such as 8G, 512M or 1000000)")]
+    Number {
+        /// The text.
+        text: String,
+    },
+    /// A unit that is not K, M or G.
+    #[error("`{text}`: the unit is K, M or G")]
+    Unit {
+        /// The text.
+        text: String,
+    },
+}
+
+/// A size in bytes, with an optional unit: `8G`, `512M`, `1000000`.
+fn parse_size(text: &str) -> Result<u64, SizeError> {
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),
         None => (text, ""),
     };
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("`{text}` is not a size (such as 8G, 512M or 1000000)"))?;
+        .map_err(|_| SizeError::Number { text: text.into() })?;
     let shift = match unit {
         "" => 0,
         "K" | "k" => 10,
         "M" | "m" => 20,
         "G" | "g" => 30,
-        _ => return Err(format!("`{text}`: the unit is K, M or G")),
+        _ => return Err(SizeError::Unit { text: text.into() }),
     };
     Ok(number << shift)
 }

@@ -58,22 +58,36 @@ impl Shard {
     }
 }
 
+/// Why text is not a shard.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Not `I/N` with two numbers.
+    #[error("`{text}` is not I/N (part I, from 0, of N)")]
+    Syntax {
+        /// The text.
+        text: String,
+    },
+    /// The part is not below the count.
+    #[error("shard {index}/{count}: I must be below N")]
+    Range {
+        /// The part.
+        index: u32,
+        /// The count.
+        count: u32,
+    },
+}
+
 impl std::str::FromStr for Shard {
-    type Err = String;
+    type Err = ShardError;
 
     /// `I/N`: part I (from 0) of N.
-    fn from_str(text: &str) -> Result<Shard, String> {
-        let (index, count) = text
-            .split_once('/')
-            .ok_or_else(|| format!("`{text}` is not I/N"))?;
-        let index: u32 = index
-            .parse()
-            .map_err(|_| format!("`{index}` is not a shard number"))?;
-        let count: u32 = count
-            .parse()
-            .map_err(|_| format!("`{count}` is not a shard count"))?;
+    fn from_str(text: &str) -> Result<Shard, ShardError> {
+        let syntax = || ShardError::Syntax { text: text.into() };
+        let (index, count) = text.split_once('/').ok_or_else(syntax)?;
+        let index: u32 = index.parse().map_err(|_| syntax())?;
+        let count: u32 = count.parse().map_err(|_| syntax())?;
         if count == 0 || index >= count {
-            return Err(format!("shard {index}/{count}: I must be below N"));
+            return Err(ShardError::Range { index, count });
         }
         Ok(Shard { index, count })
     }
