@@ -287,6 +287,16 @@ impl Search<'_> {
         kmap_sim::run(self.config, chooser, options).expect("scenarios are validated when loaded")
     }
 
+    /// Count an execution, tell the progress line, and say whether the search is done.
+    pub fn count(&mut self, outcome: Outcome) -> bool {
+        self.tally.add(outcome);
+        self.progress(Progress {
+            executions: self.tally.executions,
+            ..Progress::default()
+        });
+        self.tally.done()
+    }
+
     /// Tell the progress line.
     pub fn progress(&mut self, progress: Progress) {
         (self.progress)(progress);

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use kmap_sim::{ChoicePoint, Chooser, Decision, NoInjection, ProbeMemo};
 
-use super::{Coverage, Progress, Search, Strategy, handler_depth};
+use super::{Coverage, Search, Strategy, handler_depth};
 
 /// `executions` executions, each with `depth` branching events at choice points drawn from
 /// `seed`.
@@ -38,12 +38,7 @@ impl Strategy for Pct {
                 .collect();
             let chooser = ChangePoints { change_points, rng };
             let outcome = search.run(chooser, search.probing(&memo, nesting));
-            search.tally.add(outcome);
-            search.progress(Progress {
-                executions: search.tally.executions,
-                ..Progress::default()
-            });
-            if search.tally.done() {
+            if search.count(outcome) {
                 break;
             }
         }

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 
 use kmap_sim::{Choice, ChoicePoint, Chooser, Decision, RunOptions};
 
-use super::{Coverage, Progress, Search, Strategy};
+use super::{Coverage, Search, Strategy};
 
 /// `executions` executions with decisions drawn from `seed`.
 #[derive(Clone, Copy, Debug)]
@@ -25,12 +25,7 @@ impl Strategy for Random {
                 Rates::default(),
             );
             let outcome = search.run(chooser, RunOptions::default());
-            search.tally.add(outcome);
-            search.progress(Progress {
-                executions: search.tally.executions,
-                ..Progress::default()
-            });
-            if search.tally.done() {
+            if search.count(outcome) {
                 break;
             }
         }
