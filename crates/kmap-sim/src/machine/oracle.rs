@@ -119,6 +119,9 @@ impl Machine {
                 && !cpu.atomic()
                 && self.tasks.borrow()[cpu.current().0].migrate == 0
         };
+        // The answer is read now: what the crate then does with it, after whatever the arrival
+        // point below let happen, is what the explorer must see.
+        let cpu = self.cpu();
         if migratable {
             self.hazard(
                 Rule::DebugPreempt,
@@ -130,7 +133,7 @@ impl Machine {
             // migration) may come right after the read.
             self.arrive(Label::MigratableCpuRead);
         }
-        self.cpu()
+        cpu
     }
 
     /// The executing CPU and who runs there.
