@@ -8,7 +8,7 @@ use crate::choice::{Choice, Schedule};
 use crate::trace::{Context, Event};
 
 /// A rule of the reference that the oracle watches. Broken with no consequence yet, it is a
-/// [`Hazard`]; under strict checking ([`Config::strict`](crate::Config::strict)) it is a
+/// [`Hazard`]; under strict checking ([`Settings::strict`](crate::Settings::strict)) it is a
 /// violation by itself.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
 pub enum Rule {

@@ -2,7 +2,7 @@
 //! bounds, fewest injected events first.
 //!
 //! An execution is a scenario plus a decision at every choice point. As in loom, the search
-//! replays a prefix of decisions ([`Path`]) and lets the execution run on, recording the choice
+//! replays a prefix of decisions (`Path`) and lets the execution run on, recording the choice
 //! points it meets, then backtracks to the deepest decision with an alternative left. It
 //! branches on preemptions, switches of the executing CPU and lasting handlers, within the
 //! scenario's bounds; the bounds on interrupts and NMIs are nesting depths of probes.
@@ -86,7 +86,7 @@ impl Strategy for Dfs {
     /// the first with a violation, no counterexample has fewer branching events. Counting probe
     /// nesting as events too, a shorter one may still have shallower probes at `b` or more
     /// branching events with shallower probes: those levels are searched next
-    /// ([`shorten`](Dfs::shorten)), so the first counterexample reported has as few injected
+    /// (`Dfs::shorten`), so the first counterexample reported has as few injected
     /// events as any. The search ends at the first level where no execution could take one
     /// more event.
     fn explore(&mut self, search: &mut Search<'_>) -> Coverage {

@@ -11,7 +11,7 @@
 //!   already seen (`kmap prove`);
 //! - [`random`]: executions with decisions drawn from a seed;
 //! - [`pct`]: probabilistic concurrency testing;
-//! - [`replay`]: one execution, from its schedule.
+//! - [`mod@replay`]: one execution, from its schedule.
 //!
 //! Interrupts and NMIs are not decisions: the machine *probes* them at every arrival point
 //! where one can arrive (see [`kmap_sim::RunOptions::probe`]), because a handler that runs clean
