@@ -159,3 +159,38 @@ fn the_reduction_across_cpus_keeps_verdicts_and_states() {
     );
     assert_eq!(quiescent(&reduced), quiescent(&whole));
 }
+
+/// A proof looks for leaks at every quiescent state where every stack is empty: its runs of
+/// endless programs are all stopped at a state seen before, so the end-of-run check never runs
+/// in them. One task mapping one frame, no handler, and a platform that drops every TLB
+/// invalidation: the stale entry translates the slot to the very frame mapped again next, so
+/// nothing reads a wrong word, and only the entry left behind shows the fault.
+#[test]
+fn a_proof_finds_a_leak_at_a_quiescent_state() {
+    let mut config = Scope {
+        cpus: 1,
+        tasks: 1,
+        depth: 1,
+        irq: false,
+        nmi: false,
+    }
+    .config();
+    let clean = prove(&config);
+    assert_eq!(clean.verdict, Verdict::Pass);
+    assert!(clean.complete);
+    config.machine.mutation = Some(kmap_sim::Mutation::DropInvalidations);
+    let proof = prove(&config);
+    assert_eq!(proof.verdict, Verdict::Violation);
+    let ce = proof.counterexample.expect("a counterexample");
+    let violation = &ce.outcome.violations[0];
+    assert_eq!(
+        violation.kind,
+        kmap_sim::ViolationKind::Leak,
+        "{violation:?}"
+    );
+    assert!(
+        violation.message.contains("every stack empty"),
+        "{}",
+        violation.message
+    );
+}

@@ -170,6 +170,10 @@ impl Machine {
             self.suspend(Yield::Abort);
             return;
         }
+        if self.endless() && self.quiescent() && self.check_quiescent() {
+            self.suspend(Yield::Abort);
+            return;
+        }
         if self.options.trace {
             self.trace_depths();
             self.trace(What::Point(label));

@@ -250,26 +250,63 @@ impl Machine {
         if self.aborted() || !self.outcome.borrow().refusals.is_empty() {
             return;
         }
+        self.check_leftover(false);
+    }
+
+    /// The same check in the middle of a run whose programs never end (a nondeterministic
+    /// task's): a run of them ends only where a search stops it (at a state seen before, or at
+    /// the end of a schedule), never by every task ending, so [`check_end`](Self::check_end)
+    /// never runs in it. Its stand-in, at every arrival point: at a quiescent state (no
+    /// handler, no switch and no operation in progress on any CPU) where every task's stack is
+    /// empty, the run could end (were the tasks to end there), so what check_end requires must
+    /// hold already: nothing maps a slot, translates one or waits for its invalidation. Every
+    /// execution through that arrival point meets the check there, so a stateful search, a
+    /// stateless one and a replay of either's counterexample find the same leak. (A run of
+    /// finite programs gets to its end, where check_end finds what this would, with its
+    /// consequence first if it has one.) Returns whether it found a leak (the run is over).
+    pub(crate) fn check_quiescent(&self) -> bool {
+        let empty = self.stacks.iter().all(|(_, stack)| stack.depth() == 0);
+        if !empty || !self.outcome.borrow().refusals.is_empty() {
+            return false;
+        }
+        self.check_leftover(true)
+    }
+
+    /// Whether a task runs an endless program (see [`check_quiescent`](Self::check_quiescent)).
+    pub(crate) fn endless(&self) -> bool {
+        self.config.program.tasks.iter().any(|t| t.is_any())
+    }
+
+    /// A leak, if the MMU holds anything of a slot: in the middle of a run (`mid`), or at its
+    /// end.
+    fn check_leftover(&self, mid: bool) -> bool {
+        let when = if mid {
+            "with every stack empty"
+        } else {
+            "after every task ended"
+        };
         let left = self.mmu.borrow().leftover();
         let message = match left {
-            None => return,
+            None => return false,
             Some(Leftover::Mapped(slot, frame)) => format!(
-                "slot {} still maps frame {} after every task ended",
+                "slot {} still maps frame {} {when}",
                 SlotName(slot),
                 frame.pfn()
             ),
             Some(Leftover::Translated(cpu, slot, frame)) => format!(
-                "CPU {}'s TLB still translates slot {} to frame {} after every task ended",
+                "CPU {}'s TLB still translates slot {} to frame {} {when}",
                 cpu.0,
                 SlotName(slot),
                 frame.pfn()
             ),
             Some(Leftover::Unflushed(slot)) => format!(
-                "slot {} was cleared but its TLB entry never invalidated",
-                SlotName(slot)
+                "slot {} was cleared but its TLB entry never invalidated{}",
+                SlotName(slot),
+                if mid { " (every stack empty)" } else { "" }
             ),
         };
         self.violate(ViolationKind::Leak, message);
+        true
     }
 }
 

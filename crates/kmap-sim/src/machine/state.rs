@@ -45,19 +45,22 @@ impl Machine {
     /// `question` is the arrival point asking, and `step` whether the question is a program's
     /// choice of its next step rather than the events of that arrival point.
     pub(crate) fn state_key(&self, question: Label, step: bool) -> StateKey {
-        let quiescent = {
-            let cpus = self.cpus.borrow();
-            let tasks = self.tasks.borrow();
-            cpus.iter().all(|c| {
-                c.nesting() == 0 && !c.in_scheduler() && tasks[c.current().0].place.op.is_none()
-            })
-        };
+        let quiescent = self.quiescent();
         let mut hasher = Xxh3::new();
         self.hash_state(question, step, &mut hasher);
         StateKey {
             key: hasher.digest128(),
             quiescent,
         }
+    }
+
+    /// Whether no CPU runs a handler, a switch or an operation of the crate.
+    pub(crate) fn quiescent(&self) -> bool {
+        let cpus = self.cpus.borrow();
+        let tasks = self.tasks.borrow();
+        cpus.iter().all(|c| {
+            c.nesting() == 0 && !c.in_scheduler() && tasks[c.current().0].place.op.is_none()
+        })
     }
 
     /// Hash the state at the current choice point.
