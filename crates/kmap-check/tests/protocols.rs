@@ -431,3 +431,60 @@ fn a_stray_write_is_a_hazard_and_its_reader_suffers_corruption() {
         "{violation}"
     );
 }
+
+/// Takes the first lasting interrupt offered, then keeps what the same arrival point offers
+/// next.
+#[derive(Default)]
+struct AfterIrq {
+    irq_at: Option<u64>,
+    then: Option<Vec<Choice>>,
+}
+
+impl Chooser for AfterIrq {
+    fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
+        if self.irq_at.is_none()
+            && let Some(irq) = point.options.iter().position(|&c| c == Choice::Irq)
+        {
+            self.irq_at = Some(point.arrival);
+            return Decision::Take(irq);
+        }
+        if self.irq_at == Some(point.arrival) && self.then.is_none() {
+            self.then = Some(point.options.to_vec());
+        }
+        Decision::Take(0)
+    }
+}
+
+/// K2: after a lasting handler the arrival point is probed again, on the state the handler
+/// left, and only what leaves a trace there is offered. With every invalidation dropped and no
+/// TLB model, each handler's unmap leaves its slot uninvalidated: a trace on the clean state,
+/// so both handlers are lasting there. On the state the interrupt leaves (its slot already
+/// uninvalidated) neither leaves a trace any more, so the point offers nothing else; an offer
+/// made from the probe before the interrupt would still list both.
+#[test]
+fn a_lasting_interrupt_has_the_point_probed_again_on_the_state_it_left() {
+    let mut config = config(
+        Protocol::Split,
+        vec![task("A", &[Op::Map(Frame::new(20)), Op::Check, Op::Unmap])],
+        IRQ_MAPS,
+    );
+    config.program.nmi = vec![Op::Map(Frame::new(41)), Op::Check, Op::Unmap];
+    config.machine.mutation = Some(Mutation::DropInvalidations);
+    config.machine.tlb = false;
+    let chooser = std::rc::Rc::new(std::cell::RefCell::new(AfterIrq::default()));
+    let options = RunOptions {
+        probe: Some(Default::default()),
+        probe_depth: 2,
+        ..RunOptions::default()
+    };
+    kmap_sim::run(&config, chooser.clone(), options).unwrap();
+    let chooser = chooser.borrow();
+    assert!(
+        chooser.irq_at.is_some(),
+        "the interrupt is offered as lasting"
+    );
+    assert_eq!(
+        chooser.then, None,
+        "after the interrupt the point offers only to continue"
+    );
+}

@@ -1,9 +1,10 @@
 //! Arrival points: where an interrupt, an NMI, a preemption or another CPU may come, and the
 //! chooser decides which; and a program's own choice of its next step.
 
-use super::cpu::Arrival;
+use super::cpu::{Arrival, StackImage};
 use super::sched::Reason;
 use super::task::Status;
+use super::task::image;
 use super::{Label, Machine, Yield};
 use crate::choice::{Choice, ChoicePoint, Decision, Taken};
 use crate::config::HandlerKind;
@@ -156,7 +157,48 @@ fn redundant(before: Option<Arrival>, here: Arrival) -> bool {
 
 impl Machine {
     /// An arrival point: anything the chooser decides may happen here, before the next step.
+    ///
+    /// In a stateful run, the code suspended here keeps in its locals what it read of its own
+    /// stack before (`pushed` in the crate's map, `top` in its unmap, the bounds of the
+    /// switch's loops), and the state key holds the stack as it is now, not those locals. The
+    /// stack is a deterministic function of what the code did as long as only that code
+    /// changes it; a lasting handler, or another context while the task was switched out, may
+    /// change it under the code, and then the locals no longer follow from the stack. So when
+    /// the stack differs after the events of an arrival point of the code's own from before
+    /// them, the new stack is recorded in its place (with the step it came at), and two
+    /// suspended calls with different locals never share a key.
     pub(crate) fn arrive(&self, label: Label) {
+        // Between two operations the code keeps nothing read from the stack.
+        let between = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
+        let before = if self.options.stateful && !between {
+            self.own_stack()
+        } else {
+            None
+        };
+        self.arrive_events(label);
+        if let Some((task, before)) = before
+            && !self.aborted()
+        {
+            let after = image(self.stack(task));
+            if after != before {
+                self.with_place(|place| place.changed.push((place.steps, after)));
+            }
+        }
+    }
+
+    /// The stack the code executing here reads as its own, with its task: the current task's,
+    /// in a task's own code or the scheduler's (not in a handler, which runs to completion
+    /// within a step of a stateful run).
+    fn own_stack(&self) -> Option<(crate::choice::TaskId, StackImage)> {
+        let nesting = self.this_cpu().nesting();
+        (nesting == 0).then(|| {
+            let task = self.current_task();
+            (task, image(self.stack(task)))
+        })
+    }
+
+    /// The events of an arrival point (see [`arrive`](Self::arrive)).
+    fn arrive_events(&self, label: Label) {
         let arrival = self.arrivals.borrow_mut().pass(label);
         self.outcome.borrow_mut().stats.points += 1;
         let (here, before) = self.this_cpu().arrive(label);
@@ -232,14 +274,11 @@ impl Machine {
                     self.suspend(Yield::Step(to));
                 }
             }
-            // Back here after the context ran elsewhere or was switched out: what a handler
-            // would find here has changed, so probe again.
-            if probe
-                && matches!(
-                    choice,
-                    Choice::Preempt | Choice::PreemptTo(_) | Choice::Migrate(_) | Choice::Cpu(_)
-                )
-            {
+            // Back here after an event: a lasting handler left a trace, or the context ran
+            // elsewhere or was switched out. What a handler would find here has changed, so
+            // probe again: what is offered next is always what leaves a trace on the state
+            // as it is now (a function of that state, so the state key needs no offer list).
+            if probe {
                 lasting = self.probe_handlers(arrival);
             }
         }

@@ -12,12 +12,16 @@
 //! - every task: its status, CPU, kmap stack, mappings, migration count, program position;
 //! - every context suspended inside code: the crate's and the machine's locals live on the
 //!   task's coroutine stack. The code is deterministic, so a suspended operation is fixed by the
-//!   operation, the arrival points of its own it has passed (how many, and the last), and the
-//!   values the platform answered the crate's reads with ([`Place`](super::task::Place)). The
+//!   operation, the arrival points of its own it has passed (how many, and the last), the
+//!   values the platform answered the crate's reads with, and the stack after each of those
+//!   points where something else changed it under the code (what the code read of its own
+//!   stack before, it keeps in locals the current stack no longer gives; see
+//!   `Machine::arrive`) ([`Place`](super::task::Place)). The
 //!   scheduler's code in a switch in progress has a place of its own per CPU, and keeps
 //!   nothing else across a suspension that the machine state does not hold (the switch's prev
-//!   and next are read from the CPU after its arrival point; an arrival point probes again when
-//!   the context is resumed there). Handlers run to completion inside one step (a stateful run
+//!   and next are read from the CPU after its arrival point; an arrival point probes again
+//!   after every event it offered, so what it offers is a function of the state). Handlers run
+//!   to completion inside one step (a stateful run
 //!   never switches the executing CPU inside one);
 //! - where the question is asked: the arrival point's label and nesting depth, or the step
 //!   choice of a task's program.

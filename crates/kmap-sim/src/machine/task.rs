@@ -42,6 +42,11 @@ pub(crate) struct Place {
     pub(crate) steps: u32,
     pub(crate) label: Option<Label>,
     pub(crate) reads: Vec<u64>,
+    /// The stack as it was after the arrival points of its own where something else changed
+    /// it (a lasting handler, or another context while the task was switched out), with the
+    /// number of the point: the code's locals follow from the stack only where its own code
+    /// alone changed it (see `Machine::arrive`).
+    pub(crate) changed: Vec<(u32, StackImage)>,
 }
 
 /// One task.
@@ -161,4 +166,46 @@ pub(crate) fn image(stack: &dyn DynStack) -> StackImage {
 /// Whether a stack holds anything: an `idx` above 0 or a saved PTE.
 pub(crate) fn holds_anything(stack: &dyn DynStack) -> bool {
     stack.depth() != 0 || (0..stack.cells()).any(|c| stack.saved(Cell(c)) != Pte::EMPTY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes a value's hashing feeds the hasher.
+    #[derive(Default)]
+    struct Bytes(Vec<u8>);
+
+    impl Hasher for Bytes {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+
+    fn encoding(task: &TaskState) -> Vec<u8> {
+        let mut bytes = Bytes::default();
+        task.hash_contents(&mut bytes);
+        bytes.0
+    }
+
+    /// K5: the state key is a concatenation of the parts' encodings, which identifies the
+    /// state (up to hash collisions) only if no part's encoding is a prefix of another's. A
+    /// task's mappings are a list of any length: without its length first, the encoding of a
+    /// task holding nothing is a prefix of the same task holding one mapping, and the bytes
+    /// that follow (the next task's) can make the two states' keys equal.
+    #[test]
+    fn a_task_s_encoding_is_prefix_free_in_its_mappings() {
+        let empty = TaskState::new("A".into(), CpuId(0), Rc::from([]), Rc::from([]), false);
+        let mut holding = TaskState::new("A".into(), CpuId(0), Rc::from([]), Rc::from([]), false);
+        holding.mappings.push(Held {
+            frame: Frame::new(20),
+            addr: VirtAddr::new(0x1000),
+            atomic: false,
+        });
+        let (a, b) = (encoding(&empty), encoding(&holding));
+        assert!(!b.starts_with(&a) && !a.starts_with(&b), "{a:?} / {b:?}");
+    }
 }
