@@ -156,7 +156,8 @@ pub struct ChoicePoint<'a> {
     /// What may happen.
     pub options: &'a [Choice],
     /// The state of the whole system here, for a stateful search (see
-    /// [`RunOptions::stateful`](crate::RunOptions::stateful)).
+    /// [`RunOptions::stateful`](crate::RunOptions::stateful)) whose chooser
+    /// [wants it](Chooser::wants_state).
     pub state: Option<StateKey>,
 }
 
@@ -193,6 +194,14 @@ pub enum Decision {
 pub trait Chooser {
     /// What to do at `point`.
     fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision;
+
+    /// Whether this chooser reads the state of the next choice point
+    /// ([`ChoicePoint::state`]): a stateful run computes it only then (hashing the whole
+    /// state is most of the cost of a choice point, and a search that replays a prefix needs
+    /// only the state at its end).
+    fn wants_state(&self) -> bool {
+        true
+    }
 }
 
 /// Always continues: the run without any injected event (and an endless program ends at its

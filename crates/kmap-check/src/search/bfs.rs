@@ -100,6 +100,11 @@ impl Chooser for Expand {
         self.reached = Some((state, point.options.len()));
         Decision::Stop
     }
+
+    /// Only the state at the end of the path: the states along it were met before.
+    fn wants_state(&self) -> bool {
+        self.next >= self.path.len()
+    }
 }
 
 impl Strategy for Bfs {

@@ -307,10 +307,8 @@ impl Machine {
         let index = self.arrivals.borrow_mut().ask();
         self.outcome.borrow_mut().stats.choice_points += 1;
         let question = if step { Label::BeforeStep } else { label };
-        let state = self
-            .options
-            .stateful
-            .then(|| self.state_key(question, step));
+        let wanted = self.options.stateful && self.chooser.borrow().wants_state();
+        let state = wanted.then(|| self.state_key(question, step));
         let decision = self.chooser.borrow_mut().choose(&ChoicePoint {
             index,
             arrival,
