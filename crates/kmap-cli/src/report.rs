@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kmap_check::search::bfs::{self, Bfs};
-use kmap_check::search::{Counterexample, Progress};
+use kmap_check::search::{Counterexample, HAZARDS_KEPT, Progress};
 use kmap_check::timeline::Timeline;
 use kmap_check::{Exploration, Options, ReplayId, Scenario, Strategy, explore};
 use kmap_sim::{Changes, Settings, Verdict};
@@ -181,6 +181,24 @@ pub fn print_checked(checked: &Checked, with_timeline: bool) {
     print_counterexample(ce, with_timeline, "counterexample with ");
 }
 
+/// The hazards a search met, as JSON: those that led to its counterexample, or, with none,
+/// every one its executions survived.
+fn hazards_json(e: &Exploration) -> Value {
+    let ce = e.counterexample.as_ref();
+    json!(
+        ce.map_or(&e.hazards, |c| &c.outcome.hazards)
+            .iter()
+            .map(|h| json!({
+                "rule": h.rule.to_string(),
+                "cpu": h.cpu.0,
+                "context": h.context.to_string(),
+                "after": h.label,
+                "message": h.message,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
 /// A counterexample's violation (with the hazards that led there and, when asked, its
 /// timeline), or its refusal.
 fn print_counterexample(ce: &Counterexample, with_timeline: bool, lead: &str) {
@@ -256,6 +274,22 @@ pub fn print_proof(checked: &Checked) {
         println!("     stopped early: {why}");
     }
     let Some(ce) = &e.counterexample else {
+        // A proof lists every hazard it met (each rule, point and context once): a pass with
+        // hazards is a pass only until the consequence comes.
+        if !e.hazards.is_empty() {
+            println!(
+                "     {} hazard(s) survived with no consequence{}:",
+                e.hazards.len(),
+                if e.hazards.len() == HAZARDS_KEPT {
+                    " (the first ones)"
+                } else {
+                    ""
+                }
+            );
+            for hazard in &e.hazards {
+                println!("       hazard {hazard}");
+            }
+        }
         return;
     };
     println!("     replay: kmap replay '{}'", checked.replay_id(ce));
@@ -296,13 +330,7 @@ pub fn check_json(checked: &Checked) -> Value {
         "schedule": ce.map(|c| c.schedule.to_string()),
         "replay": ce.map(|c| checked.replay_id(c).to_string()),
         "violation": violation_json(ce),
-        "hazards": ce.map_or(&e.hazards, |c| &c.outcome.hazards).iter().map(|h| json!({
-            "rule": h.rule.to_string(),
-            "cpu": h.cpu.0,
-            "context": h.context.to_string(),
-            "after": h.label,
-            "message": h.message,
-        })).collect::<Vec<_>>(),
+        "hazards": hazards_json(e),
         "refusal": ce.and_then(|c| c.outcome.refusals.first()).map(|r| r.message.clone()),
         "trace": ce.map(|c| c.outcome.trace.iter().map(|event| event.to_string()).collect::<Vec<_>>()),
     })
@@ -331,6 +359,7 @@ pub fn proof_json(checked: &Checked) -> Value {
         "collision_probability_bound": bfs::collision_bound(states.states),
         "replay": ce.map(|c| checked.replay_id(c).to_string()),
         "violation": violation_json(ce),
+        "hazards": hazards_json(e),
     })
 }
 

@@ -305,3 +305,27 @@ fn a_setting_has_one_name_in_flags_replay_strings_and_json() {
         "error: `switch=rfc-v2`: the values are split, rfc-v1, swap-after-current"
     );
 }
+
+/// A proof lists the hazards its executions survived, in text and in JSON: `lowmem-irq-rfc`
+/// passes under rfc-v1 (its handlers map lowmem only), but interrupts arrive while a slot maps
+/// another task's frame above current's `idx`.
+#[test]
+fn a_proof_reports_the_hazards_it_survived() {
+    let out = kmap(&["prove", "lowmem-irq-rfc"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("hazard(s) survived with no consequence:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("       hazard INV-1 (slot ownership) on CPU 0 in IRQ"),
+        "{stdout}"
+    );
+    let out = kmap(&["prove", "lowmem-irq-rfc", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let proof = json.as_array().map_or(&json, |all| &all[0]);
+    let hazards = proof["hazards"].as_array().expect("a list of hazards");
+    assert!(!hazards.is_empty(), "{proof}");
+    assert_eq!(hazards[0]["rule"], "INV-1 (slot ownership)", "{proof}");
+}
