@@ -488,3 +488,72 @@ fn a_lasting_interrupt_has_the_point_probed_again_on_the_state_it_left() {
         "after the interrupt the point offers only to continue"
     );
 }
+
+/// Takes the first interrupt offered, then keeps the state key of every choice point at
+/// `label` (inside the interrupt, its program's arrival points).
+struct KeysInside {
+    label: Label,
+    irq_taken: bool,
+    keys: Vec<u128>,
+}
+
+impl Chooser for KeysInside {
+    fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
+        if !self.irq_taken
+            && let Some(irq) = point.options.iter().position(|&c| c == Choice::Irq)
+        {
+            self.irq_taken = true;
+            return Decision::Take(irq);
+        }
+        if self.irq_taken && point.label == self.label && !point.is_step() {
+            self.keys.push(point.state.expect("a stateful run").key);
+        }
+        Decision::Take(0)
+    }
+}
+
+/// K4: the state at a choice point inside a lasting interrupt names how far the interrupt's
+/// program has come. Every invalidation dropped and no TLB model: the interrupt's first
+/// mapping leaves its slot uninvalidated (so it is a lasting event), then it maps and unmaps
+/// a lowmem frame twice, which touches no slot: the two arrival points before those maps
+/// see the same machine, and differ only in what the interrupt has still to do. An NMI that
+/// maps two pages leaves the second slot uninvalidated, so it is offered at both.
+#[test]
+fn a_choice_point_inside_an_interrupt_knows_where_the_interrupt_is() {
+    let lowmem = Frame::new(2);
+    let mut config = config(
+        Protocol::Split,
+        vec![task("A", &[Op::Check])],
+        &[
+            Op::Map(Frame::new(40)),
+            Op::Unmap,
+            Op::Map(lowmem),
+            Op::Unmap,
+            Op::Map(lowmem),
+            Op::Unmap,
+        ],
+    );
+    config.program.nmi = vec![
+        Op::Map(Frame::new(41)),
+        Op::Map(Frame::new(42)),
+        Op::Unmap,
+        Op::Unmap,
+    ];
+    config.machine.mutation = Some(Mutation::DropInvalidations);
+    config.machine.tlb = false;
+    let chooser = std::rc::Rc::new(std::cell::RefCell::new(KeysInside {
+        label: Label::BeforeOp(Op::Map(lowmem)),
+        irq_taken: false,
+        keys: Vec::new(),
+    }));
+    let options = RunOptions {
+        probe: Some(Default::default()),
+        probe_depth: 2,
+        stateful: true,
+        ..RunOptions::default()
+    };
+    kmap_sim::run(&config, chooser.clone(), options).unwrap();
+    let keys = &chooser.borrow().keys;
+    assert_eq!(keys.len(), 2, "the NMI is offered before both lowmem maps");
+    assert_ne!(keys[0], keys[1]);
+}

@@ -28,6 +28,11 @@ pub(crate) struct Arrival {
 pub(crate) struct Handler {
     pub(crate) kind: HandlerKind,
     pub(crate) mappings: Vec<Held>,
+    /// The next operation of its program.
+    pub(crate) pc: usize,
+    /// Where its code is inside the current operation (a lasting handler may be asked a
+    /// question at its own arrival points, so a stateful search keeps it as a task's).
+    pub(crate) place: Place,
 }
 
 /// A task's kmap stack as it was at a moment: `idx` and every saved PTE.
@@ -199,6 +204,8 @@ impl Cpu {
         self.handlers.push(Handler {
             kind,
             mappings: Vec::new(),
+            pc: 0,
+            place: Place::default(),
         });
         self.epoch += 1;
         self.handlers.len()
@@ -223,6 +230,11 @@ impl Cpu {
     /// The innermost handler, if one runs.
     pub(crate) fn innermost(&self) -> Option<&Handler> {
         self.handlers.last()
+    }
+
+    /// The innermost handler, to change.
+    pub(crate) fn innermost_mut(&mut self) -> Option<&mut Handler> {
+        self.handlers.last_mut()
     }
 
     /// The innermost handler's mappings.
@@ -339,7 +351,13 @@ impl Cpu {
         }
         self.handlers.len().hash(hasher);
         for handler in &self.handlers {
-            (handler.kind, handler.mappings.len()).hash(hasher);
+            (
+                handler.kind,
+                handler.pc,
+                &handler.place,
+                handler.mappings.len(),
+            )
+                .hash(hasher);
             for held in &handler.mappings {
                 held.hash(hasher);
             }

@@ -102,8 +102,13 @@ impl Machine {
         for &op in ops {
             self.arrive(Label::BeforeOp(op));
             self.run_one(op, task);
-            if let Some(task) = task {
-                self.task(task).pc += 1;
+            match task {
+                Some(task) => self.task(task).pc += 1,
+                None => {
+                    if let Some(handler) = self.this_cpu().innermost_mut() {
+                        handler.pc += 1;
+                    }
+                }
             }
         }
     }
@@ -111,17 +116,29 @@ impl Machine {
     /// Run one operation in the current context (see [`run_ops`](Self::run_ops)).
     fn run_one(&self, op: Op, task: Option<TaskId>) {
         self.outcome.borrow_mut().stats.ops += 1;
-        if let Some(task) = task {
-            self.task(task).place = Place {
-                op: Some(op),
-                ..Place::default()
-            };
+        let place = |op| Place {
+            op,
+            ..Place::default()
+        };
+        match task {
+            Some(task) => self.task(task).place = place(Some(op)),
+            None => self.set_handler_place(place(Some(op))),
         }
         self.trace(What::Op(op));
         self.run_op(op, task);
-        if let Some(task) = task {
-            self.task(task).place = Place::default();
-            self.migrate_if_pending(task);
+        match task {
+            Some(task) => {
+                self.task(task).place = Place::default();
+                self.migrate_if_pending(task);
+            }
+            None => self.set_handler_place(Place::default()),
+        }
+    }
+
+    /// Where the innermost handler's code is.
+    fn set_handler_place(&self, place: Place) {
+        if let Some(handler) = self.this_cpu().innermost_mut() {
+            handler.place = place;
         }
     }
 

@@ -267,8 +267,8 @@ impl Machine {
         (c.nesting() == 0 && !c.in_scheduler() && !self.tasks.borrow()[task.0].idle).then_some(task)
     }
 
-    /// Change where the code executing on the executing CPU is, if it is a task's own or the
-    /// scheduler's (a handler's place is not kept: it runs to completion within a step).
+    /// Change where the code executing on the executing CPU is: a task's own, a handler's or
+    /// the scheduler's.
     fn with_place(&self, change: impl FnOnce(&mut Place)) {
         let cpu = self.cpu();
         if let Some(task) = self.own_context(cpu) {
@@ -276,9 +276,9 @@ impl Machine {
             return;
         }
         let mut c = self.this_cpu();
-        if c.nesting() == 0
-            && let Some(place) = c.switch_place()
-        {
+        if let Some(handler) = c.innermost_mut() {
+            change(&mut handler.place);
+        } else if let Some(place) = c.switch_place() {
             change(place);
         }
     }

@@ -21,8 +21,10 @@
 //!   nothing else across a suspension that the machine state does not hold (the switch's prev
 //!   and next are read from the CPU after its arrival point; an arrival point probes again
 //!   after every event it offered, so what it offers is a function of the state). Handlers run
-//!   to completion inside one step (a stateful run
-//!   never switches the executing CPU inside one);
+//!   to completion inside one step (a stateful run never switches the executing CPU inside
+//!   one), but a lasting handler may be asked at its own arrival points (a lasting NMI offered
+//!   inside a lasting interrupt): every handler in progress has its program position and its
+//!   place, as a task has;
 //! - where the question is asked: the arrival point's label and nesting depth, or the step
 //!   choice of a task's program.
 //!
