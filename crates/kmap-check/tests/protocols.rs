@@ -460,7 +460,8 @@ impl Chooser for AfterIrq {
 /// TLB model, each handler's unmap leaves its slot uninvalidated: a trace on the clean state,
 /// so both handlers are lasting there. On the state the interrupt leaves (its slot already
 /// uninvalidated) neither leaves a trace any more, so the point offers nothing else; an offer
-/// made from the probe before the interrupt would still list both.
+/// made from the probe before the interrupt would still list both. (Probes do not nest here:
+/// an NMI probed inside the interrupt would land on the next slot and leave a trace there.)
 #[test]
 fn a_lasting_interrupt_has_the_point_probed_again_on_the_state_it_left() {
     let mut config = config(
@@ -474,7 +475,7 @@ fn a_lasting_interrupt_has_the_point_probed_again_on_the_state_it_left() {
     let chooser = std::rc::Rc::new(std::cell::RefCell::new(AfterIrq::default()));
     let options = RunOptions {
         probe: Some(Default::default()),
-        probe_depth: 2,
+        probe_depth: 1,
         ..RunOptions::default()
     };
     kmap_sim::run(&config, chooser.clone(), options).unwrap();
@@ -556,4 +557,44 @@ fn a_choice_point_inside_an_interrupt_knows_where_the_interrupt_is() {
     let keys = &chooser.borrow().keys;
     assert_eq!(keys.len(), 2, "the NMI is offered before both lowmem maps");
     assert_ne!(keys[0], keys[1]);
+}
+
+/// Keeps the options of the first arrival point that offers anything.
+#[derive(Default)]
+struct FirstOffer(Option<Vec<Choice>>);
+
+impl Chooser for FirstOffer {
+    fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
+        if self.0.is_none() {
+            self.0 = Some(point.options.to_vec());
+        }
+        Decision::Take(0)
+    }
+}
+
+/// K3: a handler whose own run is clean, but inside whose probe a nested handler left a
+/// trace, is offered as a lasting event, so that the nested handler's trace is explored
+/// inside it (no choice is taken inside a probe). The interrupt maps a lowmem frame (no slot,
+/// no trace of its own); the NMI, with every invalidation dropped and no TLB model, leaves its
+/// slot uninvalidated wherever it lands.
+#[test]
+fn a_clean_interrupt_with_a_lasting_nmi_inside_is_offered() {
+    let mut config = config(
+        Protocol::Split,
+        vec![task("A", &[Op::Check])],
+        &[Op::Map(Frame::new(2)), Op::Check, Op::Unmap],
+    );
+    config.program.nmi = vec![Op::Map(Frame::new(41)), Op::Check, Op::Unmap];
+    config.machine.mutation = Some(Mutation::DropInvalidations);
+    config.machine.tlb = false;
+    let chooser = std::rc::Rc::new(std::cell::RefCell::new(FirstOffer::default()));
+    let options = RunOptions {
+        probe: Some(Default::default()),
+        probe_depth: 2,
+        ..RunOptions::default()
+    };
+    kmap_sim::run(&config, chooser.clone(), options).unwrap();
+    let offered = chooser.borrow().0.clone().expect("a point offers events");
+    assert!(offered.contains(&Choice::Nmi), "{offered:?}");
+    assert!(offered.contains(&Choice::Irq), "{offered:?}");
 }

@@ -38,6 +38,9 @@ pub(crate) struct Arrivals {
     used: Used,
     /// Handler probes in progress (no choice is taken inside one).
     probing: u32,
+    /// A probe nested in the probe in progress found a lasting handler (see
+    /// `Machine::probe_handlers`).
+    traced_inside: bool,
     /// The execution is over: a violation, or the chooser stopped it.
     over: bool,
     /// The last arrival point passed, anywhere.
@@ -91,6 +94,17 @@ impl Arrivals {
         } else {
             self.probing -= 1;
         }
+    }
+
+    /// Whether a nested probe found a lasting handler since the last call (and forget it).
+    pub(crate) fn take_traced_inside(&mut self) -> bool {
+        std::mem::take(&mut self.traced_inside)
+    }
+
+    /// A probe nested in another found a lasting handler (or put back what the outer probe
+    /// saw).
+    pub(crate) fn set_traced_inside(&mut self, traced: bool) {
+        self.traced_inside |= traced;
     }
 
     /// The execution ends here.

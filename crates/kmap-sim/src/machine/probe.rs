@@ -134,6 +134,12 @@ impl Machine {
     /// Run every handler that may arrive here, inline, and check that each leaves no trace.
     /// Returns the kinds whose handler left one: each was undone, and is offered as a lasting
     /// handler (a real event whose effects persist) where the bound allows.
+    ///
+    /// No choice is taken inside a probe, so a handler nested in the probed one that leaves a
+    /// trace there (an NMI inside the interrupt) is explored only if the outer handler runs
+    /// as a real event: a probed handler inside which a nested probe found a lasting handler
+    /// is offered as lasting too, and, run for real, offers the nested one at its own arrival
+    /// points.
     pub(super) fn probe_handlers(&self, arrival: u64) -> Vec<HandlerKind> {
         let memo = self.options.probe.clone().expect("probing");
         let mut lasting = Vec::new();
@@ -168,22 +174,32 @@ impl Machine {
                 .push(Taken { arrival, choice });
             let saved = self.save_cpu();
             let refusals = self.outcome.borrow().refusals.len();
+            let outer = self.arrivals.borrow_mut().take_traced_inside();
             self.arrivals.borrow_mut().probe(true);
             let left_trace = self.interrupt(kind);
-            self.arrivals.borrow_mut().probe(false);
+            let traced_inside = {
+                let mut arrivals = self.arrivals.borrow_mut();
+                arrivals.probe(false);
+                let inside = arrivals.take_traced_inside();
+                arrivals.set_traced_inside(outer);
+                inside
+            };
             if self.aborted() || self.outcome.borrow().refusals.len() != refusals {
                 // The schedule keeps this probe: a replay runs it as an ordinary event.
                 return lasting;
             }
             self.restore_cpu(saved);
             self.outcome.borrow_mut().schedule.0.pop();
-            if left_trace {
+            if left_trace || traced_inside {
                 self.outcome.borrow_mut().stats.probes_with_trace += 1;
                 lasting.push(kind);
             } else {
                 self.outcome.borrow_mut().stats.probes += 1;
                 memo.borrow_mut().0.insert(key_copy);
             }
+        }
+        if !lasting.is_empty() && self.arrivals.borrow().probing() > 0 {
+            self.arrivals.borrow_mut().set_traced_inside(true);
         }
         lasting
     }
