@@ -32,6 +32,10 @@ pub enum Rule {
     DebugPreempt,
     /// A write through a stale translation landed in a frame nobody maps now.
     StrayWrite,
+    /// An invariant of the crate's `KmapStack` broken: a cell at or above `idx` (or, with
+    /// guard cells, a guard cell) is not empty. Linux never reads those cells, so nothing
+    /// follows at once; the next map or switch builds on a stack that is not what it seems.
+    Stack,
 }
 
 impl fmt::Display for Rule {
@@ -46,6 +50,7 @@ impl fmt::Display for Rule {
             Rule::Fork => "F-1 (a child starts empty)",
             Rule::DebugPreempt => "DEBUG_PREEMPT (CPU read while migratable)",
             Rule::StrayWrite => "stray write",
+            Rule::Stack => "KmapStack (cells at or above idx are empty)",
         })
     }
 }

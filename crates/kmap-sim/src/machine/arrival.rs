@@ -226,6 +226,7 @@ impl Machine {
             self.suspend(Yield::Abort);
             return;
         }
+        self.check_stack();
         if self.endless() && self.quiescent() && self.check_quiescent() {
             self.suspend(Yield::Abort);
             return;

@@ -219,6 +219,48 @@ impl Machine {
         })
     }
 
+    /// The invariants of the current task's `KmapStack` (documented on the type): every cell
+    /// at or above `idx` holds `Pte::EMPTY`, and with guard cells every guard cell does. Only
+    /// contexts running on top of the current task write its stack, so checking the current
+    /// one at every arrival point sees every change. A hazard, not a violation: Linux never
+    /// reads those cells, so nothing goes wrong yet.
+    pub(crate) fn check_stack(&self) {
+        let task = self.current_task();
+        let Some(stack) = self.stacks.try_get(task) else {
+            return;
+        };
+        let depth = stack.depth().min(stack.cells());
+        let above = (depth..stack.cells()).find(|&cell| !stack.saved(Cell(cell)).is_empty());
+        let guard = if self.config.machine.guard_cells {
+            (0..depth)
+                .step_by(2)
+                .find(|&cell| !stack.saved(Cell(cell)).is_empty())
+        } else {
+            None
+        };
+        let broken = match (above, guard) {
+            (Some(cell), _) => Some(format!("cell {cell} is at or above idx {depth}")),
+            (None, Some(cell)) => Some(format!("cell {cell} is a guard cell")),
+            (None, None) => None,
+        };
+        if let Some(which) = broken {
+            let cell = above.or(guard).expect("one of them");
+            let pte = stack.saved(Cell(cell));
+            let what = if pte == Pte::HOLE {
+                "a hole".to_string()
+            } else {
+                format!("frame {}", pte_frame(pte).pfn())
+            };
+            self.hazard(
+                Rule::Stack,
+                format!(
+                    "{}'s {which} but holds {what}: the stack is not what its idx says",
+                    self.name(task)
+                ),
+            );
+        }
+    }
+
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.
     pub(crate) fn check_above_idx(&self, task: TaskId, depth: usize, when: &str) {
         let cpu = self.cpu();
@@ -354,5 +396,51 @@ mod tests {
         let hazards = &machine.outcome.borrow().hazards;
         assert_eq!(hazards.len(), 1);
         assert_eq!(hazards[0].rule, Rule::DebugPreempt);
+    }
+
+    /// Issue 20, class (a): a stack whose idx is 0 but whose cell 0 still holds a PTE breaks
+    /// the crate's documented invariant with no consequence yet (nothing reads that cell); an
+    /// arrival point reports it as a hazard.
+    #[test]
+    fn a_cell_above_idx_that_is_not_empty_is_a_hazard_at_the_next_arrival_point() {
+        let config = Config {
+            program: Program {
+                tasks: vec![Task {
+                    name: "A".into(),
+                    ops: vec![Op::Check],
+                    ..Task::default()
+                }],
+                ..Program::default()
+            },
+            ..Config::default()
+        };
+        let machine = Machine::new(
+            &config,
+            Rc::new(RefCell::new(NoInjection)),
+            RunOptions::default(),
+        );
+        machine.arrive(Label::BeforeStep);
+        assert!(machine.outcome.borrow().hazards.is_empty());
+        let mut saved = [Pte::EMPTY; 16];
+        saved[0] = Pte::from_raw(20 << 12 | 1);
+        let broken = kmap::StackState {
+            idx: 0,
+            home: CpuId(0),
+            saved,
+        };
+        let stack = machine.current_stack();
+        // SAFETY: a test of the oracle: no crate code runs on this stack afterwards.
+        unsafe { stack.restore(&broken) };
+        machine.arrive(Label::BeforeStep);
+        let hazards = &machine.outcome.borrow().hazards;
+        assert_eq!(hazards.len(), 1, "{hazards:?}");
+        assert_eq!(hazards[0].rule, Rule::Stack);
+        assert!(
+            hazards[0]
+                .message
+                .contains("cell 0 is at or above idx 0 but holds frame 20"),
+            "{}",
+            hazards[0].message
+        );
     }
 }
