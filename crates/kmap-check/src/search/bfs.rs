@@ -26,10 +26,10 @@ use super::{Coverage, Progress, Search, Shard, States, Strategy, handler_depth};
 #[derive(Clone, Copy, Debug)]
 pub struct Bfs {
     /// Partial-order reduction across CPUs: the executing CPU changes only before a program's
-    /// next step. Steps of different CPUs touch disjoint state (each CPU its own slots and
-    /// TLB, each task its own stack; frames are only read by handlers of both) except the run
-    /// queues, which only the scheduler touches, at a program's step or at a preemption; so
-    /// every interleaving is equivalent to one whose CPU switches come before program steps.
+    /// next step. Each operation is atomic with respect to the other CPUs, and each CPU's
+    /// local history is reproducible, so every interleaving is equivalent to one whose CPU
+    /// switches come before program steps (the argument is written where the machine offers
+    /// CPU switches, in `kmap_sim`'s `machine/arrival.rs`).
     pub reduce: bool,
     /// Stop when this many states are remembered (the search is then incomplete).
     pub max_states: Option<u64>,

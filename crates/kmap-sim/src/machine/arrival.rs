@@ -405,7 +405,29 @@ impl Machine {
             options.extend(self.other_cpus().map(Choice::Migrate));
         }
         // With the reduction, the executing CPU changes only before a program's next step; a
-        // stateful search never suspends a handler half done.
+        // stateful search never suspends a handler half done. The argument, in two parts:
+        //
+        // 1. Each operation is atomic with respect to the other CPUs. From one program step's
+        //    arrival point to the next, what a CPU runs (the crate's map or unmap, the handlers
+        //    nested on it, a preemption and the switch it runs) reads and writes its own slots,
+        //    TLB, unflushed slots and counters, the stack of its current task and the frames
+        //    that context maps, none of which another CPU's code touches meanwhile (slots are
+        //    per CPU, a stack is written only on top of its task, a frame only by the context
+        //    that maps it, and a write into a frame another context holds is a violation that
+        //    ends the run; handlers of both CPUs only read theirs). The one shared state is the
+        //    run queues (a preemption may move the task to another CPU's queue), which another
+        //    CPU reads only in its own scheduler, at its own steps or preemptions.
+        // 2. Each CPU's local history is reproducible: given the choices taken on it, a CPU
+        //    computes the same thing whatever the other CPUs did in between, except for what
+        //    it reads of the run queues. So in any interleaving the other CPU's actions that
+        //    fall inside an operation can be moved to just before it (they commute with its
+        //    local actions by 1) or just after it (a run queue it reads was written by the
+        //    operation either way, and reading after the write is the order the interleaving
+        //    had); every interleaving is equivalent to one whose CPU switches fall between
+        //    program steps, with the same per-CPU histories and the same final states.
+        //
+        // `kmap-check/tests/prove.rs` checks on small scopes that verdicts, final states and
+        // quiescent states are the same with and without the reduction (`--no-reduce`).
         let between_steps = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
         let switch_here = (between_steps || !self.options.reduce)
             && (cpu.nesting() == 0 || !self.options.stateful);
