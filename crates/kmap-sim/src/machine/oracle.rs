@@ -366,12 +366,8 @@ mod tests {
     use crate::platform::Counter;
     use crate::program::{Op, Program, Task};
 
-    /// Like Linux's `CONFIG_DEBUG_PREEMPT`: reading the CPU while the task can still be
-    /// preempted and migrated is a hazard; once migration (or preemption) is disabled it is not.
-    /// The crate reads it only after `migrate_disable`; a crate that read it before would be
-    /// reported here.
-    #[test]
-    fn reading_the_cpu_while_migratable_is_a_hazard() {
+    /// A machine with one task that checks its (no) mappings, before it runs.
+    fn one_task() -> Machine {
         let config = Config {
             program: Program {
                 tasks: vec![Task {
@@ -383,11 +379,20 @@ mod tests {
             },
             ..Config::default()
         };
-        let machine = Machine::new(
+        Machine::new(
             &config,
             Rc::new(RefCell::new(NoInjection)),
             RunOptions::default(),
-        );
+        )
+    }
+
+    /// Like Linux's `CONFIG_DEBUG_PREEMPT`: reading the CPU while the task can still be
+    /// preempted and migrated is a hazard; once migration (or preemption) is disabled it is not.
+    /// The crate reads it only after `migrate_disable`; a crate that read it before would be
+    /// reported here.
+    #[test]
+    fn reading_the_cpu_while_migratable_is_a_hazard() {
+        let machine = one_task();
         machine.count(Counter::Migrate, 1);
         assert_eq!(machine.read_cpu(), CpuId(0));
         assert!(machine.outcome.borrow().hazards.is_empty());
@@ -403,22 +408,7 @@ mod tests {
     /// arrival point reports it as a hazard.
     #[test]
     fn a_cell_above_idx_that_is_not_empty_is_a_hazard_at_the_next_arrival_point() {
-        let config = Config {
-            program: Program {
-                tasks: vec![Task {
-                    name: "A".into(),
-                    ops: vec![Op::Check],
-                    ..Task::default()
-                }],
-                ..Program::default()
-            },
-            ..Config::default()
-        };
-        let machine = Machine::new(
-            &config,
-            Rc::new(RefCell::new(NoInjection)),
-            RunOptions::default(),
-        );
+        let machine = one_task();
         machine.arrive(Label::BeforeStep);
         assert!(machine.outcome.borrow().hazards.is_empty());
         let mut saved = [Pte::EMPTY; 16];
