@@ -2,6 +2,7 @@
 //! chooser decides which; and a program's own choice of its next step.
 
 use super::cpu::{Arrival, StackImage};
+use super::probe::Handlers;
 use super::sched::Reason;
 use super::task::Status;
 use super::task::image;
@@ -10,6 +11,9 @@ use crate::choice::{Choice, ChoicePoint, Decision, Taken};
 use crate::config::HandlerKind;
 use crate::outcome::ChoiceRecord;
 use crate::trace::What;
+
+/// What an arrival point offers, kept inline (a handful of choices at every arrival point).
+type Options = smallvec::SmallVec<[Choice; 8]>;
 
 /// Branching events used so far in an execution, against the bounds.
 #[derive(Default, Clone, Copy)]
@@ -239,7 +243,7 @@ impl Machine {
         let mut lasting = if probe {
             self.probe_handlers(arrival)
         } else {
-            Vec::new()
+            Handlers::new()
         };
         loop {
             if self.aborted() {
@@ -357,11 +361,12 @@ impl Machine {
     }
 
     /// What may happen at this point.
-    fn options(&self, label: Label, lasting: &[HandlerKind]) -> Vec<Choice> {
+    fn options(&self, label: Label, lasting: &[HandlerKind]) -> Options {
         let bounds = &self.config.bounds;
         let used = self.arrivals.borrow().used;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
-        let mut options = vec![Choice::Continue];
+        let mut options = Options::new();
+        options.push(Choice::Continue);
         if self.driver.borrow().executing.is_none() || self.arrivals.borrow().probing() > 0 {
             return options;
         }

@@ -41,6 +41,9 @@ struct SavedCpu {
     reports: usize,
 }
 
+/// Handler kinds (at most one of each), kept inline: probes run at every arrival point.
+pub(super) type Handlers = smallvec::SmallVec<[HandlerKind; 2]>;
+
 /// Handler runs already probed clean, by the state they could observe (see
 /// [`RunOptions::probe`](super::RunOptions::probe)).
 #[derive(Default, Debug)]
@@ -140,9 +143,9 @@ impl Machine {
     /// as a real event: a probed handler inside which a nested probe found a lasting handler
     /// is offered as lasting too, and, run for real, offers the nested one at its own arrival
     /// points.
-    pub(super) fn probe_handlers(&self, arrival: u64) -> Vec<HandlerKind> {
+    pub(super) fn probe_handlers(&self, arrival: u64) -> Handlers {
         let memo = self.options.probe.clone().expect("probing");
-        let mut lasting = Vec::new();
+        let mut lasting = Handlers::new();
         for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
             let depth = self.arrivals.borrow().probing();
             if self.aborted() || depth >= self.options.probe_depth || !self.handler_may_arrive(kind)
