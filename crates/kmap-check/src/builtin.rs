@@ -42,6 +42,14 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ),
     ("three-tasks", include_str!("../scenarios/three-tasks.toml")),
     (
+        "three-across-switch",
+        include_str!("../scenarios/three-across-switch.toml"),
+    ),
+    (
+        "guard-cells-any-order",
+        include_str!("../scenarios/guard-cells-any-order.toml"),
+    ),
+    (
         "restore-race-silent",
         include_str!("../scenarios/restore-race-silent.toml"),
     ),

@@ -53,6 +53,24 @@ pub enum ScopeError {
 }
 
 impl Scope {
+    /// The cells of this scope's stacks: the deepest task plus an interrupt and an NMI on top
+    /// (Linux's KM_MAX_IDX), each mapping taking two cells with guard cells (an odd cell and
+    /// the guard below it) and one more at the top, rounded up to a stack size the simulator
+    /// is built for.
+    pub fn cells(&self, guard_cells: bool) -> usize {
+        let mappings = self.depth + 2;
+        let needed = if guard_cells {
+            2 * mappings + 1
+        } else {
+            mappings
+        };
+        SUPPORTED_CELLS
+            .iter()
+            .copied()
+            .find(|&c| c >= needed)
+            .expect("a depth of at most 14 fits in 33 cells")
+    }
+
     /// The configuration of this scope: task `t` starts on CPU `t % cpus` and maps the pages
     /// `lowmem + 2 + t * depth + j`; the interrupt maps `lowmem`, the NMI `lowmem + 1`.
     pub fn config(&self) -> Config {
@@ -61,11 +79,7 @@ impl Scope {
         m.cpus = self.cpus;
         // Cells: the deepest task plus an interrupt and an NMI on top (Linux's KM_MAX_IDX), or
         // the next stack size the simulator is built for.
-        m.cells = SUPPORTED_CELLS
-            .iter()
-            .copied()
-            .find(|&c| c >= self.depth + 2)
-            .expect("a depth of at most 14 fits in 16 cells");
+        m.cells = self.cells(false);
         let base = m.lowmem;
         m.frames = base + 2 + (self.tasks * self.depth) as u64;
         let page = |t: usize, j: usize| Frame::new(base + 2 + (t * self.depth + j) as u64);

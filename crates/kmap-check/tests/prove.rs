@@ -194,3 +194,27 @@ fn a_proof_finds_a_leak_at_a_quiescent_state() {
         violation.message
     );
 }
+
+/// Guard cells with release in any order: every mapping takes an odd cell (the scope's stacks
+/// grow to fit, `Scope::cells`), holes fall between guard cells, and the switch hooks skip
+/// both. The proof passes with exactly the states of the same scope without guard cells: the
+/// guards change where a mapping lives, not what can happen.
+#[test]
+fn guard_cells_with_release_in_any_order_change_no_state() {
+    let scope = Scope {
+        cpus: 1,
+        tasks: 2,
+        depth: 2,
+        irq: true,
+        nmi: true,
+    };
+    let mut plain = scope.config();
+    plain.machine.release = kmap_sim::Release::Any;
+    let mut guarded = plain.clone();
+    guarded.machine.guard_cells = true;
+    guarded.machine.cells = scope.cells(true);
+    let (plain, guarded) = (prove(&plain), prove(&guarded));
+    assert_eq!(guarded.verdict, Verdict::Pass);
+    assert!(guarded.complete);
+    assert_eq!(states(&guarded), states(&plain));
+}

@@ -96,6 +96,14 @@ pub fn prepare(
     }
     settings.apply(&mut scenario.config.machine);
     bounds.apply(&mut scenario.config.bounds);
+    // A scope sizes its stacks for its depth: with guard cells every mapping takes two cells,
+    // so the stacks grow with them unless the cells are given too.
+    if let Ok(scope) = name.parse::<kmap_check::scope::Scope>()
+        && settings.get("cells").is_none()
+    {
+        let machine = &mut scenario.config.machine;
+        machine.cells = scope.cells(machine.guard_cells);
+    }
     scenario
         .config
         .validate()

@@ -329,3 +329,22 @@ fn a_proof_reports_the_hazards_it_survived() {
     assert!(!hazards.is_empty(), "{proof}");
     assert_eq!(hazards[0]["rule"], "INV-1 (slot ownership)", "{proof}");
 }
+
+/// A scope with guard cells sizes its stacks for them (two cells a mapping): without that, the
+/// NMI on top of the interrupt overflowed the scope's four cells at once.
+#[test]
+fn a_scope_with_guard_cells_has_room_for_them() {
+    let out = kmap(&[
+        "prove",
+        "--cpus",
+        "1",
+        "--tasks",
+        "2",
+        "--depth",
+        "1",
+        "--guard-cells",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("pass"), "{}", text(&out.stdout));
+}
