@@ -77,8 +77,6 @@ impl Scope {
         let mut config = Config::default();
         let m = &mut config.machine;
         m.cpus = self.cpus;
-        // Cells: the deepest task plus an interrupt and an NMI on top (Linux's KM_MAX_IDX), or
-        // the next stack size the simulator is built for.
         m.cells = self.cells(false);
         let base = m.lowmem;
         m.frames = base + 2 + (self.tasks * self.depth) as u64;

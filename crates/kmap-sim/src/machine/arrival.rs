@@ -4,8 +4,7 @@
 use super::cpu::{Arrival, StackImage};
 use super::probe::Handlers;
 use super::sched::Reason;
-use super::task::Status;
-use super::task::image;
+use super::task::{Status, image};
 use super::{Label, Machine, Yield};
 use crate::choice::{Choice, ChoicePoint, Decision, Taken};
 use crate::config::HandlerKind;
@@ -231,7 +230,7 @@ impl Machine {
             return;
         }
         self.check_stack();
-        if self.endless() && self.quiescent() && self.check_quiescent() {
+        if self.endless && self.quiescent() && self.check_quiescent() {
             self.suspend(Yield::Abort);
             return;
         }
@@ -365,8 +364,7 @@ impl Machine {
         let bounds = &self.config.bounds;
         let used = self.arrivals.borrow().used;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
-        let mut options = Options::new();
-        options.push(Choice::Continue);
+        let mut options: Options = smallvec::smallvec![Choice::Continue];
         if self.driver.borrow().executing.is_none() || self.arrivals.borrow().probing() > 0 {
             return options;
         }

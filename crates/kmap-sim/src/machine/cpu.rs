@@ -39,7 +39,8 @@ pub(crate) struct Handler {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct StackImage {
     pub(crate) depth: usize,
-    pub(crate) saved: Vec<Pte>,
+    /// Inline for the stack sizes scopes use, so that taking an image allocates nothing.
+    pub(crate) saved: smallvec::SmallVec<[Pte; 16]>,
 }
 
 /// A CPU's preemption and page-fault counts and its interrupt flag.

@@ -104,11 +104,7 @@ impl Machine {
             self.run_one(op, task);
             match task {
                 Some(task) => self.task(task).pc += 1,
-                None => {
-                    if let Some(handler) = self.this_cpu().innermost_mut() {
-                        handler.pc += 1;
-                    }
-                }
+                None => self.with_handler(|handler| handler.pc += 1),
             }
         }
     }
@@ -116,29 +112,31 @@ impl Machine {
     /// Run one operation in the current context (see [`run_ops`](Self::run_ops)).
     fn run_one(&self, op: Op, task: Option<TaskId>) {
         self.outcome.borrow_mut().stats.ops += 1;
-        let place = |op| Place {
-            op,
+        let start = Place {
+            op: Some(op),
             ..Place::default()
         };
-        match task {
-            Some(task) => self.task(task).place = place(Some(op)),
-            None => self.set_handler_place(place(Some(op))),
-        }
+        self.set_place(task, start);
         self.trace(What::Op(op));
         self.run_op(op, task);
-        match task {
-            Some(task) => {
-                self.task(task).place = Place::default();
-                self.migrate_if_pending(task);
-            }
-            None => self.set_handler_place(Place::default()),
+        self.set_place(task, Place::default());
+        if let Some(task) = task {
+            self.migrate_if_pending(task);
         }
     }
 
-    /// Where the innermost handler's code is.
-    fn set_handler_place(&self, place: Place) {
+    /// Where the code of the context is: the task `task`, or the innermost handler.
+    fn set_place(&self, task: Option<TaskId>, place: Place) {
+        match task {
+            Some(task) => self.task(task).place = place,
+            None => self.with_handler(|handler| handler.place = place),
+        }
+    }
+
+    /// Change the innermost handler of the executing CPU, if one runs.
+    fn with_handler(&self, change: impl FnOnce(&mut super::cpu::Handler)) {
         if let Some(handler) = self.this_cpu().innermost_mut() {
-            handler.place = place;
+            change(handler);
         }
     }
 

@@ -147,6 +147,8 @@ pub struct Machine {
     driver: RefCell<Driver>,
     /// Room for building probe keys (see `probe::probe_key`), reused.
     probe_scratch: RefCell<Vec<u64>>,
+    /// A task runs an endless program (see `Machine::check_quiescent`).
+    endless: bool,
 }
 
 impl Machine {
@@ -201,6 +203,7 @@ impl Machine {
             options,
             kmap,
             chooser,
+            endless: config.program.tasks.iter().any(|t| t.is_any()),
             irq_ops: Rc::from(config.program.irq.clone()),
             nmi_ops: Rc::from(config.program.nmi.clone()),
             stacks,

@@ -230,35 +230,32 @@ impl Machine {
             return;
         };
         let depth = stack.depth().min(stack.cells());
-        let above = (depth..stack.cells()).find(|&cell| !stack.saved(Cell(cell)).is_empty());
-        let guard = if self.config.machine.guard_cells {
-            (0..depth)
-                .step_by(2)
-                .find(|&cell| !stack.saved(Cell(cell)).is_empty())
+        // The cells that must be empty: those at or above idx, then the guard cells below it.
+        let guards = (0..depth).filter(|cell| self.config.machine.guard_cells && cell % 2 == 0);
+        let Some(cell) = (depth..stack.cells())
+            .chain(guards)
+            .find(|&cell| !stack.saved(Cell(cell)).is_empty())
+        else {
+            return;
+        };
+        let which = if cell >= depth {
+            format!("cell {cell} is at or above idx {depth}")
         } else {
-            None
+            format!("cell {cell} is a guard cell")
         };
-        let broken = match (above, guard) {
-            (Some(cell), _) => Some(format!("cell {cell} is at or above idx {depth}")),
-            (None, Some(cell)) => Some(format!("cell {cell} is a guard cell")),
-            (None, None) => None,
+        let pte = stack.saved(Cell(cell));
+        let what = if pte == Pte::HOLE {
+            "a hole".to_string()
+        } else {
+            format!("frame {}", pte_frame(pte).pfn())
         };
-        if let Some(which) = broken {
-            let cell = above.or(guard).expect("one of them");
-            let pte = stack.saved(Cell(cell));
-            let what = if pte == Pte::HOLE {
-                "a hole".to_string()
-            } else {
-                format!("frame {}", pte_frame(pte).pfn())
-            };
-            self.hazard(
-                Rule::Stack,
-                format!(
-                    "{}'s {which} but holds {what}: the stack is not what its idx says",
-                    self.name(task)
-                ),
-            );
-        }
+        self.hazard(
+            Rule::Stack,
+            format!(
+                "{}'s {which} but holds {what}: the stack is not what its idx says",
+                self.name(task)
+            ),
+        );
     }
 
     /// INV-1: on the executing CPU, every slot at or above `task`'s depth is empty.
@@ -312,11 +309,6 @@ impl Machine {
             return false;
         }
         self.check_leftover(true)
-    }
-
-    /// Whether a task runs an endless program (see [`check_quiescent`](Self::check_quiescent)).
-    pub(crate) fn endless(&self) -> bool {
-        self.config.program.tasks.iter().any(|t| t.is_any())
     }
 
     /// A leak, if the MMU holds anything of a slot: in the middle of a run (`mid`), or at its
