@@ -187,11 +187,7 @@ impl Machine {
     pub(crate) fn arrive(&self, label: Label) {
         // Between two operations the code keeps nothing read from the stack.
         let between = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
-        let before = if self.options.stateful && !between {
-            self.own_stack()
-        } else {
-            None
-        };
+        let before = (self.options.stateful && !between).then(|| self.own_stack());
         self.arrive_events(label);
         if let Some((task, before)) = before
             && !self.aborted()
@@ -204,14 +200,11 @@ impl Machine {
     }
 
     /// The stack the code executing here reads as its own, with its task: the current task's,
-    /// in a task's own code or the scheduler's (not in a handler, which runs to completion
-    /// within a step of a stateful run).
-    fn own_stack(&self) -> Option<(crate::choice::TaskId, StackImage)> {
-        let nesting = self.this_cpu().nesting();
-        (nesting == 0).then(|| {
-            let task = self.current_task();
-            (task, image(self.stack(task)))
-        })
+    /// in a task's own code, the scheduler's or a handler's (a lasting handler may be asked at
+    /// its own arrival points, and a lasting NMI there may change the stack under it).
+    fn own_stack(&self) -> (crate::choice::TaskId, StackImage) {
+        let task = self.current_task();
+        (task, image(self.stack(task)))
     }
 
     /// The events of an arrival point (see [`arrive`](Self::arrive)).
