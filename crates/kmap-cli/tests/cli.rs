@@ -348,3 +348,28 @@ fn a_scope_with_guard_cells_has_room_for_them() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("pass"), "{}", text(&out.stdout));
 }
+
+/// The cells a scope is given win over the room it makes for guard cells: four cells with
+/// guard cells leave the NMI over the interrupt no room, and the proof says so.
+#[test]
+fn a_scope_s_cells_given_are_kept_with_guard_cells() {
+    let out = kmap(&[
+        "prove",
+        "--cpus",
+        "1",
+        "--tasks",
+        "2",
+        "--depth",
+        "1",
+        "--guard-cells",
+        "true",
+        "--cells",
+        "4",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("kmap stack overflow: all 4 cells in use"),
+        "{stdout}"
+    );
+}
