@@ -182,8 +182,9 @@ impl Machine {
     /// changes it; a lasting handler, or another context while the task was switched out, may
     /// change it under the code, and then the locals no longer follow from the stack. So when
     /// the stack differs after the events of an arrival point of the code's own from before
-    /// them, the new stack is recorded in its place (with the step it came at), and two
-    /// suspended calls with different locals never share a key.
+    /// them, the new stack is recorded in its place (with the step it came at), so that the
+    /// key tells apart suspended calls whose locals differ because their stacks were changed
+    /// under them.
     pub(crate) fn arrive(&self, label: Label) {
         // Between two operations the code keeps nothing read from the stack.
         let between = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
