@@ -1,10 +1,10 @@
 //! Arrival points: where an interrupt, an NMI, a preemption or another CPU may come, and the
 //! chooser decides which; and a program's own choice of its next step.
 
-use super::cpu::{Arrival, StackImage};
+use super::cpu::Arrival;
 use super::probe::Handlers;
 use super::sched::Reason;
-use super::task::{Status, image};
+use super::task::{ChangedStack, Status, image};
 use super::{Label, Machine, Yield};
 use crate::choice::{Choice, ChoicePoint, Decision, Taken};
 use crate::config::HandlerKind;
@@ -188,24 +188,28 @@ impl Machine {
     pub(crate) fn arrive(&self, label: Label) {
         // Between two operations the code keeps nothing read from the stack.
         let between = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
-        let before = (self.options.stateful && !between).then(|| self.own_stack());
-        self.arrive_events(label);
-        if let Some((task, before)) = before
-            && !self.aborted()
-        {
-            let after = image(self.stack(task));
-            if after != before {
-                self.with_place(|place| place.changed.push((place.steps, after)));
-            }
+        if !self.options.stateful || between {
+            self.arrive_events(label);
+            return;
         }
-    }
-
-    /// The stack the code executing here reads as its own, with its task: the current task's,
-    /// in a task's own code, the scheduler's or a handler's (a lasting handler may be asked at
-    /// its own arrival points, and a lasting NMI there may change the stack under it).
-    fn own_stack(&self) -> (crate::choice::TaskId, StackImage) {
+        // The stack the code here reads as its own: the current task's, in a task's own code,
+        // the scheduler's or a handler's (a lasting handler may be asked at its own arrival
+        // points, and a lasting NMI there may change the stack under it).
         let task = self.current_task();
-        (task, image(self.stack(task)))
+        let before = image(self.stack(task));
+        self.arrive_events(label);
+        if self.aborted() {
+            return;
+        }
+        let stack = image(self.stack(task));
+        if stack != before {
+            self.with_place(|place| {
+                place.changed.push(ChangedStack {
+                    step: place.steps,
+                    stack,
+                })
+            });
+        }
     }
 
     /// The events of an arrival point (see [`arrive`](Self::arrive)).

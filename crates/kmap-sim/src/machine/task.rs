@@ -46,7 +46,16 @@ pub(crate) struct Place {
     /// it (a lasting handler, or another context while the task was switched out), with the
     /// number of the point: the code's locals follow from the stack only where its own code
     /// alone changed it (see `Machine::arrive`).
-    pub(crate) changed: Vec<(u32, StackImage)>,
+    pub(crate) changed: Vec<ChangedStack>,
+}
+
+/// A stack changed under the code at one of its own arrival points (see [`Place::changed`]).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct ChangedStack {
+    /// The number of the arrival point ([`Place::steps`] there).
+    pub(crate) step: u32,
+    /// The stack after the events there.
+    pub(crate) stack: StackImage,
 }
 
 /// One task.
