@@ -37,6 +37,11 @@ pub struct Args {
     /// Switch the executing CPU anywhere, not only before a program's step (no reduction).
     #[arg(long)]
     pub no_reduce: bool,
+    /// Remember every state as it is, not by its canonical form under task symmetry (tasks
+    /// that run the same nondeterministic program over pages of their own are
+    /// interchangeable: of states that differ only in which is which, one is explored).
+    #[arg(long)]
+    pub no_symmetry: bool,
     /// Stop after remembering this many states (the verdict is then incomplete).
     #[arg(long)]
     pub max_states: Option<u64>,
@@ -138,6 +143,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
         }
         let mut strategy = Bfs {
             reduce: !args.no_reduce,
+            symmetry: !args.no_symmetry,
             max_states: args.max_states,
             max_memory: args.max_memory,
             collect_keys: args.keys,

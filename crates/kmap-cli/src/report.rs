@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kmap_check::search::bfs::{self, Bfs};
+use kmap_check::search::bfs;
 use kmap_check::search::{Counterexample, HAZARDS_KEPT, Progress};
 use kmap_check::timeline::Timeline;
 use kmap_check::{Exploration, Options, ReplayId, Scenario, Strategy, explore};
@@ -266,7 +266,7 @@ pub fn print_proof(checked: &Checked) {
     );
     println!(
         "     states kept as {}: probability that two were confused at most {:.1e}; peak memory {} MiB",
-        Bfs::HASH_SCHEME,
+        states.hash_scheme(),
         bfs::collision_bound(states.states),
         memory_kib().1 / 1024
     );
@@ -355,7 +355,8 @@ pub fn proof_json(checked: &Checked) -> Value {
         "complete": e.complete,
         "elapsed_ms": e.elapsed.as_millis() as u64,
         "peak_memory_kib": memory_kib().1,
-        "hash_scheme": Bfs::HASH_SCHEME,
+        "hash_scheme": states.hash_scheme(),
+        "symmetry": states.symmetric,
         "collision_probability_bound": bfs::collision_bound(states.states),
         "replay": ce.map(|c| checked.replay_id(c).to_string()),
         "violation": violation_json(ce),

@@ -294,9 +294,19 @@ fn check_lines(record: &mut String) {
 
 fn prove_lines(record: &mut String) {
     let proofs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kmap-check/proofs");
-    for proof in PROOFS {
+    // Each proof twice: remembering every state as it is (the figures recorded before task
+    // symmetry), and by its canonical form (the default).
+    let plain: Vec<Vec<&str>> = PROOFS
+        .iter()
+        .map(|proof| [*proof, &["--no-symmetry"]].concat())
+        .collect();
+    let both = plain
+        .iter()
+        .map(Vec::as_slice)
+        .chain(PROOFS.iter().copied());
+    for proof in both {
         let mut args = vec!["prove".to_string(), "--json".to_string()];
-        for arg in *proof {
+        for arg in proof {
             args.push(if arg.ends_with(".toml") {
                 proofs.join(arg).display().to_string()
             } else {

@@ -178,6 +178,10 @@ pub struct StateKey {
     /// handler in progress anywhere. A reduction that orders the CPUs' steps must reach every
     /// such state that the full interleaving reaches.
     pub quiescent: bool,
+    /// The key of the state's canonical form under task symmetry, when
+    /// [`RunOptions::orbits`](crate::RunOptions::orbits) asks for it (equal to `key` with
+    /// [`RunOptions::symmetry`](crate::RunOptions::symmetry)).
+    pub orbit: Option<u128>,
 }
 
 /// What a [`Chooser`] decides at a choice point.

@@ -36,6 +36,15 @@ pub struct Bfs {
     /// Stop when the process's resident memory passes this many bytes (the search is then
     /// incomplete): never an out-of-memory kill.
     pub max_memory: Option<u64>,
+    /// Task symmetry: a state is remembered by its canonical form under the relabelling of
+    /// interchangeable tasks and their pages (tasks that run the same nondeterministic program
+    /// over pages of their own, wherever they start), so that of states that differ only
+    /// in which of those tasks is which, one is explored. The argument is in `kmap_sim`'s
+    /// `machine/symmetry.rs`.
+    pub symmetry: bool,
+    /// Keep the canonical key of every state remembered ([`States::orbits`]), with or without
+    /// `symmetry`.
+    pub collect_orbits: bool,
     /// Keep the quiescent states ([`States::quiescent`]).
     pub collect_quiescent: bool,
     /// Keep the key of every state remembered ([`States::keys`]), to merge shards.
@@ -55,6 +64,8 @@ impl Default for Bfs {
             reduce: true,
             max_states: None,
             max_memory: None,
+            symmetry: true,
+            collect_orbits: false,
             collect_quiescent: false,
             collect_keys: false,
             shard: None,
@@ -68,6 +79,10 @@ impl Bfs {
 
     /// The hash scheme of remembered states, in words.
     pub const HASH_SCHEME: &'static str = "XXH3-128 of the whole state";
+
+    /// The hash scheme with task symmetry, in words.
+    pub const SYMMETRIC_HASH_SCHEME: &'static str =
+        "XXH3-128 of the whole state in canonical form (task symmetry)";
 }
 
 /// An upper bound on the probability that two of `states` remembered states were taken for one
@@ -118,6 +133,8 @@ impl Strategy for Bfs {
             probe_depth: handler_depth(config),
             stateful: true,
             reduce: self.reduce,
+            symmetry: self.symmetry,
+            orbits: self.collect_orbits,
             ..RunOptions::default()
         };
         let mut unbounded = config.clone();
@@ -133,7 +150,10 @@ impl Strategy for Bfs {
         }];
         let mut queue: VecDeque<u32> = VecDeque::from([0]);
         let mut seen: FxHashSet<u128> = FxHashSet::default();
-        let mut states = States::default();
+        let mut states = States {
+            symmetric: self.symmetry,
+            ..States::default()
+        };
         let mut stopped = None;
         while let Some(id) = queue.pop_front() {
             if self.max_states.is_some_and(|m| states.states >= m) {
@@ -196,6 +216,9 @@ impl Strategy for Bfs {
             }
             if self.collect_keys {
                 states.keys.push(state.key);
+            }
+            if let Some(orbit) = state.orbit {
+                states.orbits.insert(orbit);
             }
             if state.quiescent && self.collect_quiescent {
                 states.quiescent.insert(state.key);

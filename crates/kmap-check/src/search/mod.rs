@@ -191,6 +191,21 @@ pub struct States {
     pub quiescent: FxHashSet<u128>,
     /// The key of every state remembered, when collected ([`Bfs::collect_keys`]).
     pub keys: Vec<u128>,
+    /// The canonical keys of the states remembered, when collected ([`Bfs::collect_orbits`]).
+    pub orbits: FxHashSet<u128>,
+    /// States were remembered by their canonical form under task symmetry ([`Bfs::symmetry`]).
+    pub symmetric: bool,
+}
+
+impl States {
+    /// How the states were remembered, in words.
+    pub fn hash_scheme(&self) -> &'static str {
+        if self.symmetric {
+            bfs::Bfs::SYMMETRIC_HASH_SCHEME
+        } else {
+            bfs::Bfs::HASH_SCHEME
+        }
+    }
 }
 
 /// What a search found.

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 
 use kmap::Pte;
 
+use super::symmetry::Relabel;
 use super::task::{Held, Place};
 use crate::choice::TaskId;
 use crate::config::HandlerKind;
@@ -336,32 +337,48 @@ impl Cpu {
     /// Hash everything its future depends on, but the switch snapshot's run count (see
     /// `state.rs`): current, the run queue, the counters, the switch in progress, the idle host
     /// and the handlers with their mappings.
-    pub(crate) fn hash_contents(&self, hasher: &mut impl Hasher) {
+    pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
         (
-            self.current,
-            &self.runqueue,
+            relabel.task(self.current),
+            self.runqueue.len(),
             self.preempt,
             self.pagefault,
             self.irqs_off,
-            self.idle_host,
+            self.idle_host.map(|t| relabel.task(t)),
         )
             .hash(hasher);
+        for &task in &self.runqueue {
+            relabel.task(task).hash(hasher);
+        }
         match &self.switch {
             None => 0u8.hash(hasher),
-            Some(switch) => (1u8, switch.prev, &switch.place).hash(hasher),
+            Some(switch) => {
+                (1u8, switch.prev.map(|t| relabel.task(t))).hash(hasher);
+                relabel.hash_place(&switch.place, hasher);
+            }
         }
         self.handlers.len().hash(hasher);
         for handler in &self.handlers {
-            (
-                handler.kind,
-                handler.pc,
-                &handler.place,
-                handler.mappings.len(),
-            )
-                .hash(hasher);
-            for held in &handler.mappings {
-                held.hash(hasher);
+            (handler.kind, handler.pc).hash(hasher);
+            relabel.hash_place(&handler.place, hasher);
+            handler.mappings.len().hash(hasher);
+            for &held in &handler.mappings {
+                relabel.held(held).hash(hasher);
             }
         }
+    }
+
+    /// Hash where `task` stands on this CPU: whether it is `current`, where in the run queue,
+    /// whether it hosts the idle moment or is the prev of a switch in progress (for a task's
+    /// signature, see `symmetry.rs`).
+    pub(crate) fn hash_standing(&self, task: TaskId, hasher: &mut impl Hasher) {
+        (
+            self.current == task,
+            self.runqueue.iter().position(|&t| t == task),
+            self.idle_host == Some(task),
+            self.switch.as_ref().map(|s| s.prev == Some(task)),
+            self.snapshot().map(|s| (s.prev == task, s.next == task)),
+        )
+            .hash(hasher);
     }
 }

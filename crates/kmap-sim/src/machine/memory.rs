@@ -6,6 +6,8 @@ use std::hash::{Hash, Hasher};
 
 use kmap::Frame;
 
+use super::symmetry::Relabel;
+
 /// The frames of the machine.
 #[derive(Clone, Debug)]
 pub(crate) struct Memory {
@@ -66,8 +68,25 @@ impl Memory {
     }
 
     /// Hash the contents (not the next fresh tag: tags matter only by equality, so two states
-    /// that differ only in it have the same futures up to renaming).
-    pub(crate) fn hash_contents(&self, hasher: &mut impl Hasher) {
-        (&self.tags, &self.expected).hash(hasher);
+    /// that differ only in it have the same futures up to renaming). Renamed by `relabel`,
+    /// whose frames put it in another order, only whether each frame holds what its owner
+    /// last wrote is hashed: a tag is written into one frame only, so that bit is all a future
+    /// read can tell of it.
+    pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
+        if !relabel.abstract_tags {
+            (&self.tags, &self.expected).hash(hasher);
+            return;
+        }
+        self.tags.len().hash(hasher);
+        for new in 0..self.tags.len() as u64 {
+            let old = relabel.old_frame(new) as usize;
+            (self.tags[old] == self.expected[old]).hash(hasher);
+        }
+    }
+
+    /// Whether `frame` holds what its owner last wrote there.
+    pub(crate) fn intact(&self, frame: Frame) -> bool {
+        let at = frame.pfn() as usize;
+        self.tags[at] == self.expected[at]
     }
 }

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use kmap::{Cell, CpuId, Frame, Pte, Slot, VirtAddr};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::symmetry::Relabel;
 use crate::platform::{Layout, PAGE_SIZE, pte_frame};
 
 /// Where an access led.
@@ -231,15 +232,15 @@ impl Mmu {
     }
 
     /// Hash the page table, every TLB (in slot order) and the unflushed slots (in order).
-    pub(crate) fn hash_contents(&self, hasher: &mut impl Hasher) {
-        for pte in &self.page_table {
-            pte.raw().hash(hasher);
+    pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
+        for &pte in &self.page_table {
+            relabel.pte(pte).raw().hash(hasher);
         }
         for cpu in 0..self.layout.cpus {
             let tlb = self.tlb(CpuId(cpu as u32));
             tlb.len().hash(hasher);
             for (slot, frame) in tlb {
-                (self.layout.index(slot), frame.pfn()).hash(hasher);
+                (self.layout.index(slot), relabel.frame(frame).pfn()).hash(hasher);
             }
         }
         let mut unflushed: Vec<usize> = self
@@ -249,5 +250,22 @@ impl Mmu {
             .collect();
         unflushed.sort_unstable();
         unflushed.hash(hasher);
+    }
+
+    /// Hash where `frame` is mapped: the slots whose PTE maps it (with the PTE's flags) and
+    /// the TLB entries that translate to it (for a task's signature, see `symmetry.rs`).
+    pub(crate) fn hash_references(&self, frame: Frame, hasher: &mut impl Hasher) {
+        for (index, &pte) in self.page_table.iter().enumerate() {
+            if pte != Pte::EMPTY && pte != Pte::HOLE && pte_frame(pte) == frame {
+                (index, pte.raw() & 0xfff).hash(hasher);
+            }
+        }
+        for cpu in 0..self.layout.cpus {
+            for (slot, to) in self.tlb(CpuId(cpu as u32)) {
+                if to == frame {
+                    (cpu, self.layout.index(slot)).hash(hasher);
+                }
+            }
+        }
     }
 }

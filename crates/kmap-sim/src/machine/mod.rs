@@ -42,6 +42,7 @@ mod oracle;
 mod probe;
 mod sched;
 mod state;
+mod symmetry;
 mod task;
 
 pub use driver::{run, run_with};
@@ -57,7 +58,8 @@ use self::arrival::Arrivals;
 use self::cpu::Cpu;
 use self::memory::Memory;
 use self::mmu::Mmu;
-use self::task::{Place, Stacks, TaskState};
+use self::symmetry::Symmetry;
+use self::task::{Place, Read, Stacks, TaskState};
 use crate::choice::{Chooser, TaskId};
 use crate::config::Config;
 use crate::outcome::{Outcome, ViolationKind};
@@ -115,6 +117,14 @@ pub struct RunOptions {
     /// next step (see the README's `kmap prove` section for why that loses no state that
     /// matters).
     pub reduce: bool,
+    /// For a stateful search: the key of a state is its canonical form under the relabelling
+    /// of interchangeable tasks and their pages (see `machine/symmetry.rs`), so the search
+    /// remembers one state of each class of states that differ only in which task is which.
+    pub symmetry: bool,
+    /// For a stateful search: every state also carries its canonical key
+    /// ([`StateKey::orbit`](crate::StateKey::orbit)), with or without `symmetry` (to compare
+    /// the two searches).
+    pub orbits: bool,
 }
 
 /// The coroutine side of the driver: which task's coroutine executes, and each task's yielder.
@@ -149,6 +159,8 @@ pub struct Machine {
     probe_scratch: RefCell<Vec<u64>>,
     /// A task runs an endless program (see `Machine::check_quiescent`).
     endless: bool,
+    /// The interchangeable tasks (see `symmetry.rs`), when the key is canonical.
+    symmetry: Symmetry,
 }
 
 impl Machine {
@@ -198,6 +210,11 @@ impl Machine {
             cells: m.cells,
             lowmem: m.lowmem,
         };
+        let symmetry = if options.symmetry || options.orbits {
+            Symmetry::of(config)
+        } else {
+            Symmetry::default()
+        };
         Machine {
             config: config.clone(),
             options,
@@ -220,6 +237,7 @@ impl Machine {
                 yielders: vec![std::ptr::null(); capacity],
             }),
             probe_scratch: RefCell::new(Vec::with_capacity(256)),
+            symmetry,
         }
     }
 
@@ -287,7 +305,7 @@ impl Machine {
     }
 
     /// Record what the platform answered the crate (see [`Place`]).
-    fn record_read(&self, value: u64) {
+    fn record_read(&self, value: Read) {
         self.with_place(|place| place.reads.push(value));
     }
 
@@ -337,7 +355,7 @@ impl Hardware for Machine {
     }
     fn read_cpu(&self) -> CpuId {
         let cpu = Machine::read_cpu(self);
-        self.record_read(cpu.0 as u64);
+        self.record_read(Read::Value(cpu.0 as u64));
         cpu
     }
     fn current_stack(&self) -> &dyn DynStack {
@@ -351,7 +369,7 @@ impl Hardware for Machine {
     }
     fn read_pte(&self, slot: Slot) -> Pte {
         let pte = self.mmu.borrow().pte(slot);
-        self.record_read(pte.raw());
+        self.record_read(Read::Pte(pte));
         pte
     }
     fn install_pte(&self, slot: Slot, pte: Pte) {
@@ -368,12 +386,12 @@ impl Hardware for Machine {
     }
     fn in_interrupt(&self) -> bool {
         let answer = self.this_cpu().nesting() > 0;
-        self.record_read(answer as u64);
+        self.record_read(Read::Value(answer as u64));
         answer
     }
     fn irqs_disabled(&self) -> bool {
         let answer = self.this_cpu().irqs_off();
-        self.record_read(answer as u64);
+        self.record_read(Read::Value(answer as u64));
         answer
     }
     fn report(&self, report: Report) {

@@ -41,6 +41,7 @@ use std::hash::{Hash, Hasher};
 use kmap::Cell;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::symmetry::Relabel;
 use super::{Label, Machine};
 use crate::choice::{StateKey, TaskId};
 use crate::platform::DynStack;
@@ -50,14 +51,70 @@ impl Machine {
     ///
     /// `question` is the arrival point asking, and `step` whether the question is a program's
     /// choice of its next step rather than the events of that arrival point.
+    ///
+    /// With [`RunOptions::symmetry`](super::RunOptions::symmetry) the key is the state's
+    /// canonical form under the relabelling of interchangeable tasks (see `symmetry.rs`), so
+    /// that states that differ only in which of those tasks is which share it.
     pub(crate) fn state_key(&self, question: Label, step: bool) -> StateKey {
         let quiescent = self.quiescent();
-        let mut hasher = Xxh3::new();
-        self.hash_state(question, step, &mut hasher);
+        let orbit =
+            (self.options.symmetry || self.options.orbits).then(|| self.orbit_key(question, step));
+        let key = match orbit {
+            Some(orbit) if self.options.symmetry => orbit,
+            _ => {
+                let mut hasher = Xxh3::new();
+                self.hash_state(question, step, &Relabel::identity(0, 0), &mut hasher);
+                hasher.digest128()
+            }
+        };
         StateKey {
-            key: hasher.digest128(),
+            key,
             quiescent,
+            orbit: orbit.filter(|_| self.options.orbits),
         }
+    }
+
+    /// The key of the state's canonical form: every class of interchangeable tasks in the
+    /// order of their signatures (see `symmetry.rs`).
+    fn orbit_key(&self, question: Label, step: bool) -> u128 {
+        let tasks = self.tasks.borrow().len();
+        let frames = self.config.machine.frames;
+        let order: Vec<Vec<TaskId>> = self
+            .symmetry
+            .classes()
+            .iter()
+            .map(|class| {
+                let mut signed: Vec<(u128, TaskId)> = class
+                    .iter()
+                    .map(|&task| (self.signature(class, task, tasks, frames), task))
+                    .collect();
+                signed.sort_unstable();
+                signed.into_iter().map(|(_, task)| task).collect()
+            })
+            .collect();
+        let relabel = self.symmetry.relabel(&order, tasks, frames);
+        let mut hasher = Xxh3::new();
+        self.hash_state(question, step, &relabel, &mut hasher);
+        hasher.digest128()
+    }
+
+    /// Everything of the state that concerns `task`, its pages named by their place in its
+    /// list (see `symmetry.rs`).
+    fn signature(&self, class: &[TaskId], task: TaskId, tasks: usize, frames: u64) -> u128 {
+        let local = self.symmetry.local(class, task, tasks, frames);
+        let mut hasher = Xxh3::new();
+        self.tasks.borrow()[task.0].hash_contents(&local, &mut hasher);
+        hash_stack(self.stack(task), &local, &mut hasher);
+        for cpu in self.cpus.borrow().iter() {
+            cpu.hash_standing(task, &mut hasher);
+        }
+        let (memory, mmu) = (self.memory.borrow(), self.mmu.borrow());
+        for &page in self.symmetry.pages(task) {
+            memory.intact(page).hash(&mut hasher);
+            mmu.hash_references(page, &mut hasher);
+            0xffu8.hash(&mut hasher);
+        }
+        hasher.digest128()
     }
 
     /// Whether no CPU runs a handler, a switch or an operation of the crate.
@@ -70,25 +127,34 @@ impl Machine {
     }
 
     /// Hash the state at the current choice point.
-    fn hash_state(&self, question: Label, step: bool, hasher: &mut impl Hasher) {
+    /// Hash the state at the current choice point, renamed by `relabel`.
+    fn hash_state(&self, question: Label, step: bool, relabel: &Relabel, hasher: &mut impl Hasher) {
         // Where the question is asked: the executing CPU, the arrival point (or a program's
         // step) and the nesting depth there.
+        let question = relabel.label(question);
         (self.cpu(), question, step, self.this_cpu().nesting()).hash(hasher);
-        self.memory.borrow().hash_contents(hasher);
-        self.mmu.borrow().hash_contents(hasher);
+        self.memory.borrow().hash_contents(relabel, hasher);
+        self.mmu.borrow().hash_contents(relabel, hasher);
         let tasks = self.tasks.borrow();
         for cpu in self.cpus.borrow().iter() {
-            cpu.hash_contents(hasher);
+            cpu.hash_contents(relabel, hasher);
             if let Some(snapshot) = cpu.snapshot() {
                 let ran = tasks[snapshot.prev.0].runs != snapshot.prev_runs;
-                (snapshot.prev, snapshot.next, ran).hash(hasher);
-                (&snapshot.prev_stack, &snapshot.next_stack).hash(hasher);
+                (
+                    relabel.task(snapshot.prev),
+                    relabel.task(snapshot.next),
+                    ran,
+                )
+                    .hash(hasher);
+                relabel.hash_image(&snapshot.prev_stack, hasher);
+                relabel.hash_image(&snapshot.next_stack, hasher);
             }
         }
-        for (id, task) in tasks.iter().enumerate() {
-            task.hash_contents(hasher);
-            if let Some(stack) = self.stacks.try_get(TaskId(id)) {
-                hash_stack(stack, hasher);
+        for new in 0..tasks.len() {
+            let old = relabel.old_task(new);
+            tasks[old.0].hash_contents(relabel, hasher);
+            if let Some(stack) = self.stacks.try_get(old) {
+                hash_stack(stack, relabel, hasher);
             }
         }
     }
@@ -97,13 +163,14 @@ impl Machine {
     /// stack, every task's status and CPU, and what went wrong.
     pub(crate) fn final_state(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.memory.borrow().hash_contents(&mut hasher);
-        self.mmu.borrow().hash_contents(&mut hasher);
+        let identity = Relabel::identity(0, 0);
+        self.memory.borrow().hash_contents(&identity, &mut hasher);
+        self.mmu.borrow().hash_contents(&identity, &mut hasher);
         let tasks = self.tasks.borrow();
         for (task, state) in tasks.iter().enumerate() {
             (state.cpu, state.status, state.migrate).hash(&mut hasher);
             if let Some(stack) = self.stacks.try_get(TaskId(task)) {
-                hash_stack(stack, &mut hasher);
+                hash_stack(stack, &identity, &mut hasher);
             }
         }
         let outcome = self.outcome.borrow();
@@ -117,10 +184,11 @@ impl Machine {
     }
 }
 
-/// Hash a stack: `idx`, the CPU its cells were mapped on, every saved PTE.
-fn hash_stack(stack: &dyn DynStack, hasher: &mut impl Hasher) {
+/// Hash a stack: `idx`, the CPU its cells were mapped on, every saved PTE (renamed by
+/// `relabel`).
+fn hash_stack(stack: &dyn DynStack, relabel: &Relabel, hasher: &mut impl Hasher) {
     (stack.depth(), stack.home()).hash(hasher);
     for cell in 0..stack.cells() {
-        stack.saved(Cell(cell)).raw().hash(hasher);
+        relabel.pte(stack.saved(Cell(cell))).raw().hash(hasher);
     }
 }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use kmap::{Cell, CpuId, Frame, Pte, VirtAddr};
 
 use super::cpu::StackImage;
+use super::symmetry::Relabel;
 use crate::choice::TaskId;
 use crate::platform::DynStack;
 use crate::program::Op;
@@ -41,12 +42,22 @@ pub(crate) struct Place {
     pub(crate) op: Option<Op>,
     pub(crate) steps: u32,
     pub(crate) label: Option<Label>,
-    pub(crate) reads: Vec<u64>,
+    pub(crate) reads: Vec<Read>,
     /// The stack as it was after the arrival points of its own where something else changed
     /// it (a lasting handler, or another context while the task was switched out), with the
     /// number of the point: the code's locals follow from the stack only where its own code
     /// alone changed it (see `Machine::arrive`).
     pub(crate) changed: Vec<ChangedStack>,
+}
+
+/// A value the platform answered one of the crate's reads with (see [`Place::reads`]): a PTE
+/// names a frame (and is renamed with it, see `symmetry.rs`), anything else is a number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Read {
+    /// A CPU number or a yes-or-no answer.
+    Value(u64),
+    /// A slot's PTE.
+    Pte(Pte),
 }
 
 /// A stack changed under the code at one of its own arrival points (see [`Place::changed`]).
@@ -107,20 +118,20 @@ impl TaskState {
         }
     }
 
-    /// Hash everything its future depends on (see `state.rs`).
-    pub(crate) fn hash_contents(&self, hasher: &mut impl Hasher) {
+    /// Hash everything its future depends on (see `state.rs`), renamed by `relabel`.
+    pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
         (
             self.status,
             self.cpu,
             self.pc,
-            &self.place,
             self.migrate,
             self.pending_migration,
         )
             .hash(hasher);
+        relabel.hash_place(&self.place, hasher);
         self.mappings.len().hash(hasher);
-        for held in &self.mappings {
-            held.hash(hasher);
+        for &held in &self.mappings {
+            relabel.held(held).hash(hasher);
         }
     }
 }
@@ -196,7 +207,7 @@ mod tests {
 
     fn encoding(task: &TaskState) -> Vec<u8> {
         let mut bytes = Bytes::default();
-        task.hash_contents(&mut bytes);
+        task.hash_contents(&Relabel::identity(0, 0), &mut bytes);
         bytes.0
     }
 
