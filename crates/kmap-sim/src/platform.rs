@@ -70,6 +70,17 @@ pub(crate) trait Hardware {
 /// Stack sizes (cells per task) the simulator is built for.
 pub const SUPPORTED_CELLS: &[usize] = &[1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 33];
 
+/// The most cells of a stack the simulator is built for.
+pub const MAX_CELLS: usize = 33;
+
+const _: () = {
+    let mut i = 0;
+    while i < SUPPORTED_CELLS.len() {
+        assert!(SUPPORTED_CELLS[i] <= MAX_CELLS);
+        i += 1;
+    }
+};
+
 /// Page size of the simulated machine.
 pub const PAGE_SIZE: usize = 4096;
 /// Frame `f` of lowmem is at `DIRECT_MAP + f * PAGE_SIZE`.

@@ -247,16 +247,21 @@ impl Machine {
                 self.suspend(Yield::Abort);
                 return;
             }
-            let options = self.options(label, &lasting);
-            if options.len() == 1 {
-                return;
-            }
-            if redundant && self.options.prune {
-                self.outcome.borrow_mut().stats.pruned += options.len() as u64 - 1;
-                return;
-            }
-            let Some(choice) = self.ask(arrival, label, &options, false) else {
-                continue;
+            // The options are dropped before anything happens: code may be suspended for good
+            // by what does (see `driver.rs`).
+            let choice = {
+                let options = self.options(label, &lasting);
+                if options.len() == 1 {
+                    return;
+                }
+                if redundant && self.options.prune {
+                    self.outcome.borrow_mut().stats.pruned += options.len() as u64 - 1;
+                    return;
+                }
+                match self.ask(arrival, label, &options, false) {
+                    Some(choice) => choice,
+                    None => continue,
+                }
             };
             match choice {
                 // A program's steps are decided after its arrival point, not offered at it.

@@ -7,11 +7,12 @@ use std::hash::{Hash, Hasher};
 
 use kmap::Pte;
 
+use super::probe::CpuView;
 use super::symmetry::Relabel;
 use super::task::{Held, Place};
 use crate::choice::TaskId;
 use crate::config::HandlerKind;
-use crate::platform::Counter;
+use crate::platform::{Counter, MAX_CELLS};
 use crate::trace::Label;
 
 /// An arrival point as the pruning rule sees it (see `arrival::redundant`).
@@ -34,14 +35,19 @@ pub(crate) struct Handler {
     /// Where its code is inside the current operation (a lasting handler may be asked a
     /// question at its own arrival points, so a stateful search keeps it as a task's).
     pub(crate) place: Place,
+    /// The CPU as the handler found it, to tell whether it left a trace (kept here, not in a
+    /// local of the handler's code, see `driver.rs`).
+    found: CpuView,
 }
 
 /// A task's kmap stack as it was at a moment: `idx` and every saved PTE.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct StackImage {
     pub(crate) depth: usize,
-    /// Inline for the stack sizes scopes use, so that taking an image allocates nothing.
-    pub(crate) saved: smallvec::SmallVec<[Pte; 16]>,
+    /// Inline for every stack size the simulator is built for, so that an image never owns
+    /// heap memory (a task's code keeps one in a local across an arrival point, see
+    /// `driver.rs`).
+    pub(crate) saved: smallvec::SmallVec<[Pte; MAX_CELLS]>,
 }
 
 /// A CPU's preemption and page-fault counts and its interrupt flag.
@@ -202,21 +208,23 @@ impl Cpu {
     // ---- nested handlers -------------------------------------------------------------------
 
     /// A handler enters: its nesting depth.
-    pub(crate) fn enter(&mut self, kind: HandlerKind) -> usize {
+    pub(crate) fn enter(&mut self, kind: HandlerKind, found: CpuView) -> usize {
         self.handlers.push(Handler {
             kind,
             mappings: Vec::new(),
             pc: 0,
             place: Place::default(),
+            found,
         });
         self.epoch += 1;
         self.handlers.len()
     }
 
-    /// The innermost handler returns.
-    pub(crate) fn leave(&mut self) {
-        self.handlers.pop();
+    /// The innermost handler returns: the CPU as it found it.
+    pub(crate) fn leave(&mut self) -> CpuView {
+        let handler = self.handlers.pop().expect("a handler runs");
         self.epoch += 1;
+        handler.found
     }
 
     /// How many handlers are nested here (0: a task's or the scheduler's code runs).

@@ -5,6 +5,21 @@
 //! done while other tasks run, exactly as in a kernel. Interrupts and NMIs need no stack of
 //! their own: they run nested on the stack of whatever task they interrupt. Everything runs on
 //! one host thread, so a run depends only on the chooser's answers.
+//!
+//! An execution ends with most tasks suspended in the middle of their code (a stateful search
+//! stops every execution at its first new state). Their coroutines are ended without
+//! unwinding their stacks (`force_reset`, a jump back to the start), which is sound only if no
+//! frame of them holds a value that must be dropped; unwinding would cost more than the
+//! execution itself (a walk of the unwind tables for every frame). So the code that runs on a
+//! task's stack keeps the rule: **no value that owns memory, or must otherwise be dropped, is
+//! alive in a local across an arrival point** (where code may be suspended for good). What
+//! must survive one lives in the machine, which is dropped as usual: a task's program is
+//! borrowed from the configuration, a handler's view of the CPU it found is in its record, a
+//! probe's saved state in the machine's list of probes in progress, a stack image is inline
+//! (at most `MAX_CELLS` cells), lists are read after the arrival point, not before. The
+//! machine is reached through a pointer, not a counted reference. `kmap-check`'s
+//! `tests/leaks.rs` counts every allocation over executions of every kind ended everywhere:
+//! a frame that broke the rule would leak, and fail it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -37,10 +52,16 @@ fn take_stack() -> DefaultStack {
         .unwrap_or_else(|| DefaultStack::new(TASK_STACK).expect("a task stack"))
 }
 
-/// End `coroutine` (unwinding it if it is suspended) and keep its stack for reuse.
+/// End `coroutine` (without unwinding it if it is suspended) and keep its stack for reuse.
 fn give_back(mut coroutine: TaskCoroutine) {
-    // Unwinding a suspended task runs no code that calls back into the machine (only drops).
-    coroutine.force_unwind();
+    if coroutine.started() && !coroutine.done() {
+        // SAFETY: the code on a task's stack keeps no value that must be dropped across an
+        // arrival point (the rule in the module doc), and a task's coroutine is suspended only
+        // at one; the coroutine's own closure holds a pointer and a number. Nothing points
+        // into the stack once the execution is over (the machine's pointers to the yielders
+        // are dropped with it, and the stack is reused only by a later execution).
+        unsafe { coroutine.force_reset() };
+    }
     let stack = coroutine.into_stack();
     STACKS.with(|pool| pool.borrow_mut().push(stack));
 }
@@ -52,9 +73,10 @@ pub fn run(
     options: RunOptions,
 ) -> Result<Outcome, ConfigError> {
     config.validate()?;
-    let machine = Rc::new(Machine::new(config, chooser, options));
+    let machine = Machine::new(config, chooser, options);
     let mut tasks: Vec<Option<TaskCoroutine>> = Vec::new();
     drive(&machine, &mut tasks);
+    // Every coroutine ends before the machine its code points to.
     tasks.into_iter().flatten().for_each(give_back);
     machine.check_end();
     let final_state = machine.final_state();
@@ -72,7 +94,7 @@ pub fn run_with(
     run(config, Rc::new(RefCell::new(chooser)), options)
 }
 
-fn drive(machine: &Rc<Machine>, tasks: &mut Vec<Option<TaskCoroutine>>) {
+fn drive(machine: &Machine, tasks: &mut Vec<Option<TaskCoroutine>>) {
     loop {
         if machine.aborted() {
             return;
@@ -92,8 +114,12 @@ fn drive(machine: &Rc<Machine>, tasks: &mut Vec<Option<TaskCoroutine>>) {
             tasks.resize_with(current.0 + 1, || None);
         }
         let coroutine = tasks[current.0].get_or_insert_with(|| {
-            let m = machine.clone();
+            let m: *const Machine = machine;
             Coroutine::with_stack(take_stack(), move |yielder, ()| {
+                // SAFETY: `run` owns the machine and ends every coroutine (`give_back`) before
+                // it drops it, and the machine is not moved meanwhile (it is borrowed by
+                // `drive`): the pointer is valid whenever this code runs.
+                let m = unsafe { &*m };
                 m.set_yielder(current, yielder);
                 m.task_main(current);
             })

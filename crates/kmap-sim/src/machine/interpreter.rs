@@ -1,14 +1,12 @@
 //! The interpreter of task, interrupt and NMI programs: every operation is preceded by an
 //! arrival point, and calls the crate's real code through the platform.
 
-use std::rc::Rc;
-
 use kmap::{Checkpoint, Frame, MapError, VirtAddr};
 
 use super::cpu::Counters;
 use super::sched::Reason;
-use super::task::{Held, Place, TaskState, holds_anything};
-use super::{Label, Machine, Yield};
+use super::task::{Code, Held, Place, TaskState, holds_anything};
+use super::{Label, Machine};
 use crate::choice::{Choice, TaskId};
 use crate::outcome::{Rule, ViolationKind};
 use crate::platform::{Counter, MapKind, WINDOW};
@@ -19,15 +17,12 @@ impl Machine {
     /// A task's life: finish the switch that brought it in, run its program, exit.
     pub(crate) fn task_main(&self, task: TaskId) {
         self.finish_switch();
-        let (ops, any) = {
-            let t = self.task(task);
-            (t.ops.clone(), t.any.clone())
-        };
+        let (ops, any) = self.program(task);
         if any.is_empty() {
-            self.run_ops(&ops, Some(task));
+            self.run_ops(ops, Some(task));
             self.exit(task);
         } else {
-            self.run_any(task, &any);
+            self.run_any(task, any);
         }
     }
 
@@ -36,8 +31,10 @@ impl Machine {
     fn run_any(&self, task: TaskId, pages: &[Frame]) {
         let any_order = self.config.machine.any_order();
         loop {
-            let held: Vec<Frame> = self.task(task).mappings.iter().map(|h| h.frame).collect();
             self.arrive(Label::BeforeStep);
+            // Read after the arrival point, so that no list is alive while the code may be
+            // suspended there (see `driver.rs`): what the task holds, only its own code changes.
+            let held: Vec<Frame> = self.task(task).mappings.iter().map(|h| h.frame).collect();
             let mut steps = Vec::new();
             // A task's budget is one cell per page of its list: a hole uses a cell until the
             // mapping above it is released, so with holes the task maps fewer pages (the stack
@@ -63,7 +60,7 @@ impl Machine {
             steps.push(Choice::Do(AnyOp::Yield));
             let step = self.decide(&steps);
             if self.aborted() {
-                self.suspend(Yield::Abort);
+                // The execution is over: return (the coroutine ends, and the driver with it).
                 return;
             }
             let op = match step {
@@ -73,25 +70,28 @@ impl Machine {
                 Choice::Do(AnyOp::Release(at)) => Op::UnmapFrame(held[at]),
                 _ => Op::Yield,
             };
+            drop((held, steps));
             self.run_one(op, Some(task));
         }
     }
 
     fn exit(&self, task: TaskId) {
-        let name = self.name(task);
-        if let Err(held) = self.kmap.assert_no_mappings(self, Checkpoint::TaskExit) {
-            self.refuse(format!("task {name} ended holding {} cell(s)", held.held));
-        } else if self.task(task).migrate != 0 {
-            self.violate(
-                ViolationKind::Leak,
-                format!("task {name} ended with migration still disabled"),
-            );
-        }
-        if self.this_cpu().counters() != Counters::default() {
-            self.refuse(format!(
-                "task {name} ended with preemption or page faults disabled, or interrupts off"
-            ));
-            self.this_cpu().set_counters(Counters::default());
+        {
+            let name = self.name(task);
+            if let Err(held) = self.kmap.assert_no_mappings(self, Checkpoint::TaskExit) {
+                self.refuse(format!("task {name} ended holding {} cell(s)", held.held));
+            } else if self.task(task).migrate != 0 {
+                self.violate(
+                    ViolationKind::Leak,
+                    format!("task {name} ended with migration still disabled"),
+                );
+            }
+            if self.this_cpu().counters() != Counters::default() {
+                self.refuse(format!(
+                    "task {name} ended with preemption or page faults disabled, or interrupts off"
+                ));
+                self.this_cpu().set_counters(Counters::default());
+            }
         }
         self.schedule(Reason::Exit);
     }
@@ -174,10 +174,13 @@ impl Machine {
             Op::Map(frame) => self.map(task, frame, MapKind::Page),
             Op::MapAtomic(frame) => self.map(task, frame, MapKind::Atomic),
             Op::MapPfn(frame) => self.map(task, frame, MapKind::Pfn),
-            Op::Unmap => match self.held(task).last().copied() {
-                None => self.refuse("`unmap` with nothing mapped in this context".into()),
-                Some(held) => self.unmap(task, held, false),
-            },
+            Op::Unmap => {
+                let top = self.with_held(task, |held| held.last().copied());
+                match top {
+                    None => self.refuse("`unmap` with nothing mapped in this context".into()),
+                    Some(held) => self.unmap(task, held, false),
+                }
+            }
             Op::UnmapFrame(frame) => {
                 if let Some(held) = self.held_frame(op, task, frame) {
                     let any_order = self.config.machine.any_order() && !held.atomic;
@@ -185,8 +188,10 @@ impl Machine {
                 }
             }
             Op::Check => {
-                for held in self.held(task) {
+                let mut at = 0;
+                while let Some(held) = self.with_held(task, |held| held.get(at).copied()) {
                     self.access(held, false);
+                    at += 1;
                 }
             }
             Op::Write(frame) => {
@@ -292,13 +297,9 @@ impl Machine {
         self.stacks.set(child, stack);
         let cpu = self.cpu();
         let name = format!("{}.child{}", self.name(parent), child.0);
-        self.tasks.borrow_mut().push(TaskState::new(
-            name,
-            cpu,
-            Rc::from(vec![Op::Check]),
-            Rc::from(Vec::new()),
-            false,
-        ));
+        self.tasks
+            .borrow_mut()
+            .push(TaskState::new(name, cpu, Code::ForkChild));
         self.this_cpu().enqueue(child);
     }
 

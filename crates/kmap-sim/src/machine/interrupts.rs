@@ -24,19 +24,18 @@ impl Machine {
         }
         let saved_irqs_off = {
             let mut cpu = self.this_cpu();
-            let depth = cpu.enter(kind);
+            let depth = cpu.enter(kind, before);
             let mut outcome = self.outcome.borrow_mut();
             outcome.stats.max_nesting = outcome.stats.max_nesting.max(depth);
             cpu.set_irqs_off(true)
         };
-        let (_, context) = self.where_now();
-        self.trace(What::Enter(context.clone()));
+        self.trace(What::Enter(self.where_now().1));
         self.check_above_idx(task, entry_depth, "when an interrupt arrives");
-        let ops = match kind {
-            HandlerKind::Irq => self.irq_ops.clone(),
-            HandlerKind::Nmi => self.nmi_ops.clone(),
-        };
-        self.run_ops(&ops, None);
+        // Nothing that owns memory is kept in a local while the handler's code runs (it may
+        // be suspended there for good, see `driver.rs`): the CPU as the handler found it is
+        // kept in the handler's record, and where it runs is asked again when it returns.
+        self.run_ops(self.handler_program(kind), None);
+        let (_, context) = self.where_now();
         let left = self
             .this_cpu()
             .innermost()
@@ -46,11 +45,12 @@ impl Machine {
         }
         self.check_above_idx(task, entry_depth, "when an interrupt returns");
         self.trace(What::Exit(context.clone()));
-        {
+        let before = {
             let mut cpu = self.this_cpu();
-            cpu.leave();
+            let found = cpu.leave();
             cpu.set_irqs_off(saved_irqs_off);
-        }
+            found
+        };
         if self.aborted() {
             return false;
         }
@@ -72,9 +72,10 @@ impl Machine {
     /// within its bound.
     pub(super) fn handler_may_arrive(&self, kind: HandlerKind) -> bool {
         let cpu = self.this_cpu();
-        let (program, bound) = match kind {
-            HandlerKind::Irq => (&self.irq_ops, self.config.bounds.irq_depth),
-            HandlerKind::Nmi => (&self.nmi_ops, self.config.bounds.nmi_depth),
+        let program = self.handler_program(kind);
+        let bound = match kind {
+            HandlerKind::Irq => self.config.bounds.irq_depth,
+            HandlerKind::Nmi => self.config.bounds.nmi_depth,
         };
         let used = cpu.nesting_of(kind) as u32;
         cpu.nesting_of(HandlerKind::Nmi) == 0

@@ -59,7 +59,7 @@ use self::cpu::Cpu;
 use self::memory::Memory;
 use self::mmu::Mmu;
 use self::symmetry::Symmetry;
-use self::task::{Place, Read, Stacks, TaskState};
+use self::task::{Code, FORK_CHILD, Place, Read, Stacks, TaskState};
 use crate::choice::{Chooser, TaskId};
 use crate::config::Config;
 use crate::outcome::{Outcome, ViolationKind};
@@ -140,8 +140,6 @@ pub struct Machine {
     /// The crate's entry points for this run's stack layout.
     kmap: &'static dyn KmapOps,
     chooser: Rc<RefCell<dyn Chooser>>,
-    irq_ops: Rc<[Op]>,
-    nmi_ops: Rc<[Op]>,
     stacks: Stacks,
     memory: RefCell<Memory>,
     mmu: RefCell<Mmu>,
@@ -157,6 +155,9 @@ pub struct Machine {
     driver: RefCell<Driver>,
     /// Room for building probe keys (see `probe::probe_key`), reused.
     probe_scratch: RefCell<Vec<u64>>,
+    /// Every probe in progress, innermost last: what to put back, and its key (see
+    /// `Machine::probe_handlers`).
+    probes: RefCell<Vec<(probe::SavedCpu, Box<[u64]>)>>,
     /// A task runs an endless program (see `Machine::check_quiescent`).
     endless: bool,
     /// The interchangeable tasks (see `symmetry.rs`), when the key is canonical.
@@ -188,21 +189,13 @@ impl Machine {
             tasks.push(TaskState::new(
                 format!("idle{cpu}"),
                 CpuId(cpu as u32),
-                Rc::from(Vec::new()),
-                Rc::from(Vec::new()),
-                true,
+                Code::Idle,
             ));
         }
-        for task in &config.program.tasks {
+        for (n, task) in config.program.tasks.iter().enumerate() {
             let id = TaskId(tasks.len());
             stacks.set(id, kmap.new_stack());
-            tasks.push(TaskState::new(
-                task.name.clone(),
-                task.cpu,
-                Rc::from(task.ops.clone()),
-                Rc::from(task.any.clone()),
-                false,
-            ));
+            tasks.push(TaskState::new(task.name.clone(), task.cpu, Code::Config(n)));
             cpus[task.cpu.0 as usize].enqueue(id);
         }
         let layout = Layout {
@@ -221,8 +214,6 @@ impl Machine {
             kmap,
             chooser,
             endless: config.program.tasks.iter().any(|t| t.is_any()),
-            irq_ops: Rc::from(config.program.irq.clone()),
-            nmi_ops: Rc::from(config.program.nmi.clone()),
             stacks,
             memory: RefCell::new(Memory::new(m.frames)),
             mmu: RefCell::new(Mmu::new(layout, m.tlb)),
@@ -237,6 +228,7 @@ impl Machine {
                 yielders: vec![std::ptr::null(); capacity],
             }),
             probe_scratch: RefCell::new(Vec::with_capacity(256)),
+            probes: RefCell::new(Vec::new()),
             symmetry,
         }
     }
@@ -257,6 +249,28 @@ impl Machine {
     /// A task's state.
     fn task(&self, task: TaskId) -> RefMut<'_, TaskState> {
         RefMut::map(self.tasks.borrow_mut(), |tasks| &mut tasks[task.0])
+    }
+
+    /// A task's program: its operations, or the pages of its endless nondeterministic program.
+    /// Borrowed from the configuration, which lives as long as the machine.
+    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame]) {
+        let code = self.tasks.borrow()[task.0].code;
+        match code {
+            Code::Idle => (&[], &[]),
+            Code::Config(n) => {
+                let task = &self.config.program.tasks[n];
+                (&task.ops, &task.any)
+            }
+            Code::ForkChild => (&FORK_CHILD, &[]),
+        }
+    }
+
+    /// What every handler of `kind` runs.
+    pub(crate) fn handler_program(&self, kind: crate::config::HandlerKind) -> &[Op] {
+        match kind {
+            crate::config::HandlerKind::Irq => &self.config.program.irq,
+            crate::config::HandlerKind::Nmi => &self.config.program.nmi,
+        }
     }
 
     /// A task's name.

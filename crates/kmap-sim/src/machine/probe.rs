@@ -28,7 +28,7 @@ pub(crate) struct CpuView {
 
 /// Everything a handler on the executing CPU can change, as a probed handler found it (see
 /// `Machine::save_cpu`).
-struct SavedCpu {
+pub(crate) struct SavedCpu {
     mmu: SavedMmu,
     counters: Counters,
     /// The current task's migration-disable count.
@@ -127,7 +127,8 @@ impl Machine {
         );
         key.push(u64::MAX);
         let memory = self.memory.borrow();
-        for op in self.irq_ops.iter().chain(self.nmi_ops.iter()) {
+        let (irq, nmi) = (&self.config.program.irq, &self.config.program.nmi);
+        for op in irq.iter().chain(nmi) {
             if let Some(frame) = op.frame() {
                 key.extend(memory.tags_of(frame));
             }
@@ -144,7 +145,11 @@ impl Machine {
     /// is offered as lasting too, and, run for real, offers the nested one at its own arrival
     /// points.
     pub(super) fn probe_handlers(&self, arrival: u64) -> Handlers {
-        let memo = self.options.probe.clone().expect("probing");
+        // Nothing that owns memory is kept in a local across the probed handler, in which the
+        // execution may end for good (see `driver.rs`): the memo is borrowed from the options,
+        // and what must be put back is kept in the machine, one entry per probe in progress
+        // (probes nest, and nothing but the end of the execution suspends code inside one).
+        let memo = self.options.probe.as_ref().expect("probing");
         let mut lasting = Handlers::new();
         for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
             let depth = self.arrivals.borrow().probing();
@@ -155,16 +160,13 @@ impl Machine {
             let mut key = std::mem::take(&mut *self.probe_scratch.borrow_mut());
             self.probe_key(kind, self.options.probe_depth - depth, &mut key);
             let known = memo.borrow().0.contains(key.as_slice());
-            let key_copy: Box<[u64]> = if known {
-                Box::default()
-            } else {
-                key.as_slice().into()
-            };
-            *self.probe_scratch.borrow_mut() = key;
             if known {
+                *self.probe_scratch.borrow_mut() = key;
                 self.outcome.borrow_mut().stats.probes_remembered += 1;
                 continue;
             }
+            let key_copy: Box<[u64]> = key.as_slice().into();
+            *self.probe_scratch.borrow_mut() = key;
             let choice = if kind == HandlerKind::Irq {
                 Choice::Irq
             } else {
@@ -176,6 +178,7 @@ impl Machine {
                 .0
                 .push(Taken { arrival, choice });
             let saved = self.save_cpu();
+            self.probes.borrow_mut().push((saved, key_copy));
             let refusals = self.outcome.borrow().refusals.len();
             let outer = self.arrivals.borrow_mut().take_traced_inside();
             self.arrivals.borrow_mut().probe(true);
@@ -191,6 +194,7 @@ impl Machine {
                 // The schedule keeps this probe: a replay runs it as an ordinary event.
                 return lasting;
             }
+            let (saved, key_copy) = self.probes.borrow_mut().pop().expect("this probe's");
             self.restore_cpu(saved);
             self.outcome.borrow_mut().schedule.0.pop();
             if left_trace || traced_inside {

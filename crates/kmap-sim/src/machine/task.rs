@@ -4,7 +4,6 @@
 
 use std::cell::OnceCell;
 use std::hash::{Hash, Hasher};
-use std::rc::Rc;
 
 use kmap::{Cell, CpuId, Frame, Pte, VirtAddr};
 
@@ -69,15 +68,30 @@ pub(crate) struct ChangedStack {
     pub(crate) stack: StackImage,
 }
 
+/// Which program a task runs: the machine reads it from the configuration, which lives as long
+/// as the machine, so the code of a task borrows it and keeps nothing of its own that would
+/// need dropping (see `driver.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Code {
+    /// A CPU's idle task: no program.
+    Idle,
+    /// The task of the configuration's program at this position.
+    Config(usize),
+    /// A forked child: it checks it starts with no mappings ([`FORK_CHILD`]).
+    ForkChild,
+}
+
+/// The program of a forked child.
+pub(crate) const FORK_CHILD: [Op; 1] = [Op::Check];
+
 /// One task.
 pub(crate) struct TaskState {
     pub(super) name: String,
     pub(super) cpu: CpuId,
     pub(super) status: Status,
     pub(super) idle: bool,
-    pub(super) ops: Rc<[Op]>,
-    /// The pages of an endless nondeterministic program (`Task::any`), if it runs one.
-    pub(super) any: Rc<[Frame]>,
+    /// Its program (see [`Machine::program`](super::Machine::program)).
+    pub(super) code: Code,
     /// The next operation of `ops`.
     pub(super) pc: usize,
     /// Where its own code is inside the current operation (kept for stateful searches).
@@ -91,13 +105,8 @@ pub(crate) struct TaskState {
 
 impl TaskState {
     /// A task that has not run yet (an idle task is running from the start).
-    pub(crate) fn new(
-        name: String,
-        cpu: CpuId,
-        ops: Rc<[Op]>,
-        any: Rc<[Frame]>,
-        idle: bool,
-    ) -> Self {
+    pub(crate) fn new(name: String, cpu: CpuId, code: Code) -> Self {
+        let idle = code == Code::Idle;
         TaskState {
             name,
             cpu,
@@ -107,8 +116,7 @@ impl TaskState {
                 Status::Runnable
             },
             idle,
-            ops,
-            any,
+            code,
             pc: 0,
             place: Place::default(),
             mappings: Vec::new(),
@@ -218,8 +226,8 @@ mod tests {
     /// that follow (the next task's) can make the two states' keys equal.
     #[test]
     fn a_task_s_encoding_is_prefix_free_in_its_mappings() {
-        let empty = TaskState::new("A".into(), CpuId(0), Rc::from([]), Rc::from([]), false);
-        let mut holding = TaskState::new("A".into(), CpuId(0), Rc::from([]), Rc::from([]), false);
+        let empty = TaskState::new("A".into(), CpuId(0), Code::Config(0));
+        let mut holding = TaskState::new("A".into(), CpuId(0), Code::Config(0));
         holding.mappings.push(Held {
             frame: Frame::new(20),
             addr: VirtAddr::new(0x1000),
