@@ -206,6 +206,18 @@ pub trait Chooser {
     fn wants_state(&self) -> bool {
         true
     }
+
+    /// Whether the chooser retraces, from here on, a path that an earlier run of the same
+    /// configuration took (taking its choices by value, at the arrival points where they were
+    /// taken). The code is deterministic, so the machine does not do again what that run did
+    /// at each arrival point of the path: the checks of the stack and the leak check (that
+    /// run found the same), and the probes of handlers (a clean probe changes nothing, and
+    /// the run is put back as it was after each). While it answers `true`, an arrival point
+    /// offers every handler that may arrive there, probed or not, and the chooser must take
+    /// only what the earlier run took; what that run found along the path is not found again.
+    fn retraces(&self) -> bool {
+        false
+    }
 }
 
 /// Always continues: the run without any injected event (and an endless program ends at its

@@ -5,7 +5,10 @@
 //! what a state holds and why that is enough). A state is reached by re-running the real code
 //! from the start along the choices that lead to it, up to its first choice point with a new
 //! state: no coroutine is ever copied, and the soundness of the search rests only on the state
-//! key. Interrupts and NMIs are probed at every arrival point, as in `kmap check`; a handler
+//! key. Along the path, the run retraces what the run that found it did (the code is
+//! deterministic): it probes no handler and checks no arrival point again, and takes each
+//! choice by value where it was taken; past the end of the path, everything is probed and
+//! checked. Interrupts and NMIs are probed at every arrival point, as in `kmap check`; a handler
 //! that leaves a trace is a choice there (a lasting handler). Every preemption and migration
 //! the kernel allows is a choice, with no bound. With more than one CPU the executing CPU
 //! changes only before a program's next step (the reduction, see [`Bfs::reduce`]).
@@ -17,7 +20,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use kmap_sim::{Bounds, ChoicePoint, Chooser, Config, Decision, ProbeMemo, RunOptions, StateKey};
+use kmap_sim::{
+    Bounds, Choice, ChoicePoint, Chooser, Config, Decision, ProbeMemo, RunOptions, StateKey,
+};
 use rustc_hash::FxHashSet;
 
 use super::{Coverage, Progress, Search, Shard, States, Strategy, handler_depth};
@@ -91,34 +96,85 @@ pub fn collision_bound(states: u64) -> f64 {
     (states as f64).powi(2) / 2f64.powi(129)
 }
 
+/// One choice taken, by value: where (the arrival point's number, and whether it is a
+/// program's choice of its next step) and what.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Step {
+    arrival: u64,
+    step: bool,
+    choice: Choice,
+}
+
+impl Step {
+    /// The choice `point` offers as `options[at]`.
+    fn at(point: &ChoicePoint<'_>, at: usize) -> Step {
+        Step {
+            arrival: point.arrival,
+            step: point.is_step(),
+            choice: point.options[at],
+        }
+    }
+}
+
 /// One node of the search tree: the choice that leads to it from its parent.
 struct Node {
     parent: u32,
-    choice: u32,
+    step: Step,
     depth: u32,
 }
 
-/// Follows a path of choice positions, then stops at the next choice point and reports it.
+/// Follows a path of choices, then stops at the next choice point and reports it.
+///
+/// Along the path it retraces (see `Chooser::retraces`): the run that found the node the path
+/// leads to, or an ancestor's, went there, probed and checked every arrival point of it. The path's choices are taken by value at the arrival point they were taken at; at
+/// a choice point off the path (one that only the handlers offered unprobed make a choice
+/// point), nothing happens, as in the run that first went there.
 struct Expand {
-    path: Vec<u32>,
+    path: Vec<Step>,
     next: usize,
-    reached: Option<(StateKey, usize)>,
+    reached: Option<(StateKey, Vec<Step>)>,
 }
 
 impl Chooser for Expand {
     fn choose(&mut self, point: &ChoicePoint<'_>) -> Decision {
-        if let Some(&choice) = self.path.get(self.next) {
+        if let Some(&taken) = self.path.get(self.next) {
+            if (taken.arrival, taken.step) != (point.arrival, point.is_step()) {
+                assert!(
+                    !point.is_step(),
+                    "a program's step at arrival point {} is off the path",
+                    point.arrival
+                );
+                return Decision::Take(0);
+            }
             self.next += 1;
-            return Decision::Take(choice as usize);
+            let at = point
+                .options
+                .iter()
+                .position(|&choice| choice == taken.choice)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{:?} at arrival point {} is not offered again",
+                        taken.choice, point.arrival
+                    )
+                });
+            return Decision::Take(at);
         }
         let state = point.state.expect("a stateful run gives every state");
-        self.reached = Some((state, point.options.len()));
+        let steps = (0..point.options.len())
+            .map(|at| Step::at(point, at))
+            .collect();
+        self.reached = Some((state, steps));
         Decision::Stop
     }
 
     /// Only the state at the end of the path: the states along it were met before.
     fn wants_state(&self) -> bool {
         self.next >= self.path.len()
+    }
+
+    /// Up to the end of the path, which the run that found its node took.
+    fn retraces(&self) -> bool {
+        self.next < self.path.len()
     }
 }
 
@@ -145,7 +201,11 @@ impl Strategy for Bfs {
         };
         let mut nodes = vec![Node {
             parent: u32::MAX,
-            choice: 0,
+            step: Step {
+                arrival: 0,
+                step: false,
+                choice: Choice::Continue,
+            },
             depth: 0,
         }];
         let mut queue: VecDeque<u32> = VecDeque::from([0]);
@@ -200,7 +260,7 @@ impl Strategy for Bfs {
             if !passed {
                 continue;
             }
-            let Some((state, choices)) = chooser.borrow().reached else {
+            let Some((state, steps)) = chooser.borrow_mut().reached.take() else {
                 continue;
             };
             if !seen.insert(state.key) {
@@ -225,11 +285,11 @@ impl Strategy for Bfs {
             }
             states.states += 1;
             states.depth = states.depth.max(depth as usize);
-            for choice in 0..choices as u32 {
+            for step in steps {
                 queue.push_back(nodes.len() as u32);
                 nodes.push(Node {
                     parent: id,
-                    choice,
+                    step,
                     depth,
                 });
             }
@@ -272,12 +332,12 @@ pub fn resident_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// The choice positions from the start to node `id`.
-fn path_to(nodes: &[Node], mut id: u32) -> Vec<u32> {
+/// The choices from the start to node `id`.
+fn path_to(nodes: &[Node], mut id: u32) -> Vec<Step> {
     let mut path = Vec::new();
     while id != 0 {
         let node = &nodes[id as usize];
-        path.push(node.choice);
+        path.push(node.step);
         id = node.parent;
     }
     path.reverse();

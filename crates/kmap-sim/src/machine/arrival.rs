@@ -1,7 +1,7 @@
 //! Arrival points: where an interrupt, an NMI, a preemption or another CPU may come, and the
 //! chooser decides which; and a program's own choice of its next step.
 
-use super::cpu::Arrival;
+use super::cpu::{Arrival, StackImage};
 use super::probe::Handlers;
 use super::sched::Reason;
 use super::task::{ChangedStack, Status, image};
@@ -189,15 +189,19 @@ impl Machine {
         // Between two operations the code keeps nothing read from the stack.
         let between = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
         if !self.options.stateful || between {
-            self.arrive_events(label);
+            self.arrive_events(label, None);
             return;
         }
         // The stack the code here reads as its own: the current task's, in a task's own code,
         // the scheduler's or a handler's (a lasting handler may be asked at its own arrival
-        // points, and a lasting NMI there may change the stack under it).
+        // points, and a lasting NMI there may change the stack under it). Only an event can
+        // change it (a probed handler is undone), so it is imaged before the first one.
         let task = self.current_task();
-        let before = image(self.stack(task));
-        self.arrive_events(label);
+        let mut before = None;
+        self.arrive_events(label, Some(&mut before));
+        let Some(before) = before else {
+            return;
+        };
         if self.aborted() {
             return;
         }
@@ -212,45 +216,60 @@ impl Machine {
         }
     }
 
-    /// The events of an arrival point (see [`arrive`](Self::arrive)).
-    fn arrive_events(&self, label: Label) {
+    /// The events of an arrival point (see [`arrive`](Self::arrive)); with `before`, the
+    /// current stack is imaged into it before the first event.
+    fn arrive_events(&self, label: Label, mut before: Option<&mut Option<StackImage>>) {
         let arrival = self.arrivals.borrow_mut().pass(label);
         self.outcome.borrow_mut().stats.points += 1;
-        let (here, before) = self.this_cpu().arrive(label);
-        let redundant = redundant(before, here);
+        let (here, last) = self.this_cpu().arrive(label);
+        let redundant = redundant(last, here);
         self.with_place(|place| {
             place.steps += 1;
             place.label = Some(label);
         });
-        if let Some((kind, message)) = self.broken_stack() {
-            self.violate(kind, message);
-            self.suspend(Yield::Abort);
-            return;
-        }
-        self.check_stack();
-        if self.endless && self.quiescent() && self.check_quiescent() {
-            self.suspend(Yield::Abort);
-            return;
+        // Retracing a path, the run that first went this way checked this point already (the
+        // code is deterministic), so the checks are not run again; neither are the probes.
+        if !self.chooser.borrow().retraces() {
+            if let Some((kind, message)) = self.broken_stack() {
+                self.violate(kind, message);
+                self.suspend(Yield::Abort);
+                return;
+            }
+            self.check_stack();
+            if self.endless && self.quiescent() && self.check_quiescent() {
+                self.suspend(Yield::Abort);
+                return;
+            }
         }
         if self.options.trace {
             self.trace_depths();
             self.trace(What::Point(label));
         }
-        let probe = self.options.probe.is_some() && !(redundant && self.options.prune);
-        let mut lasting = if probe {
-            self.probe_handlers(arrival)
-        } else {
-            Handlers::new()
-        };
+        let prunable = redundant && self.options.prune;
+        // The handlers that leave a trace here, once probed (`None`: not probed; a chooser
+        // retracing a path wants no probe, see `Chooser::retraces`). A
+        // point pruned as redundant offers none.
+        let mut lasting: Option<Handlers> = None;
         loop {
             if self.aborted() {
                 self.suspend(Yield::Abort);
                 return;
             }
+            if self.options.probe.is_some() && lasting.is_none() {
+                if prunable {
+                    lasting = Some(Handlers::new());
+                } else if !self.chooser.borrow().retraces() {
+                    lasting = Some(self.probe_handlers(arrival));
+                    if self.aborted() {
+                        self.suspend(Yield::Abort);
+                        return;
+                    }
+                }
+            }
             // The options are dropped before anything happens: code may be suspended for good
             // by what does (see `driver.rs`).
             let choice = {
-                let options = self.options(label, &lasting);
+                let options = self.options(label, lasting.as_deref());
                 if options.len() == 1 {
                     return;
                 }
@@ -263,6 +282,9 @@ impl Machine {
                     None => continue,
                 }
             };
+            if let Some(before) = before.as_mut().filter(|b| b.is_none() && choice.is_event()) {
+                **before = Some(image(self.stack(self.current_task())));
+            }
             match choice {
                 // A program's steps are decided after its arrival point, not offered at it.
                 Choice::Continue | Choice::Do(_) => return,
@@ -299,9 +321,7 @@ impl Machine {
             // elsewhere or was switched out. What a handler would find here has changed, so
             // probe again: what is offered next is always what leaves a trace on the state
             // as it is now (a function of that state, so the state key needs no offer list).
-            if probe {
-                lasting = self.probe_handlers(arrival);
-            }
+            lasting = None;
         }
     }
 
@@ -362,8 +382,9 @@ impl Machine {
         Some(choice)
     }
 
-    /// What may happen at this point.
-    fn options(&self, label: Label, lasting: &[HandlerKind]) -> Options {
+    /// What may happen at this point: with probes, the handlers in `lasting` (`None`: not
+    /// probed here, every handler that may arrive, see `Chooser::retraces`).
+    fn options(&self, label: Label, lasting: Option<&[HandlerKind]>) -> Options {
         let bounds = &self.config.bounds;
         let used = self.arrivals.borrow().used;
         let within = |limit: Option<u32>, used: u32| limit.is_none_or(|l| used < l);
@@ -373,9 +394,12 @@ impl Machine {
         }
         for kind in [HandlerKind::Irq, HandlerKind::Nmi] {
             // Probing, a handler is a choice only where its probe left a trace.
-            let offered = match self.options.probe {
-                None => true,
-                Some(_) => lasting.contains(&kind) && within(bounds.lasting_handlers, used.lasting),
+            let offered = match (&self.options.probe, lasting) {
+                (None, _) => true,
+                (Some(_), None) => within(bounds.lasting_handlers, used.lasting),
+                (Some(_), Some(lasting)) => {
+                    lasting.contains(&kind) && within(bounds.lasting_handlers, used.lasting)
+                }
             };
             if offered && self.handler_may_arrive(kind) {
                 options.push(if kind == HandlerKind::Irq {
