@@ -328,9 +328,8 @@ fn the_same_choices_give_the_same_trace() {
 #[test]
 fn probing_finds_the_restore_race_in_one_run_and_the_schedule_replays_it() {
     use kmap_sim::ProbeMemo;
-    use std::{cell::RefCell, rc::Rc};
     let probing = RunOptions {
-        probe: Some(Rc::new(RefCell::new(ProbeMemo::default()))),
+        probe: Some(std::sync::Arc::new(ProbeMemo::default())),
         probe_depth: 2,
         prune: true,
         ..RunOptions::default()

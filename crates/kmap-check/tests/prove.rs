@@ -279,3 +279,39 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
         }
     }
 }
+
+/// The threads of a proof change nothing it reports: with one, two or three threads, every
+/// figure (states, transitions, states seen again, depth), the verdict and the counterexample
+/// are the same, on scopes that pass and scopes refuted.
+#[test]
+fn threads_change_no_figure_and_no_counterexample() {
+    let run = |config: &Config, threads| {
+        let mut bfs = Bfs {
+            threads: Some(threads),
+            ..Bfs::default()
+        };
+        explore(config, &mut bfs, Options::default(), |_| {})
+    };
+    let mut any = scope(2, 2, 2, Protocol::Split);
+    any.machine.release = kmap_sim::Release::Any;
+    for (name, config) in [
+        ("1/3/2", scope(1, 3, 2, Protocol::Split)),
+        ("2/2/2 --release any", any),
+        ("2/3/1 rfc-v1", scope(2, 3, 1, Protocol::RfcV1)),
+    ] {
+        let one = run(&config, 1);
+        for threads in [2, 3] {
+            let many = run(&config, threads);
+            let figures = |e: &Exploration| {
+                let s = e.states.clone().unwrap_or_default();
+                (e.verdict, e.executions, s.states, s.matched, s.depth)
+            };
+            assert_eq!(figures(&many), figures(&one), "{name}, {threads} threads");
+            assert_eq!(
+                many.counterexample.map(|c| c.schedule),
+                one.counterexample.clone().map(|c| c.schedule),
+                "{name}, {threads} threads"
+            );
+        }
+    }
+}

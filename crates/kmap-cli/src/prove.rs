@@ -42,6 +42,10 @@ pub struct Args {
     /// interchangeable: of states that differ only in which is which, one is explored).
     #[arg(long)]
     pub no_symmetry: bool,
+    /// Threads that run executions (default: one per core). Every figure, the verdict and the
+    /// counterexample are the same for any number.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// Stop after remembering this many states (the verdict is then incomplete).
     #[arg(long)]
     pub max_states: Option<u64>,
@@ -144,6 +148,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
         let mut strategy = Bfs {
             reduce: !args.no_reduce,
             symmetry: !args.no_symmetry,
+            threads: args.threads.map(|n| n as usize),
             max_states: args.max_states,
             max_memory: args.max_memory,
             collect_keys: args.keys,

@@ -19,9 +19,12 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kmap_sim::{
-    Bounds, Choice, ChoicePoint, Chooser, Config, Decision, ProbeMemo, RunOptions, StateKey,
+    Bounds, Choice, ChoicePoint, Chooser, Config, Decision, Outcome, ProbeMemo, RunOptions,
+    StateKey,
 };
 use rustc_hash::FxHashSet;
 
@@ -54,6 +57,10 @@ pub struct Bfs {
     pub collect_quiescent: bool,
     /// Keep the key of every state remembered ([`States::keys`]), to merge shards.
     pub collect_keys: bool,
+    /// How many threads run executions (`None`: one per core). The results are taken in the
+    /// order one thread would take them, so every figure, the verdict and the counterexample
+    /// are the same for any number.
+    pub threads: Option<usize>,
     /// Explore only one part: every part explores the states less than
     /// [`Bfs::SPLIT_DEPTH`] choice points from the start; a state at that depth belongs to one
     /// part (by its key), which explores everything below it with a state store of its own.
@@ -73,6 +80,7 @@ impl Default for Bfs {
             collect_orbits: false,
             collect_quiescent: false,
             collect_keys: false,
+            threads: None,
             shard: None,
         }
     }
@@ -178,14 +186,68 @@ impl Chooser for Expand {
     }
 }
 
+/// What one execution of the search found: its outcome, and the state it stopped at with
+/// the choices there.
+type Ran = (Outcome, Option<(StateKey, Vec<Step>)>);
+
+/// How many nodes are run at once, in parallel, before their results are taken in order.
+const CHUNK: usize = 1024;
+
+/// Run the executions that reach `ids` on `threads` threads, and give their results in the
+/// order of `ids`.
+fn run_chunk(
+    config: &Config,
+    nodes: &[Node],
+    ids: &[u32],
+    threads: usize,
+    options: &RunOptions,
+) -> Vec<Ran> {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut ran = Vec::new();
+        loop {
+            let at = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&id) = ids.get(at) else {
+                break;
+            };
+            let chooser = Rc::new(RefCell::new(Expand {
+                path: path_to(nodes, id),
+                next: 0,
+                reached: None,
+            }));
+            let outcome = kmap_sim::run(config, chooser.clone(), options.clone())
+                .expect("a validated configuration");
+            let reached = chooser.borrow_mut().reached.take();
+            ran.push((at, (outcome, reached)));
+        }
+        ran
+    };
+    let mut all: Vec<(usize, Ran)> = if threads <= 1 || ids.len() == 1 {
+        work()
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    all.sort_unstable_by_key(|(at, _)| *at);
+    all.into_iter().map(|(_, ran)| ran).collect()
+}
+
 impl Strategy for Bfs {
     fn explore(&mut self, search: &mut Search<'_>) -> Coverage {
         let config = search.config;
-        let memo = Rc::new(RefCell::new(ProbeMemo::default()));
         let run_options = RunOptions {
             record_choices: false,
             prune: false,
-            probe: Some(memo),
+            probe: Some(Arc::new(ProbeMemo::default())),
             probe_depth: handler_depth(config),
             stateful: true,
             reduce: self.reduce,
@@ -193,6 +255,9 @@ impl Strategy for Bfs {
             orbits: self.collect_orbits,
             ..RunOptions::default()
         };
+        let threads = self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        });
         let mut unbounded = config.clone();
         unbounded.bounds = Bounds {
             irq_depth: config.bounds.irq_depth,
@@ -215,83 +280,86 @@ impl Strategy for Bfs {
             ..States::default()
         };
         let mut stopped = None;
-        while let Some(id) = queue.pop_front() {
-            if self.max_states.is_some_and(|m| states.states >= m) {
-                stopped = Some(format!(
-                    "{} states remembered (--max-states)",
-                    states.states
-                ));
-                break;
-            }
-            if search.tally.executions.is_multiple_of(1024)
-                && let Some(limit) = self.max_memory
-            {
-                let resident = resident_bytes();
-                if resident > limit {
+        // The nodes are taken from the front of the queue a chunk at a time and run in
+        // parallel; their results are then taken one by one in queue order, exactly as one
+        // thread would take them (a run does not depend on what the others found), so every
+        // figure, the verdict and the counterexample are those of one thread.
+        'search: while !queue.is_empty() {
+            let ids: Vec<u32> = queue.drain(..queue.len().min(CHUNK)).collect();
+            let results = run_chunk(&unbounded, &nodes, &ids, threads, &run_options);
+            for (at, (&id, (outcome, reached))) in ids.iter().zip(results).enumerate() {
+                if self.max_states.is_some_and(|m| states.states >= m) {
                     stopped = Some(format!(
-                        "{} MiB resident, over the limit of {} MiB (--max-memory)",
-                        resident >> 20,
-                        limit >> 20
+                        "{} states remembered (--max-states)",
+                        states.states
                     ));
-                    break;
+                    requeue(&mut queue, &ids[at..]);
+                    break 'search;
                 }
-            }
-            let chooser = Rc::new(RefCell::new(Expand {
-                path: path_to(&nodes, id),
-                next: 0,
-                reached: None,
-            }));
-            let outcome = kmap_sim::run(&unbounded, chooser.clone(), run_options.clone())
-                .expect("a validated configuration");
-            let passed = outcome.verdict() == kmap_sim::Verdict::Pass;
-            search.tally.add(outcome);
-            search.progress(Progress {
-                executions: search.tally.executions,
-                states: states.states,
-                depth: states.depth,
-            });
-            if search.tally.done() {
-                return Coverage {
-                    complete: false,
-                    stopped,
-                    states: Some(states),
-                };
-            }
-            if !passed {
-                continue;
-            }
-            let Some((state, steps)) = chooser.borrow_mut().reached.take() else {
-                continue;
-            };
-            if !seen.insert(state.key) {
-                states.matched += 1;
-                continue;
-            }
-            let depth = nodes[id as usize].depth + 1;
-            if let Some(shard) = self.shard
-                && depth == Bfs::SPLIT_DEPTH
-                && !shard.owns(state.key)
-            {
-                continue;
-            }
-            if self.collect_keys {
-                states.keys.push(state.key);
-            }
-            if let Some(orbit) = state.orbit {
-                states.orbits.insert(orbit);
-            }
-            if state.quiescent && self.collect_quiescent {
-                states.quiescent.insert(state.key);
-            }
-            states.states += 1;
-            states.depth = states.depth.max(depth as usize);
-            for step in steps {
-                queue.push_back(nodes.len() as u32);
-                nodes.push(Node {
-                    parent: id,
-                    step,
-                    depth,
+                if search.tally.executions.is_multiple_of(1024)
+                    && let Some(limit) = self.max_memory
+                {
+                    let resident = resident_bytes();
+                    if resident > limit {
+                        stopped = Some(format!(
+                            "{} MiB resident, over the limit of {} MiB (--max-memory)",
+                            resident >> 20,
+                            limit >> 20
+                        ));
+                        requeue(&mut queue, &ids[at..]);
+                        break 'search;
+                    }
+                }
+                let passed = outcome.verdict() == kmap_sim::Verdict::Pass;
+                search.tally.add(outcome);
+                search.progress(Progress {
+                    executions: search.tally.executions,
+                    states: states.states,
+                    depth: states.depth,
                 });
+                if search.tally.done() {
+                    return Coverage {
+                        complete: false,
+                        stopped,
+                        states: Some(states),
+                    };
+                }
+                if !passed {
+                    continue;
+                }
+                let Some((state, steps)) = reached else {
+                    continue;
+                };
+                if !seen.insert(state.key) {
+                    states.matched += 1;
+                    continue;
+                }
+                let depth = nodes[id as usize].depth + 1;
+                if let Some(shard) = self.shard
+                    && depth == Bfs::SPLIT_DEPTH
+                    && !shard.owns(state.key)
+                {
+                    continue;
+                }
+                if self.collect_keys {
+                    states.keys.push(state.key);
+                }
+                if let Some(orbit) = state.orbit {
+                    states.orbits.insert(orbit);
+                }
+                if state.quiescent && self.collect_quiescent {
+                    states.quiescent.insert(state.key);
+                }
+                states.states += 1;
+                states.depth = states.depth.max(depth as usize);
+                for step in steps {
+                    queue.push_back(nodes.len() as u32);
+                    nodes.push(Node {
+                        parent: id,
+                        step,
+                        depth,
+                    });
+                }
             }
         }
         Coverage {
@@ -299,6 +367,13 @@ impl Strategy for Bfs {
             stopped,
             states: Some(states),
         }
+    }
+}
+
+/// Put `ids` back at the front of the queue, in order (their runs' results are not taken).
+fn requeue(queue: &mut VecDeque<u32>, ids: &[u32]) {
+    for &id in ids.iter().rev() {
+        queue.push_front(id);
     }
 }
 

@@ -11,10 +11,9 @@
 //! first violation found has as few injected events as any. A [`Shard`] owns the executions
 //! whose first branching decision hashes to it.
 
-use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use kmap_sim::{Choice, ChoicePoint, Chooser, Config, Decision, ProbeMemo};
 
@@ -91,7 +90,7 @@ impl Strategy for Dfs {
     /// more event.
     fn explore(&mut self, search: &mut Search<'_>) -> Coverage {
         let config = search.config;
-        let memo = Rc::new(RefCell::new(ProbeMemo::default()));
+        let memo = Arc::new(ProbeMemo::default());
         let most_branches = most_branches(config);
         let most_depth = handler_depth(config);
         for budget in 0..=most_branches {
@@ -135,7 +134,7 @@ impl Dfs {
         budget: u32,
         most_branches: u32,
         most_depth: u32,
-        memo: &Rc<RefCell<ProbeMemo>>,
+        memo: &Arc<ProbeMemo>,
     ) {
         let events = |tally: &Tally| {
             tally
@@ -169,7 +168,7 @@ impl Dfs {
         budget: u32,
         depth: u32,
         full: bool,
-        memo: &Rc<RefCell<ProbeMemo>>,
+        memo: &Arc<ProbeMemo>,
     ) -> Level {
         let mut path: Path = Vec::new();
         let mut more_possible = false;

@@ -27,6 +27,7 @@ pub mod replay;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kmap_sim::{Chooser, Config, Hazard, Outcome, ProbeMemo, RunOptions, Schedule, Stats, Verdict};
@@ -318,7 +319,7 @@ impl Search<'_> {
     }
 
     /// Run options that probe handlers as deep as `depth`, sharing `memo`.
-    pub fn probing(&self, memo: &Rc<RefCell<ProbeMemo>>, depth: u32) -> RunOptions {
+    pub fn probing(&self, memo: &Arc<ProbeMemo>, depth: u32) -> RunOptions {
         RunOptions {
             record_choices: true,
             prune: self.options.prune,

@@ -1,8 +1,7 @@
 //! Probabilistic concurrency testing (PCT): each execution takes a few branching events at
 //! choice points drawn at random, with interrupts and NMIs probed everywhere.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -25,7 +24,7 @@ pub struct Pct {
 
 impl Strategy for Pct {
     fn explore(&mut self, search: &mut Search<'_>) -> Coverage {
-        let memo = Rc::new(RefCell::new(ProbeMemo::default()));
+        let memo = Arc::new(ProbeMemo::default());
         let nesting = handler_depth(search.config);
         let base = search.run(NoInjection, search.probing(&memo, nesting));
         let points = base.stats.choice_points.max(1);

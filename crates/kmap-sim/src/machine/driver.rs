@@ -23,6 +23,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
@@ -38,18 +39,20 @@ const TASK_STACK: usize = 256 * 1024;
 
 type TaskCoroutine = Coroutine<(), Yield, (), DefaultStack>;
 
-thread_local! {
-    /// Stacks of finished coroutines, reused by the next ones: an explorer runs hundreds of
-    /// thousands of executions, and mapping and unmapping a stack for each task of each would
-    /// cost more system time than the executions themselves.
-    static STACKS: RefCell<Vec<DefaultStack>> = const { RefCell::new(Vec::new()) };
+/// Stacks of finished coroutines, reused by the next ones (of any thread): an explorer runs
+/// hundreds of thousands of executions, and mapping and unmapping a stack for each task of
+/// each would cost more system time than the executions themselves.
+static STACKS: Mutex<Vec<DefaultStack>> = Mutex::new(Vec::new());
+
+/// The pool of stacks (a thread that panicked while holding it left it as it was).
+fn pool() -> MutexGuard<'static, Vec<DefaultStack>> {
+    STACKS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A task stack, reused if one is free.
 fn take_stack() -> DefaultStack {
-    STACKS
-        .with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_else(|| DefaultStack::new(TASK_STACK).expect("a task stack"))
+    let reused = pool().pop();
+    reused.unwrap_or_else(|| DefaultStack::new(TASK_STACK).expect("a task stack"))
 }
 
 /// End `coroutine` (without unwinding it if it is suspended) and keep its stack for reuse.
@@ -63,7 +66,7 @@ fn give_back(mut coroutine: TaskCoroutine) {
         unsafe { coroutine.force_reset() };
     }
     let stack = coroutine.into_stack();
-    STACKS.with(|pool| pool.borrow_mut().push(stack));
+    pool().push(stack);
 }
 
 /// Run `config` to the end (or to its first violation), taking every decision from `chooser`.

@@ -50,6 +50,7 @@ pub use probe::ProbeMemo;
 
 use std::cell::{self, RefCell, RefMut};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use corosensei::Yielder;
 use kmap::{CpuId, Point, Pte, Report, Slot, VirtAddr};
@@ -102,7 +103,7 @@ pub struct RunOptions {
     /// skipped when one was already probed clean from the same observable state (the memo,
     /// shared across runs). A probe that finds a violation stays in
     /// the schedule, which replays it as an ordinary injected event.
-    pub probe: Option<Rc<RefCell<ProbeMemo>>>,
+    pub probe: Option<Arc<ProbeMemo>>,
     /// How deep probes nest: 1 probes handlers on the code of tasks only, 2 also probes an NMI
     /// inside a probed interrupt, and so on (0: none).
     pub probe_depth: u32,

@@ -2,8 +2,9 @@
 //! A clean handler must leave its CPU exactly as it found it (INV-3), so a clean probe amounts
 //! to no event; one that leaves a trace is offered as a lasting handler (a real event).
 
+use dashmap::DashSet;
 use kmap::{Cell, CpuId, Pte};
-use rustc_hash::FxHashSet;
+use rustc_hash::FxBuildHasher;
 
 use super::Machine;
 use super::arrival::SavedNumbering;
@@ -45,9 +46,10 @@ pub(crate) struct SavedCpu {
 pub(super) type Handlers = smallvec::SmallVec<[HandlerKind; 2]>;
 
 /// Handler runs already probed clean, by the state they could observe (see
-/// [`RunOptions::probe`](super::RunOptions::probe)).
+/// [`RunOptions::probe`](super::RunOptions::probe)): a concurrent set, shared by the runs of
+/// every thread of a search.
 #[derive(Default, Debug)]
-pub struct ProbeMemo(FxHashSet<Box<[u64]>>);
+pub struct ProbeMemo(DashSet<Box<[u64]>, FxBuildHasher>);
 
 impl ProbeMemo {
     /// How many distinct handler runs are remembered.
@@ -159,7 +161,7 @@ impl Machine {
             }
             let mut key = std::mem::take(&mut *self.probe_scratch.borrow_mut());
             self.probe_key(kind, self.options.probe_depth - depth, &mut key);
-            let known = memo.borrow().0.contains(key.as_slice());
+            let known = memo.0.contains(key.as_slice());
             if known {
                 *self.probe_scratch.borrow_mut() = key;
                 self.outcome.borrow_mut().stats.probes_remembered += 1;
@@ -202,7 +204,7 @@ impl Machine {
                 lasting.push(kind);
             } else {
                 self.outcome.borrow_mut().stats.probes += 1;
-                memo.borrow_mut().0.insert(key_copy);
+                memo.0.insert(key_copy);
             }
         }
         if !lasting.is_empty() && self.arrivals.borrow().probing() > 0 {
