@@ -218,6 +218,13 @@ pub trait Chooser {
     fn retraces(&self) -> bool {
         false
     }
+
+    /// While it [retraces](Chooser::retraces): the number of the arrival point where it takes
+    /// its next choice. At every arrival point before it, it would continue, so the machine
+    /// does not ask it there.
+    fn next_choice_at(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Always continues: the run without any injected event (and an endless program ends at its

@@ -184,6 +184,10 @@ impl Chooser for Expand {
     fn retraces(&self) -> bool {
         self.next < self.path.len()
     }
+
+    fn next_choice_at(&self) -> Option<u64> {
+        self.path.get(self.next).map(|step| step.arrival)
+    }
 }
 
 /// What one execution of the search found: its outcome, and the state it stopped at with

@@ -228,8 +228,20 @@ impl Machine {
             place.label = Some(label);
         });
         // Retracing a path, the run that first went this way checked this point already (the
-        // code is deterministic), so the checks are not run again; neither are the probes.
-        if !self.chooser.borrow().retraces() {
+        // code is deterministic), so the checks are not run again; neither are the probes, and
+        // before the path's next choice nothing is asked.
+        let (retraces, next_choice) = {
+            let chooser = self.chooser.borrow();
+            (chooser.retraces(), chooser.next_choice_at())
+        };
+        if retraces && next_choice.is_some_and(|at| at != arrival) {
+            if self.options.trace {
+                self.trace_depths();
+                self.trace(What::Point(label));
+            }
+            return;
+        }
+        if !retraces {
             if let Some((kind, message)) = self.broken_stack() {
                 self.violate(kind, message);
                 self.suspend(Yield::Abort);
