@@ -2,11 +2,11 @@
 //! their coroutines without unwinding them (`kmap_sim`'s `machine/driver.rs`). That is sound
 //! only if no frame of a task's stack owns memory, or anything else that must be dropped, at a
 //! point where its code may be suspended. A frame that did would leak it at every execution
-//! that ended there: this test counts every allocation of the process over executions of
-//! every kind (every built-in scenario searched, scopes proved under every switch, with two
-//! CPUs, release in any order, guard cells and the largest stacks, random executions), ended
-//! everywhere (a stateful search stops each execution at its first new state, a violation ends
-//! one inside a handler or a probe), and requires that they leave none behind.
+//! that ended there: this test counts every allocation of the process over many executions
+//! (every built-in scenario searched, scopes proved under every switch, with two CPUs, release
+//! in any order, guard cells and the largest stacks, random executions), each ended where its
+//! search ends it (a stateful search stops each execution at its first new state, a violation
+//! ends one inside a handler or a probe), and requires that they leave none behind.
 //!
 //! One test in this file: the count is the whole process's.
 

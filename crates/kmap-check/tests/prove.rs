@@ -219,8 +219,9 @@ fn guard_cells_with_release_in_any_order_change_no_state() {
     assert_eq!(states(&guarded), states(&plain));
 }
 
-/// Task symmetry loses nothing: with and without it, every scope `cargo xtask test` proves,
-/// under every switch (and with release in any order), gets the same verdict, and the states
+/// Task symmetry loses nothing: with and without it, 1/2/1, 1/2/2 and 1/3/1 under every switch,
+/// 2/2/1 and 2/3/1 under split, and 1/2/2 and 2/2/2 with release in any order get the same
+/// verdict, and the states
 /// the symmetric search remembers are exactly the classes of the states the whole search
 /// reaches (their canonical keys are the same set), one state per class; the scopes of three
 /// tasks keep under a quarter of the states.

@@ -352,11 +352,9 @@ fn a_proof_reports_the_hazards_it_survived() {
     assert_eq!(hazards[0]["rule"], "INV-1 (slot ownership)", "{proof}");
 }
 
-/// A scope with guard cells sizes its stacks for them (two cells a mapping): without that, the
-/// NMI on top of the interrupt overflowed the scope's four cells at once.
-#[test]
-fn a_scope_with_guard_cells_has_room_for_them() {
-    let out = kmap(&[
+/// `kmap prove` of 1/2/1 with guard cells, and `more`.
+fn prove_with_guard_cells(more: &[&str]) -> Output {
+    let scope = [
         "prove",
         "--cpus",
         "1",
@@ -366,7 +364,15 @@ fn a_scope_with_guard_cells_has_room_for_them() {
         "1",
         "--guard-cells",
         "true",
-    ]);
+    ];
+    kmap(&[&scope[..], more].concat())
+}
+
+/// A scope with guard cells sizes its stacks for them (two cells a mapping): without that, the
+/// NMI on top of the interrupt overflowed the scope's four cells at once.
+#[test]
+fn a_scope_with_guard_cells_has_room_for_them() {
+    let out = prove_with_guard_cells(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("pass"), "{}", text(&out.stdout));
 }
@@ -375,19 +381,7 @@ fn a_scope_with_guard_cells_has_room_for_them() {
 /// guard cells leave the NMI over the interrupt no room, and the proof says so.
 #[test]
 fn a_scope_s_cells_given_are_kept_with_guard_cells() {
-    let out = kmap(&[
-        "prove",
-        "--cpus",
-        "1",
-        "--tasks",
-        "2",
-        "--depth",
-        "1",
-        "--guard-cells",
-        "true",
-        "--cells",
-        "4",
-    ]);
+    let out = prove_with_guard_cells(&["--cells", "4"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(

@@ -148,6 +148,11 @@ pub fn pte_frame(pte: Pte) -> Frame {
     Frame::new(pte.raw() >> 12)
 }
 
+/// The flags of a PTE of this machine (below its frame number, see `make_pte`).
+pub(crate) fn pte_flags(pte: Pte) -> u64 {
+    pte.raw() & 0xfff
+}
+
 /// A task's [`KmapStack`], whatever its size, as the machine inspects it.
 pub trait DynStack: Any {
     /// `idx`.

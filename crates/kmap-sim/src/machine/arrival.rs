@@ -235,10 +235,7 @@ impl Machine {
             (chooser.retraces(), chooser.next_choice_at())
         };
         if retraces && next_choice.is_some_and(|at| at != arrival) {
-            if self.options.trace {
-                self.trace_depths();
-                self.trace(What::Point(label));
-            }
+            self.trace_point(label);
             return;
         }
         if !retraces {
@@ -253,10 +250,7 @@ impl Machine {
                 return;
             }
         }
-        if self.options.trace {
-            self.trace_depths();
-            self.trace(What::Point(label));
-        }
+        self.trace_point(label);
         let prunable = redundant && self.options.prune;
         // The handlers that leave a trace here, once probed (`None`: not probed; a chooser
         // retracing a path wants no probe, see `Chooser::retraces`). A
@@ -334,6 +328,14 @@ impl Machine {
             // probe again: what is offered next is always what leaves a trace on the state
             // as it is now (a function of that state, so the state key needs no offer list).
             lasting = None;
+        }
+    }
+
+    /// Put the arrival point, and the stacks' depths where they changed, in the trace.
+    fn trace_point(&self, label: Label) {
+        if self.options.trace {
+            self.trace_depths();
+            self.trace(What::Point(label));
         }
     }
 

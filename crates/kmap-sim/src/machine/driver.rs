@@ -18,8 +18,9 @@
 //! probe's saved state in the machine's list of probes in progress, a stack image is inline
 //! (at most `MAX_CELLS` cells), lists are read after the arrival point, not before. The
 //! machine is reached through a pointer, not a counted reference. `kmap-check`'s
-//! `tests/leaks.rs` counts every allocation over executions of every kind ended everywhere:
-//! a frame that broke the rule would leak, and fail it.
+//! `tests/leaks.rs` counts every allocation over the executions of every built-in scenario's
+//! search, proofs of small scopes and random runs, each ended where its search ends it: a frame
+//! that broke the rule where one of them ended would leak, and fail it.
 
 use std::cell::RefCell;
 use std::rc::Rc;

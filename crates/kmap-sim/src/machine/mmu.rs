@@ -8,7 +8,7 @@ use kmap::{Cell, CpuId, Frame, Pte, Slot, VirtAddr};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::symmetry::Relabel;
-use crate::platform::{Layout, PAGE_SIZE, pte_frame};
+use crate::platform::{Layout, PAGE_SIZE, pte_flags, pte_frame};
 
 /// Where an access led.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -257,7 +257,7 @@ impl Mmu {
     pub(crate) fn hash_references(&self, frame: Frame, hasher: &mut impl Hasher) {
         for (index, &pte) in self.page_table.iter().enumerate() {
             if pte != Pte::EMPTY && pte != Pte::HOLE && pte_frame(pte) == frame {
-                (index, pte.raw() & 0xfff).hash(hasher);
+                (index, pte_flags(pte)).hash(hasher);
             }
         }
         for cpu in 0..self.layout.cpus {

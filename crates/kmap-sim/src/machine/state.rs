@@ -63,7 +63,7 @@ impl Machine {
             Some(orbit) if self.options.symmetry => orbit,
             _ => {
                 let mut hasher = Xxh3::new();
-                self.hash_state(question, step, &Relabel::identity(0, 0), &mut hasher);
+                self.hash_state(question, step, &Relabel::IDENTITY, &mut hasher);
                 hasher.digest128()
             }
         };
@@ -163,7 +163,7 @@ impl Machine {
     /// stack, every task's status and CPU, and what went wrong.
     pub(crate) fn final_state(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        let identity = Relabel::identity(0, 0);
+        let identity = Relabel::IDENTITY;
         self.memory.borrow().hash_contents(&identity, &mut hasher);
         self.mmu.borrow().hash_contents(&identity, &mut hasher);
         let tasks = self.tasks.borrow();

@@ -39,7 +39,7 @@ use super::cpu::StackImage;
 use super::task::{Held, Place, Read};
 use crate::choice::TaskId;
 use crate::config::Config;
-use crate::platform::pte_frame;
+use crate::platform::{pte_flags, pte_frame};
 use crate::program::Op;
 use crate::trace::Label;
 
@@ -128,7 +128,6 @@ impl Symmetry {
         for (&from, &to) in self.pages(task).iter().zip(self.pages(class[0])) {
             relabel.frames[from.pfn() as usize] = to.pfn();
         }
-        relabel.abstract_tags = true;
         relabel
     }
 
@@ -177,7 +176,17 @@ pub(crate) struct Relabel {
 }
 
 impl Relabel {
-    /// The relabelling that changes nothing, of `tasks` tasks and `frames` frames.
+    /// The relabelling that changes nothing (every number outside its tables is kept).
+    pub(crate) const IDENTITY: Relabel = Relabel {
+        tasks: Vec::new(),
+        order: Vec::new(),
+        frames: Vec::new(),
+        inverse: Vec::new(),
+        abstract_tags: false,
+    };
+
+    /// The relabelling that changes nothing, with room to change `tasks` tasks and `frames`
+    /// frames.
     pub(crate) fn identity(tasks: usize, frames: u64) -> Relabel {
         Relabel {
             tasks: (0..tasks).map(TaskId).collect(),
@@ -219,7 +228,7 @@ impl Relabel {
             return pte;
         }
         let frame = self.frame(pte_frame(pte));
-        Pte::from_raw(frame.pfn() << 12 | (pte.raw() & 0xfff))
+        Pte::from_raw(frame.pfn() << 12 | pte_flags(pte))
     }
 
     /// An operation with its frame renamed.

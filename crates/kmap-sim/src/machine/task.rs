@@ -215,7 +215,7 @@ mod tests {
 
     fn encoding(task: &TaskState) -> Vec<u8> {
         let mut bytes = Bytes::default();
-        task.hash_contents(&Relabel::identity(0, 0), &mut bytes);
+        task.hash_contents(&Relabel::IDENTITY, &mut bytes);
         bytes.0
     }
 
