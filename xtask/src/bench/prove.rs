@@ -101,7 +101,14 @@ const ROWS: &[RowText] = &[
 
 /// The scopes proved with release in any order (CPUs, tasks, depth; IRQ and NMI), under the
 /// split protocol. SPIN has no model of it.
-const ANY_ORDER_ROWS: &[(usize, usize, usize)] = &[(1, 3, 2), (2, 3, 2)];
+const ANY_ORDER_ROWS: &[(usize, usize, usize)] = &[(1, 3, 3), (2, 3, 2)];
+
+/// The commit whose throughput the table compares with (issue 20's "today"): its `kmap prove` is
+/// built from a git worktree and run on [`BASELINE_SCOPE`] in the same run.
+const BASELINE: &str = "001b93f";
+
+/// The scope of the throughput comparison (CPUs, tasks, depth): IRQ and NMI, split, release LIFO.
+const BASELINE_SCOPE: (usize, usize, usize) = (1, 3, 2);
 
 fn rows() -> Vec<Row> {
     ROWS.iter()
@@ -140,7 +147,19 @@ struct Measured {
     verdict: String,
     states: String,
     seconds: Option<f64>,
+    /// User and system time, all threads together.
+    cpu_seconds: Option<f64>,
     peak_mib: Option<f64>,
+}
+
+impl Measured {
+    /// States per second of CPU time: the throughput of one core.
+    fn per_core(&self) -> Option<f64> {
+        let states: f64 = self.states.parse().ok()?;
+        self.cpu_seconds
+            .filter(|&c| c > 0.0)
+            .map(|cpu| states / cpu)
+    }
 }
 
 /// The section of BENCHMARKS.md, or why it could not be made.
@@ -172,9 +191,13 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
     }
     let _ = writeln!(
         out,
-        "| scope | protocol | kmap verdict | kmap states | kmap time | kmap memory | SPIN verdict | SPIN states | SPIN time | SPIN memory | time ratio (SPIN / kmap) |"
+        "| scope | protocol | kmap verdict | kmap states | kmap time | kmap states/s per core | kmap memory | SPIN verdict | SPIN states | SPIN time | SPIN memory | time ratio (SPIN / kmap) |"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+    );
+    let mut baseline_row = None;
     for row in rows() {
         let kmap_run = run_kmap(&kmap, &row)?;
         let spin_run = match (&row.spin, spin_ready, &models) {
@@ -201,9 +224,10 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
             )
         };
         let ((kt, km), (st, sm)) = (show(&kmap_run), show(&spin_run));
+        let kc = per_core_text(&kmap_run);
         let _ = writeln!(
             out,
-            "| {}/{}/{} {} | {} | {} | {} | {kt} | {km} | {} | {} | {st} | {sm} | {ratio} |",
+            "| {}/{}/{} {} | {} | {} | {} | {kt} | {kc} | {km} | {} | {} | {st} | {sm} | {ratio} |",
             row.cpus,
             row.tasks,
             row.depth,
@@ -228,6 +252,16 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
             spin_run.verdict,
             spin_run.seconds
         );
+        if (row.cpus, row.tasks, row.depth) == BASELINE_SCOPE
+            && row.nmi
+            && row.protocol == "split"
+            && row.release == "lifo"
+        {
+            baseline_row = Some((row, kmap_run));
+        }
+    }
+    if let Some((row, now)) = baseline_row {
+        let _ = writeln!(out, "\n{}", baseline(root, &row, &now)?);
     }
     let _ = writeln!(
         out,
@@ -240,11 +274,73 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
     Ok(out)
 }
 
+/// "N" states per second of CPU, or a dash.
+fn per_core_text(m: &Measured) -> String {
+    m.per_core().map_or("—".into(), |r| format!("{r:.0}"))
+}
+
+/// The throughput of [`BASELINE`]'s `kmap prove` on `row`, beside this commit's (`now`), both
+/// from this run: the baseline is built from a git worktree under `target/` (its own target
+/// folder, so this build is untouched). A line saying why when it cannot be built.
+fn baseline(root: &Path, row: &Row, now: &Measured) -> Result<String, ProveBenchError> {
+    let scope = format!("{}/{}/{}", row.cpus, row.tasks, row.depth);
+    let tree = root.join("target/bench-baseline/src");
+    let target = root.join("target/bench-baseline/target");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ready = tree.join("Cargo.toml").exists()
+        || (git(&["cat-file", "-e", &format!("{BASELINE}^{{commit}}")])
+            && git(&[
+                "worktree",
+                "add",
+                "--force",
+                "--detach",
+                &tree.to_string_lossy(),
+                BASELINE,
+            ]));
+    if !ready {
+        return Ok(format!(
+            "Throughput against commit {BASELINE} not measured: that commit is not in this \
+             clone's history."
+        ));
+    }
+    let target_dir = target.to_string_lossy().into_owned();
+    process::cargo(
+        &tree,
+        &["build", "--release", "--package", "kmap-cli"],
+        &[("CARGO_TARGET_DIR", target_dir.as_str())],
+    )?;
+    let old = run_kmap(&target.join("release/kmap"), row)?;
+    let ratio = match (now.per_core(), old.per_core()) {
+        (Some(n), Some(o)) if o > 0.0 => format!("{:.1}×", n / o),
+        _ => "—".into(),
+    };
+    Ok(format!(
+        "Throughput on {scope} against commit {BASELINE} (built from a worktree and run in this \
+         run, same command): {BASELINE} found {} states in {} of CPU ({} states/s per core); this \
+         commit {} states in {} of CPU ({} states/s per core): {ratio} the states per second per \
+         core. This commit counts states up to task symmetry (`--no-symmetry` counts every \
+         permutation, as {BASELINE} did).",
+        old.states,
+        old.cpu_seconds.map_or("—".into(), |c| format!("{c:.2} s")),
+        per_core_text(&old),
+        now.states,
+        now.cpu_seconds.map_or("—".into(), |c| format!("{c:.2} s")),
+        per_core_text(now),
+    ))
+}
+
 /// What a command timed by `/usr/bin/time` printed, and what it cost.
 struct Timed {
     stdout: String,
     stderr: String,
     seconds: Option<f64>,
+    cpu_seconds: Option<f64>,
     peak_mib: Option<f64>,
 }
 
@@ -256,7 +352,7 @@ fn timed(command: Command) -> Result<Timed, ProveBenchError> {
     let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
     let mut wrapped = Command::new("/usr/bin/time");
     wrapped
-        .args(["-f", "%e %M", "-o"])
+        .args(["-f", "%e %M %U %S", "-o"])
         .arg(&times)
         .arg(program)
         .args(args);
@@ -272,10 +368,13 @@ fn timed(command: Command) -> Result<Timed, ProveBenchError> {
         .next()
         .and_then(|k| k.parse::<f64>().ok())
         .map(|k| k / 1024.0);
+    let user: Option<f64> = fields.next().and_then(|s| s.parse().ok());
+    let system: Option<f64> = fields.next().and_then(|s| s.parse().ok());
     Ok(Timed {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         seconds,
+        cpu_seconds: user.zip(system).map(|(u, s)| u + s),
         peak_mib,
     })
 }
@@ -303,6 +402,7 @@ fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, ProveBenchError> {
         stdout,
         stderr,
         seconds,
+        cpu_seconds,
         peak_mib,
     } = timed(command)?;
     // Standard output is the JSON document; /usr/bin/time's report goes to its file.
@@ -322,6 +422,7 @@ fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, ProveBenchError> {
         verdict,
         states: proof.states.to_string(),
         seconds,
+        cpu_seconds,
         peak_mib,
     })
 }
@@ -366,6 +467,7 @@ fn run_spin(models: &Path, run: &SpinRun) -> Measured {
         stdout,
         stderr,
         seconds,
+        cpu_seconds,
         peak_mib,
     }) = timed(command)
     else {
@@ -396,6 +498,7 @@ fn run_spin(models: &Path, run: &SpinRun) -> Measured {
         verdict,
         states: number("states, stored"),
         seconds,
+        cpu_seconds,
         peak_mib,
     }
 }
