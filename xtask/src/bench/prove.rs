@@ -279,6 +279,11 @@ fn per_core_text(m: &Measured) -> String {
     m.per_core().map_or("—".into(), |r| format!("{r:.0}"))
 }
 
+/// "N.NN s" of CPU, or a dash.
+fn cpu_text(m: &Measured) -> String {
+    m.cpu_seconds.map_or("—".into(), |c| format!("{c:.2} s"))
+}
+
 /// The throughput of [`BASELINE`]'s `kmap prove` on `row`, beside this commit's (`now`), both
 /// from this run: the baseline is built from a git worktree under `target/` (its own target
 /// folder, so this build is untouched). A line saying why when it cannot be built.
@@ -327,10 +332,10 @@ fn baseline(root: &Path, row: &Row, now: &Measured) -> Result<String, ProveBench
          core. This commit counts states up to task symmetry (`--no-symmetry` counts every \
          permutation, as {BASELINE} did).",
         old.states,
-        old.cpu_seconds.map_or("—".into(), |c| format!("{c:.2} s")),
+        cpu_text(&old),
         per_core_text(&old),
         now.states,
-        now.cpu_seconds.map_or("—".into(), |c| format!("{c:.2} s")),
+        cpu_text(now),
         per_core_text(now),
     ))
 }
