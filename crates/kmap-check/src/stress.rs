@@ -55,6 +55,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 cpu: CpuId(cpu as u32),
                 ops: task_program(&mut rng, &frames, cpus, release),
                 any: Vec::new(),
+                pinned: false,
             });
         }
     }

@@ -205,3 +205,38 @@ fn the_old_bound_names_are_read_as_nesting_depths() {
     assert!(error.to_string().contains("0 or 1"), "{error}");
     assert_eq!(error.field.as_deref(), Some("bounds.irq_depth"));
 }
+
+/// `kmap check`'s stateful engine (every state within the bounds, breadth first, with the
+/// reduction across CPUs) gives the stateless engine's verdict on every built-in scenario under
+/// every switch protocol, and reaches every final state the stateless one reaches (more, where
+/// a preemption may pick any queued task, not only the next one).
+#[test]
+fn the_stateful_engine_agrees_with_the_stateless_one_on_every_builtin() {
+    for (name, _) in builtin::BUILTINS {
+        for protocol in [Protocol::Split, Protocol::RfcV1, Protocol::SwapAfterCurrent] {
+            let mut config = resolve(name).unwrap().config;
+            config.machine.switch = protocol;
+            let options = Options {
+                stop_at_violation: false,
+                fingerprints: true,
+                ..Options::default()
+            };
+            let stateless = explore(&config, &mut Dfs::default(), options, |_| {});
+            let mut bfs = kmap_check::search::Bfs {
+                bounded: true,
+                ..Default::default()
+            };
+            let stateful = explore(&config, &mut bfs, options, |_| {});
+            assert!(stateless.complete && stateful.complete, "{name} {protocol}");
+            assert_eq!(stateful.verdict, stateless.verdict, "{name} {protocol}");
+            assert!(
+                stateless.final_states.is_subset(&stateful.final_states),
+                "{name} {protocol}: {} final states missing",
+                stateless
+                    .final_states
+                    .difference(&stateful.final_states)
+                    .count()
+            );
+        }
+    }
+}

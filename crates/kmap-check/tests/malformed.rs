@@ -89,3 +89,19 @@ fn a_value_out_of_range() {
     );
     assert!(e.ends_with("not 9"), "{e}");
 }
+
+#[test]
+fn a_pinned_task_that_asks_to_migrate() {
+    let e = error(
+        "[machine]\ncpus = 2\n[[task]]\nname = \"A\"\npinned = true\nops = [\"map 20\",\n  \"migrate 1\"]\n",
+    );
+    assert_eq!(
+        e,
+        "bad.toml:7: field `task[0].ops[1]`: task A: `migrate 1` in a task pinned to its CPU"
+    );
+    let e = error("[[task]]\nname = \"A\"\npinned = \"yes\"\nops = []\n");
+    assert!(
+        e.starts_with("bad.toml:3: field `task[0].pinned`: invalid type"),
+        "{e}"
+    );
+}

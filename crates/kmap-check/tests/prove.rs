@@ -316,3 +316,109 @@ fn threads_change_no_figure_and_no_counterexample() {
         }
     }
 }
+
+/// Two CPUs whose tasks are pinned (no migration, no write): CPU 0 runs until it has nothing
+/// left before CPU 1 runs, and that loses no violation (here only CPU 1 can meet one: CPU 0
+/// has one task, which never switches) and, where every run passes, no final state. Checked
+/// against the search with no reduction at all.
+#[test]
+fn isolated_cpus_keep_verdicts_and_final_states() {
+    let text = |b_ops: &str| {
+        format!(
+            r#"
+            [machine]
+            cpus = 2
+            [[task]]
+            name = "A"
+            cpu = 0
+            pinned = true
+            ops = ["map 20", "check", "unmap"]
+            [[task]]
+            name = "B"
+            cpu = 1
+            pinned = true
+            ops = [{b_ops}]
+            [[task]]
+            name = "C"
+            cpu = 1
+            pinned = true
+            ops = ["map 30", "yield", "unmap"]
+            [irq]
+            ops = ["map 50", "check", "unmap"]
+            "#
+        )
+    };
+    let run = |config: &Config, reduce| {
+        let mut bfs = Bfs {
+            reduce,
+            ..Bfs::default()
+        };
+        let options = Options {
+            stop_at_violation: false,
+            fingerprints: true,
+            ..Options::default()
+        };
+        explore(config, &mut bfs, options, |_| {})
+    };
+    for b_ops in [
+        r#""map 24", "yield", "check", "unmap""#,
+        r#""yield", "map 24", "sleep", "unmap""#,
+    ] {
+        for protocol in [Protocol::Split, Protocol::RfcV1, Protocol::SwapAfterCurrent] {
+            let mut config = kmap_check::scenario::parse("test", "isolated", &text(b_ops))
+                .unwrap()
+                .config;
+            config.machine.switch = protocol;
+            let (isolated, whole) = (run(&config, true), run(&config, false));
+            assert!(isolated.complete && whole.complete, "{protocol}");
+            assert_eq!(isolated.verdict, whole.verdict, "{protocol} {b_ops}");
+            let expected = if protocol == Protocol::Split {
+                Verdict::Pass
+            } else {
+                Verdict::Violation
+            };
+            assert_eq!(isolated.verdict, expected, "{protocol} {b_ops}");
+            // A violation ends its run wherever the other CPU is, so only runs that pass
+            // have the same ends in both.
+            if expected == Verdict::Pass {
+                assert_eq!(isolated.final_states, whole.final_states, "{b_ops}");
+            }
+            assert!(
+                states(&isolated) * 3 < states(&whole),
+                "{protocol}: {} states isolated, {} without the reduction",
+                states(&isolated),
+                states(&whole)
+            );
+        }
+    }
+}
+
+/// A pinned task is never moved: pinning both tasks of `migrate-on-preempt` (whose preemption
+/// may move a task to the other CPU) leaves only the runs in which nothing migrates, a strict
+/// part of the final states.
+#[test]
+fn a_pinned_task_is_never_moved_by_load_balancing() {
+    let options = Options {
+        stop_at_violation: false,
+        fingerprints: true,
+        ..Options::default()
+    };
+    let free = resolve("migrate-on-preempt").unwrap().config;
+    let mut pinned = free.clone();
+    for task in &mut pinned.program.tasks {
+        task.pinned = true;
+    }
+    let free = explore(&free, &mut Dfs::default(), options, |_| {});
+    let pinned = explore(&pinned, &mut Dfs::default(), options, |_| {});
+    assert_eq!(
+        (free.verdict, pinned.verdict),
+        (Verdict::Pass, Verdict::Pass)
+    );
+    assert!(
+        pinned.final_states.is_subset(&free.final_states)
+            && pinned.final_states.len() < free.final_states.len(),
+        "{} pinned, {} free",
+        pinned.final_states.len(),
+        free.final_states.len()
+    );
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use kmap_check::search::{Dfs, Pct, Random};
+use kmap_check::search::{Bfs, Dfs, Pct, Random};
 use kmap_check::{Options, Scenario, Shard, Strategy, builtin};
 use kmap_sim::{Bounds, Changes, Settings};
 
@@ -21,6 +21,19 @@ pub enum StrategyName {
     /// Probabilistic concurrency testing: `--depth` branching events per execution at random
     /// choice points, interrupts probed everywhere.
     Pct,
+}
+
+/// How the exhaustive strategy remembers what it explored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// Stateful where the scenario has more than one CPU, stateless on one.
+    #[default]
+    Auto,
+    /// Every execution, remembering none (depth first, pruning provably equivalent branches).
+    Stateless,
+    /// Every state within the bounds, each explored once (breadth first, as `kmap prove` but
+    /// under the bounds, with the reduction across CPUs).
+    Stateful,
 }
 
 #[derive(Parser, Clone, Debug, Default)]
@@ -45,6 +58,9 @@ pub struct Args {
     /// How to choose the executions.
     #[arg(long, value_enum, default_value_t = StrategyName::Exhaustive)]
     pub strategy: StrategyName,
+    /// The exhaustive strategy's engine.
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
     /// Seed of the random and pct strategies.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -66,8 +82,26 @@ pub struct Args {
 }
 
 impl Args {
-    fn strategy(&self) -> Box<dyn Strategy> {
+    /// The engine the exhaustive strategy runs on `scenario`.
+    fn engine(&self, scenario: &Scenario) -> Engine {
+        match self.engine {
+            Engine::Auto if self.shard.is_none() && scenario.config.machine.cpus > 1 => {
+                Engine::Stateful
+            }
+            Engine::Auto => Engine::Stateless,
+            engine => engine,
+        }
+    }
+
+    fn strategy(&self, scenario: &Scenario) -> Box<dyn Strategy> {
         match self.strategy {
+            StrategyName::Exhaustive if self.engine(scenario) == Engine::Stateful => {
+                Box::new(Bfs {
+                    bounded: true,
+                    shard: self.shard,
+                    ..Bfs::default()
+                })
+            }
             StrategyName::Exhaustive => Box::new(Dfs {
                 shard: self.shard.unwrap_or(Shard::WHOLE),
             }),
@@ -149,7 +183,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
     let mut all_ok = true;
     let mut results = Vec::new();
     for scenario in scenarios {
-        let exploration = search(&scenario, &mut *args.strategy(), options);
+        let exploration = search(&scenario, &mut *args.strategy(&scenario), options);
         let checked = Checked {
             scenario,
             changes: args.settings.clone(),

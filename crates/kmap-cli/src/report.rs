@@ -167,6 +167,7 @@ pub fn print_checked(checked: &Checked, with_timeline: bool) {
         if e.complete { " (complete)" } else { "" }
     );
     println!("     bounds: {}", bounds_text(s));
+    println!("     engine: {}", engine_text(e));
     let Some(ce) = &e.counterexample else {
         if !e.hazards.is_empty() {
             println!(
@@ -179,6 +180,17 @@ pub fn print_checked(checked: &Checked, with_timeline: bool) {
     };
     println!("     replay: kmap replay '{}'", checked.replay_id(ce));
     print_counterexample(ce, with_timeline, "counterexample with ");
+}
+
+/// Which engine a check ran: stateful (with the states it remembered) or stateless.
+fn engine_text(e: &Exploration) -> String {
+    match &e.states {
+        Some(states) => format!(
+            "stateful, {} states remembered within the bounds",
+            states.states
+        ),
+        None => "stateless".into(),
+    }
 }
 
 /// The hazards a search met, as JSON: those that led to its counterexample, or, with none,
@@ -323,6 +335,8 @@ pub fn check_json(checked: &Checked) -> Value {
         "expected": checked.scenario.expect.name(),
         "ok": checked.ok(),
         "executions": e.executions,
+        "engine": if e.states.is_some() { "stateful" } else { "stateless" },
+        "states": e.states.as_ref().map(|states| states.states),
         "pruned": e.stats.pruned,
         "probes": e.stats.probes,
         "complete": e.complete,

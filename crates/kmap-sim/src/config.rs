@@ -203,6 +203,16 @@ pub enum ConfigError {
         /// The CPUs of the machine.
         cpus: usize,
     },
+    /// A task bound to its CPU asks to migrate.
+    #[error("task {name}: `{op}` in a task pinned to its CPU")]
+    PinnedMigrate {
+        /// Where.
+        at: Field,
+        /// Its name.
+        name: String,
+        /// The operation.
+        op: Op,
+    },
     /// A handler runs an operation only a task may.
     #[error("`{op}` cannot run in a handler")]
     TaskOnly {
@@ -225,6 +235,7 @@ impl ConfigError {
             ConfigError::AnyDepth { task, .. } => Field::TaskAny(*task),
             ConfigError::FrameOutOfRange { at, .. }
             | ConfigError::MigrateCpu { at, .. }
+            | ConfigError::PinnedMigrate { at, .. }
             | ConfigError::TaskOnly { at, .. } => at.clone(),
         }
     }
@@ -293,6 +304,13 @@ impl Config {
             }
             for (i, &op) in task.ops.iter().enumerate() {
                 check_op(Field::TaskOp(t, i), op, false)?;
+                if task.pinned && matches!(op, Op::Migrate(_)) {
+                    return Err(ConfigError::PinnedMigrate {
+                        at: Field::TaskOp(t, i),
+                        name: task.name.clone(),
+                        op,
+                    });
+                }
             }
             for &page in &task.any {
                 check_op(Field::TaskAny(t), Op::Map(page), false)?;

@@ -256,6 +256,10 @@ pub struct Task {
     pub name: String,
     /// The CPU whose run queue it starts on.
     pub cpu: CpuId,
+    /// Bound to that CPU, as a per-CPU kernel thread is (`kthread_bind`): the scheduler never
+    /// moves it to another CPU, and it may not `migrate`. A fork's child is bound as its
+    /// parent is.
+    pub pinned: bool,
     /// What it does.
     pub ops: Vec<Op>,
     /// An endless nondeterministic program instead of `ops` (when not empty): at every step the
@@ -273,6 +277,7 @@ impl Default for Task {
         Task {
             name: String::new(),
             cpu: CpuId(0),
+            pinned: false,
             ops: Vec::new(),
             any: Vec::new(),
         }

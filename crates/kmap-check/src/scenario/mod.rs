@@ -154,6 +154,9 @@ struct TaskSection {
     name: String,
     #[serde(default)]
     cpu: u32,
+    /// Bound to its CPU (no load balancing, no `migrate`).
+    #[serde(default)]
+    pinned: bool,
     ops: Option<Vec<Spanned<String>>>,
     /// An endless nondeterministic program (for `kmap prove`) instead of `ops`.
     #[serde(default)]
@@ -293,6 +296,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
         tasks.push(Task {
             name: task.name.clone(),
             cpu: CpuId(task.cpu),
+            pinned: task.pinned,
             ops,
             any: if task.any {
                 vec![Frame::new(0); depth]

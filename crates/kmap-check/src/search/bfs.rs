@@ -39,6 +39,10 @@ pub struct Bfs {
     /// switches come before program steps (the argument is written where the machine offers
     /// CPU switches, in `kmap_sim`'s `machine/arrival.rs`).
     pub reduce: bool,
+    /// Keep the configuration's bounds on preemptions, CPU switches and lasting handlers
+    /// (`kmap check`'s stateful engine; what is left of them is then part of the state).
+    /// Without, every bound but the nesting depths is lifted (a proof).
+    pub bounded: bool,
     /// Stop when this many states are remembered (the search is then incomplete).
     pub max_states: Option<u64>,
     /// Stop when the process's resident memory passes this many bytes (the search is then
@@ -74,6 +78,7 @@ impl Default for Bfs {
     fn default() -> Self {
         Bfs {
             reduce: true,
+            bounded: false,
             max_states: None,
             max_memory: None,
             symmetry: true,
@@ -263,11 +268,13 @@ impl Strategy for Bfs {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         });
         let mut unbounded = config.clone();
-        unbounded.bounds = Bounds {
-            irq_depth: config.bounds.irq_depth,
-            nmi_depth: config.bounds.nmi_depth,
-            ..Bounds::UNLIMITED
-        };
+        if !self.bounded {
+            unbounded.bounds = Bounds {
+                irq_depth: config.bounds.irq_depth,
+                nmi_depth: config.bounds.nmi_depth,
+                ..Bounds::UNLIMITED
+            };
+        }
         let mut nodes = vec![Node {
             parent: u32::MAX,
             step: Step {

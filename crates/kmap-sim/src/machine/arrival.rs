@@ -7,8 +7,9 @@ use super::sched::Reason;
 use super::task::{ChangedStack, Status, image};
 use super::{Label, Machine, Yield};
 use crate::choice::{Choice, ChoicePoint, Decision, Taken};
-use crate::config::HandlerKind;
+use crate::config::{Bounds, Config, HandlerKind};
 use crate::outcome::ChoiceRecord;
+use crate::program::Op;
 use crate::trace::What;
 
 /// What an arrival point offers, kept inline (a handful of choices at every arrival point).
@@ -48,6 +49,25 @@ pub(crate) struct Arrivals {
     over: bool,
     /// The last arrival point passed, anywhere.
     last_label: Option<Label>,
+}
+
+impl Arrivals {
+    /// Hash what the run has used of each of `bounds` that is finite: under bounds, what is
+    /// left of them is part of the state (the same machine with less left has fewer futures).
+    /// Nothing for a bound that is not set, so an unbounded search hashes nothing here.
+    pub(crate) fn hash_used(&self, bounds: &Bounds, hasher: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let used = &self.used;
+        for (limit, used) in [
+            (bounds.preemptions, used.preemptions),
+            (bounds.cpu_switches, used.cpu_switches),
+            (bounds.lasting_handlers, used.lasting),
+        ] {
+            if limit.is_some() {
+                used.hash(hasher);
+            }
+        }
+    }
 }
 
 /// What a probe puts back of the numbering.
@@ -445,7 +465,7 @@ impl Machine {
             options.push(Choice::Preempt);
         }
         // Load balancing: a preempted task that may migrate can be moved to another CPU.
-        if preemptible && current.migrate == 0 {
+        if preemptible && current.migrate == 0 && !current.pinned {
             options.extend(self.other_cpus().map(Choice::Migrate));
         }
         // With the reduction, the executing CPU changes only before a program's next step; a
@@ -472,9 +492,13 @@ impl Machine {
         //
         // `kmap-check/tests/prove.rs` checks on small scopes that verdicts, final states and
         // quiescent states are the same with and without the reduction (`--no-reduce`).
+        //
+        // With isolated CPUs (see [`isolated`]), no switch at all: the CPU runs until it has
+        // nothing left to do, and the driver then moves to the next CPU that has work.
         let between_steps = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
         let switch_here = (between_steps || !self.options.reduce)
-            && (cpu.nesting() == 0 || !self.options.stateful);
+            && (cpu.nesting() == 0 || !self.options.stateful)
+            && !self.isolated;
         drop((cpus, tasks));
         if switch_here && within(bounds.cpu_switches, used.cpu_switches) {
             let others: Vec<_> = self.other_cpus().filter(|&c| self.has_work(c)).collect();
@@ -516,4 +540,34 @@ impl Machine {
         // so the Yielder it points to is alive on this very stack.
         unsafe { (*yielder).suspend(why) }
     }
+}
+
+/// Whether `config`'s CPUs are isolated: more than one CPU, every task pinned to its CPU and
+/// running a program that ends, and no `write` or `migrate` in any program (tasks' and
+/// handlers'). Then, with the reduction, one CPU runs until it has nothing left to do before
+/// the next one runs, and that loses no violation and no final state.
+///
+/// The argument. Part 1 of the reduction's argument (see `Machine::options`) names the one
+/// state CPUs share: the run queues, which another CPU writes only by migrating a task onto
+/// them; and memory, which only writes change. With neither, no CPU reads anything another
+/// CPU writes, so by part 2 each CPU's local history, given the choices taken on it, is the
+/// same whatever the others do. Take any run and reorder it: all of CPU 0's actions first,
+/// then CPU 1's, and so on. Each CPU does what it did, so the reordered run reaches the same
+/// state; the global bounds of `kmap check` (preemptions, lasting handlers) still hold, since
+/// before any action the reordered run has used no more than the whole original run, and
+/// that was within them. If the original run ends in a violation on CPU c while CPU b < c
+/// still has work, the search runs b on to the end of its programs first (they end, a task
+/// can always go on, and a sleeper wakes on its own), then c does what it did and meets the
+/// same violation: the verdict is the same, though the counterexample found first may be
+/// another one. `kmap-check/tests/prove.rs` checks verdicts and final states against the
+/// search without the reduction.
+pub(crate) fn isolated(config: &Config) -> bool {
+    let program = &config.program;
+    let shared = |op: &Op| matches!(op, Op::Write(_) | Op::Migrate(_));
+    config.machine.cpus > 1
+        && program
+            .tasks
+            .iter()
+            .all(|t| t.pinned && !t.is_any() && !t.ops.iter().any(shared))
+        && !program.irq.iter().chain(&program.nmi).any(shared)
 }

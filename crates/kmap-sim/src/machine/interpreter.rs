@@ -297,9 +297,9 @@ impl Machine {
         self.stacks.set(child, stack);
         let cpu = self.cpu();
         let name = format!("{}.child{}", self.name(parent), child.0);
-        self.tasks
-            .borrow_mut()
-            .push(TaskState::new(name, cpu, Code::ForkChild));
+        let mut state = TaskState::new(name, cpu, Code::ForkChild);
+        state.pinned = self.task(parent).pinned;
+        self.tasks.borrow_mut().push(state);
         self.this_cpu().enqueue(child);
     }
 

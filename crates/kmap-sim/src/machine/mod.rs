@@ -161,6 +161,9 @@ pub struct Machine {
     probes: RefCell<Vec<(probe::SavedCpu, Box<[u64]>)>>,
     /// A task runs an endless program (see `Machine::check_quiescent`).
     endless: bool,
+    /// With the reduction, the CPUs are isolated: one runs until it has nothing left to do
+    /// before the next runs (see `arrival::isolated`).
+    isolated: bool,
     /// The interchangeable tasks (see `symmetry.rs`), when the key is canonical.
     symmetry: Symmetry,
 }
@@ -196,7 +199,9 @@ impl Machine {
         for (n, task) in config.program.tasks.iter().enumerate() {
             let id = TaskId(tasks.len());
             stacks.set(id, kmap.new_stack());
-            tasks.push(TaskState::new(task.name.clone(), task.cpu, Code::Config(n)));
+            let mut state = TaskState::new(task.name.clone(), task.cpu, Code::Config(n));
+            state.pinned = task.pinned;
+            tasks.push(state);
             cpus[task.cpu.0 as usize].enqueue(id);
         }
         let layout = Layout {
@@ -209,12 +214,14 @@ impl Machine {
         } else {
             Symmetry::default()
         };
+        let isolated = options.reduce && arrival::isolated(config);
         Machine {
             config: config.clone(),
             options,
             kmap,
             chooser,
             endless: config.program.tasks.iter().any(|t| t.is_any()),
+            isolated,
             stacks,
             memory: RefCell::new(Memory::new(m.frames)),
             mmu: RefCell::new(Mmu::new(layout, m.tlb)),

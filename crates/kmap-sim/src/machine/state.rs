@@ -1,7 +1,7 @@
 //! The state of the whole system at a choice point, as a stateful search remembers it; and the
 //! fingerprint of a run's final state.
 //!
-//! A stateful search (`kmap prove`) explores without bounds on preemption and ends because it
+//! A stateful search (`kmap prove`, or `kmap check` under its bounds) ends because it
 //! remembers the states it has seen: at a choice point whose state it has met before, every
 //! continuation has been or will be explored from the first meeting. That is sound only if the
 //! state captures everything the future depends on:
@@ -26,7 +26,8 @@
 //!   inside a lasting interrupt): every handler in progress has its program position and its
 //!   place, as a task has;
 //! - where the question is asked: the arrival point's label and nesting depth, or the step
-//!   choice of a task's program.
+//!   choice of a task's program;
+//! - under bounds (a stateful `kmap check`), what the run has used of each finite bound.
 //!
 //! Left out on purpose: counters that only number things (arrival points, fresh tag values:
 //! tags matter only by equality, so two states that differ only in the next fresh tag have the
@@ -133,6 +134,9 @@ impl Machine {
         // step) and the nesting depth there.
         let question = relabel.label(question);
         (self.cpu(), question, step, self.this_cpu().nesting()).hash(hasher);
+        self.arrivals
+            .borrow()
+            .hash_used(&self.config.bounds, hasher);
         self.memory.borrow().hash_contents(relabel, hasher);
         self.mmu.borrow().hash_contents(relabel, hasher);
         let tasks = self.tasks.borrow();

@@ -88,6 +88,8 @@ pub(crate) const FORK_CHILD: [Op; 1] = [Op::Check];
 pub(crate) struct TaskState {
     pub(super) name: String,
     pub(super) cpu: CpuId,
+    /// Bound to `cpu` (see [`Task::pinned`](crate::Task::pinned)).
+    pub(super) pinned: bool,
     pub(super) status: Status,
     pub(super) idle: bool,
     /// Its program (see [`Machine::program`](super::Machine::program)).
@@ -110,6 +112,7 @@ impl TaskState {
         TaskState {
             name,
             cpu,
+            pinned: false,
             status: if idle {
                 Status::Running
             } else {
@@ -131,6 +134,7 @@ impl TaskState {
         (
             self.status,
             self.cpu,
+            self.pinned,
             self.pc,
             self.migrate,
             self.pending_migration,
