@@ -15,6 +15,7 @@
 mod instructions;
 mod kernel;
 mod prove;
+mod scale;
 
 use std::fmt::Write as _;
 use std::process::Command;

@@ -271,6 +271,7 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
          `spin DEFINES -a MODEL && gcc -O2 -DSAFETY GCC -o pan pan.c && ./pan -m3000000 PAN` with \
          the defines of each row in `xtask/src/bench/prove.rs`.\n"
     );
+    out.push_str(&super::scale::section(root, &kmap)?);
     Ok(out)
 }
 
@@ -341,17 +342,17 @@ fn baseline(root: &Path, row: &Row, now: &Measured) -> Result<String, ProveBench
 }
 
 /// What a command timed by `/usr/bin/time` printed, and what it cost.
-struct Timed {
-    stdout: String,
-    stderr: String,
-    seconds: Option<f64>,
-    cpu_seconds: Option<f64>,
-    peak_mib: Option<f64>,
+pub(super) struct Timed {
+    pub(super) stdout: String,
+    pub(super) stderr: String,
+    pub(super) seconds: Option<f64>,
+    pub(super) cpu_seconds: Option<f64>,
+    pub(super) peak_mib: Option<f64>,
 }
 
 /// `/usr/bin/time -f "%e %M"` around `command`: its output, the wall time and the peak memory
 /// (`/usr/bin/time`'s report, read from its file: an external tool's output).
-fn timed(command: Command) -> Result<Timed, ProveBenchError> {
+pub(super) fn timed(command: Command) -> Result<Timed, ProveBenchError> {
     let times = std::env::temp_dir().join(format!("kmap-time-{}", std::process::id()));
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
