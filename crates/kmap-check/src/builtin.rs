@@ -33,6 +33,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("force-map", include_str!("../scenarios/force-map.toml")),
     ("overflow", include_str!("../scenarios/overflow.toml")),
     (
+        "atomic-overflow",
+        include_str!("../scenarios/atomic-overflow.toml"),
+    ),
+    (
         "handler-overflow",
         include_str!("../scenarios/handler-overflow.toml"),
     ),

@@ -240,3 +240,28 @@ fn the_stateful_engine_agrees_with_the_stateless_one_on_every_builtin() {
         }
     }
 }
+
+/// A task's own overflow is refused and the run survives it: the checks after it still run.
+/// `atomic-overflow` refuses its third map and then unmaps the other two; on a platform that
+/// drops every invalidation the end-of-run check finds the TLB entries left behind (before,
+/// any refusal turned the end-of-run check off, and the run passed as `refused`).
+#[test]
+fn the_checks_after_a_survived_refusal_still_run() {
+    let scenario = resolve("atomic-overflow").unwrap();
+    let found = check(&scenario.config);
+    assert_eq!(found.verdict, Verdict::Refused);
+    assert!(found.complete);
+    let mut config = scenario.config;
+    config.machine.mutation = Some(kmap_sim::Mutation::DropInvalidations);
+    let found = check(&config);
+    assert_eq!(found.verdict, Verdict::Violation);
+    let outcome = found.counterexample.unwrap().outcome;
+    assert!(
+        !outcome.refusals.is_empty() && outcome.refusals.iter().all(|r| r.survived),
+        "{:?}",
+        outcome.refusals
+    );
+    let leak = &outcome.violations[0];
+    assert_eq!(leak.kind, kmap_sim::ViolationKind::Leak, "{leak}");
+    assert!(leak.message.contains("after every task ended"), "{leak}");
+}

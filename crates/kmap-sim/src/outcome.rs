@@ -164,6 +164,12 @@ pub struct Refusal {
     pub context: Context,
     /// Why.
     pub message: String,
+    /// The run went on as if the operation had not been asked: it changed nothing (for the
+    /// crate's refusals, checked: the CPU's slots, TLB and unflushed slots, the current stack
+    /// and the counters are as they were before the call, or the run ends in a leak), so the
+    /// later checks of the run, the end-of-run leak check included, still hold. Not so for a
+    /// task that ends holding or a handler that returns holding.
+    pub survived: bool,
 }
 
 /// Counts of what happened.

@@ -79,7 +79,10 @@ impl Machine {
         {
             let name = self.name(task);
             if let Err(held) = self.kmap.assert_no_mappings(self, Checkpoint::TaskExit) {
-                self.refuse(format!("task {name} ended holding {} cell(s)", held.held));
+                self.refuse(
+                    format!("task {name} ended holding {} cell(s)", held.held),
+                    false,
+                );
             } else if self.task(task).migrate != 0 {
                 self.violate(
                     ViolationKind::Leak,
@@ -87,9 +90,12 @@ impl Machine {
                 );
             }
             if self.this_cpu().counters() != Counters::default() {
-                self.refuse(format!(
-                    "task {name} ended with preemption or page faults disabled, or interrupts off"
-                ));
+                self.refuse(
+                    format!(
+                        "task {name} ended with preemption or page faults disabled, or interrupts off"
+                    ),
+                    false,
+                );
                 self.this_cpu().set_counters(Counters::default());
             }
         }
@@ -161,10 +167,13 @@ impl Machine {
             .find(|h| h.frame == frame)
             .copied();
         if held.is_none() {
-            self.refuse(format!(
-                "`{op}`: frame {} is not mapped in this context",
-                frame.pfn()
-            ));
+            self.refuse(
+                format!(
+                    "`{op}`: frame {} is not mapped in this context",
+                    frame.pfn()
+                ),
+                true,
+            );
         }
         held
     }
@@ -177,7 +186,7 @@ impl Machine {
             Op::Unmap => {
                 let top = self.with_held(task, |held| held.last().copied());
                 match top {
-                    None => self.refuse("`unmap` with nothing mapped in this context".into()),
+                    None => self.refuse("`unmap` with nothing mapped in this context".into(), true),
                     Some(held) => self.unmap(task, held, false),
                 }
             }
@@ -201,9 +210,10 @@ impl Machine {
             }
             Op::Yield | Op::Sleep => {
                 if self.this_cpu().atomic() {
-                    self.refuse(format!(
-                        "`{op}` while atomic (preemption disabled or interrupts off)"
-                    ));
+                    self.refuse(
+                        format!("`{op}` while atomic (preemption disabled or interrupts off)"),
+                        true,
+                    );
                 } else {
                     self.schedule(if op == Op::Yield {
                         Reason::Yield
@@ -223,7 +233,7 @@ impl Machine {
             Op::PreemptOff => self.count(Counter::Preempt, 1),
             Op::PreemptOn => {
                 if self.this_cpu().preempt_count() == 0 {
-                    self.refuse("`preempt_on` without `preempt_off`".into());
+                    self.refuse("`preempt_on` without `preempt_off`".into(), true);
                 } else {
                     self.count(Counter::Preempt, -1);
                 }
@@ -234,7 +244,10 @@ impl Machine {
     fn map(&self, task: Option<TaskId>, frame: Frame, kind: MapKind) {
         self.outcome.borrow_mut().stats.kmap_ops += 1;
         let pfn = frame.pfn();
-        match self.kmap.map(self, frame, kind) {
+        self.view_before_call();
+        let mapped = self.kmap.map(self, frame, kind);
+        let before = self.views_before_calls.borrow_mut().pop().flatten();
+        match mapped {
             Ok(addr) => self.with_held(task, |held| {
                 held.push(Held {
                     frame,
@@ -246,7 +259,8 @@ impl Machine {
             // A handler's is a crash: it cannot do its work without the mapping, and could not
             // have known (Linux: BUG_ON(idx >= KM_MAX_IDX)).
             Err(refused @ MapError::Overflow { .. }) if task.is_some() => {
-                self.refuse(format!("map {pfn}: {refused}"))
+                self.refuse(format!("map {pfn}: {refused}"), true);
+                self.check_refusal_undone(&format!("map {pfn}"), before);
             }
             Err(overflow @ MapError::Overflow { .. }) => self.violate(
                 ViolationKind::Crash,
@@ -269,11 +283,13 @@ impl Machine {
         } else {
             held.addr
         };
+        self.view_before_call();
         let released = if any_order {
             self.kmap.unmap_any_order(self, addr)
         } else {
             self.kmap.unmap(self, addr, held.atomic)
         };
+        let before = self.views_before_calls.borrow_mut().pop().flatten();
         match released {
             Ok(()) => self.with_held(task, |list| {
                 let at = list
@@ -281,8 +297,21 @@ impl Machine {
                     .rposition(|h| h.addr == held.addr && h.frame == held.frame);
                 list.remove(at.expect("held"));
             }),
-            Err(refused) => self.refuse(format!("unmap of frame {}: {refused}", held.frame.pfn())),
+            Err(refused) => {
+                let what = format!("unmap of frame {}", held.frame.pfn());
+                self.refuse(format!("{what}: {refused}"), true);
+                self.check_refusal_undone(&what, before);
+            }
         }
+    }
+
+    /// Keep what the crate must leave as it found it if it refuses the call about to be made
+    /// (popped after the call); nothing while a search retraces a path (the run that first went
+    /// there checked it). Kept in the machine, not in a local: the execution may end for good
+    /// inside the call (see `driver.rs`).
+    fn view_before_call(&self) {
+        let view = (!self.chooser.borrow().retraces()).then(|| self.cpu_view());
+        self.views_before_calls.borrow_mut().push(view);
     }
 
     fn fork(&self, parent: TaskId) {

@@ -41,7 +41,10 @@ impl Machine {
             .innermost()
             .map_or(0, |handler| handler.mappings.len());
         if left > 0 {
-            self.refuse(format!("{context} returned holding {left} mapping(s)"));
+            self.refuse(
+                format!("{context} returned holding {left} mapping(s)"),
+                false,
+            );
         }
         self.check_above_idx(task, entry_depth, "when an interrupt returns");
         self.trace(What::Exit(context.clone()));

@@ -159,6 +159,9 @@ pub struct Machine {
     /// Every probe in progress, innermost last: what to put back, and its key (see
     /// `Machine::probe_handlers`).
     probes: RefCell<Vec<(probe::SavedCpu, Box<[u64]>)>>,
+    /// For every call of the crate's map or unmap in progress, innermost last: what a refusal
+    /// must leave as it found (see `Machine::check_refusal_undone`).
+    views_before_calls: RefCell<Vec<Option<probe::CpuView>>>,
     /// A task runs an endless program (see `Machine::check_quiescent`).
     endless: bool,
     /// With the reduction, the CPUs are isolated: one runs until it has nothing left to do
@@ -237,6 +240,7 @@ impl Machine {
             }),
             probe_scratch: RefCell::new(Vec::with_capacity(256)),
             probes: RefCell::new(Vec::new()),
+            views_before_calls: RefCell::new(Vec::new()),
             symmetry,
         }
     }

@@ -7,6 +7,7 @@ use kmap::{Cell, CpuId, Pte, Report, Slot};
 
 use super::Machine;
 use super::mmu::Leftover;
+use super::probe::CpuView;
 use crate::choice::TaskId;
 use crate::config::HandlerKind;
 use crate::outcome::{Hazard, Refusal, Rule, Violation, ViolationKind};
@@ -40,12 +41,15 @@ impl Machine {
         }
     }
 
-    pub(crate) fn refuse(&self, message: String) {
+    /// Record a misuse refused; `survived` when the refused operation changed nothing (see
+    /// [`Refusal::survived`]).
+    pub(crate) fn refuse(&self, message: String, survived: bool) {
         let (cpu, context) = self.where_now();
         self.outcome.borrow_mut().refusals.push(Refusal {
             cpu,
             context,
             message: message.clone(),
+            survived,
         });
         self.trace(What::Refused(message));
     }
@@ -283,10 +287,10 @@ impl Machine {
         }
     }
 
-    /// At the end of a run with no refusal nothing may be left behind: no slot mapped, no TLB
-    /// entry for a slot, no slot cleared without its invalidation (a leak).
+    /// At the end of a run with no refusal it did not survive, nothing may be left behind: no
+    /// slot mapped, no TLB entry for a slot, no slot cleared without its invalidation (a leak).
     pub(crate) fn check_end(&self) {
-        if self.aborted() || !self.outcome.borrow().refusals.is_empty() {
+        if self.aborted() || !self.survived_every_refusal() {
             return;
         }
         self.check_leftover(false);
@@ -305,10 +309,31 @@ impl Machine {
     /// consequence first if it has one.) Returns whether it found a leak (the run is over).
     pub(crate) fn check_quiescent(&self) -> bool {
         let empty = self.stacks.iter().all(|(_, stack)| stack.depth() == 0);
-        if !empty || !self.outcome.borrow().refusals.is_empty() {
+        if !empty || !self.survived_every_refusal() {
             return false;
         }
         self.check_leftover(true)
+    }
+
+    /// Whether every refusal so far changed nothing (see [`Refusal::survived`]).
+    pub(super) fn survived_every_refusal(&self) -> bool {
+        self.outcome.borrow().refusals.iter().all(|r| r.survived)
+    }
+
+    /// A crate's refusal must leave everything as it found it (`before`, taken just before the
+    /// call): otherwise the refused operation left something behind, a leak.
+    pub(crate) fn check_refusal_undone(&self, what: &str, before: Option<CpuView>) {
+        let Some(before) = before else {
+            return;
+        };
+        let after = self.cpu_view();
+        if after != before {
+            let changes = self.describe_trace(&before, &after);
+            self.violate(
+                ViolationKind::Leak,
+                format!("the refused {what} did not leave everything as it found it: {changes}"),
+            );
+        }
     }
 
     /// A leak, if the MMU holds anything of a slot: in the middle of a run (`mid`), or at its

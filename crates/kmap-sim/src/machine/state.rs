@@ -27,7 +27,9 @@
 //!   place, as a task has;
 //! - where the question is asked: the arrival point's label and nesting depth, or the step
 //!   choice of a task's program;
-//! - under bounds (a stateful `kmap check`), what the run has used of each finite bound.
+//! - under bounds (a stateful `kmap check`), what the run has used of each finite bound;
+//!   and whether every refusal so far was survived (the leak checks still to come depend on
+//!   it).
 //!
 //! Left out on purpose: counters that only number things (arrival points, fresh tag values:
 //! tags matter only by equality, so two states that differ only in the next fresh tag have the
@@ -137,6 +139,8 @@ impl Machine {
         self.arrivals
             .borrow()
             .hash_used(&self.config.bounds, hasher);
+        // Whether the end-of-run and quiescent leak checks still run (see `Refusal::survived`).
+        self.survived_every_refusal().hash(hasher);
         self.memory.borrow().hash_contents(relabel, hasher);
         self.mmu.borrow().hash_contents(relabel, hasher);
         let tasks = self.tasks.borrow();
