@@ -1,6 +1,7 @@
 //! A scope for `kmap prove`: tasks whose programs are endless nondeterministic mixes of map /
 //! check / unmap / yield up to a depth (the SPIN model's tasks), spread over CPUs, and an
-//! interrupt and an NMI that map, check and unmap a page of their own. Named `scope:C/T/D`.
+//! interrupt and an NMI that map, check and unmap a page of their own (or two, nested). Named
+//! `scope:C/T/D`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,13 +22,16 @@ pub struct Scope {
     pub irq: bool,
     /// An NMI handler that maps.
     pub nmi: bool,
+    /// How many pages each handler maps, nested (1 or 2): with 2, it maps both, checks, and
+    /// unmaps both.
+    pub handler_pages: usize,
 }
 
 /// Why a scope cannot be proved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
-    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none]`.
-    #[error("`{text}` is not a scope (scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none])")]
+    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested]`.
+    #[error("`{text}` is not a scope (scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested])")]
     Syntax {
         /// The text.
         text: String,
@@ -50,15 +54,21 @@ pub enum ScopeError {
         /// What was given.
         given: usize,
     },
+    /// Handler pages other than 1 or 2.
+    #[error("a handler maps 1 or 2 pages, not {given}")]
+    HandlerPages {
+        /// What was given.
+        given: usize,
+    },
 }
 
 impl Scope {
-    /// The cells of this scope's stacks: the deepest task plus an interrupt and an NMI on top
-    /// (Linux's KM_MAX_IDX), each mapping taking two cells with guard cells (an odd cell and
-    /// the guard below it) and one more at the top, rounded up to a stack size the simulator
-    /// is built for.
+    /// The cells of this scope's stacks: the deepest task plus an interrupt's and an NMI's
+    /// pages on top (Linux's KM_MAX_IDX), each mapping taking two cells with guard cells (an
+    /// odd cell and the guard below it) and one more at the top, rounded up to a stack size the
+    /// simulator is built for.
     pub fn cells(&self, guard_cells: bool) -> usize {
-        let mappings = self.depth + 2;
+        let mappings = self.depth + 2 * self.handler_pages;
         let needed = if guard_cells {
             2 * mappings + 1
         } else {
@@ -71,16 +81,23 @@ impl Scope {
             .expect("a depth of at most 14 fits in 33 cells")
     }
 
-    /// The configuration of this scope: task `t` starts on CPU `t % cpus` and maps the pages
-    /// `lowmem + 2 + t * depth + j`; the interrupt maps `lowmem`, the NMI `lowmem + 1`.
+    /// The configuration of this scope: with `h` handler pages, task `t` starts on CPU
+    /// `t % cpus` and maps the pages `lowmem + 2h + t * depth + j`; the interrupt maps
+    /// `lowmem + 2i` and the NMI `lowmem + 2i + 1`, for `i` below `h`.
     pub fn config(&self) -> Config {
         let mut config = Config::default();
         let m = &mut config.machine;
         m.cpus = self.cpus;
         m.cells = self.cells(false);
         let base = m.lowmem;
-        m.frames = base + 2 + (self.tasks * self.depth) as u64;
-        let page = |t: usize, j: usize| Frame::new(base + 2 + (t * self.depth + j) as u64);
+        let first = base + 2 * self.handler_pages as u64;
+        m.frames = first + (self.tasks * self.depth) as u64;
+        let page = |t: usize, j: usize| Frame::new(first + (t * self.depth + j) as u64);
+        let pages = |of: u64| -> Vec<Frame> {
+            (0..self.handler_pages as u64)
+                .map(|i| Frame::new(base + 2 * i + of))
+                .collect()
+        };
         config.program = Program {
             tasks: (0..self.tasks)
                 .map(|t| Task {
@@ -90,8 +107,8 @@ impl Scope {
                     ..Task::default()
                 })
                 .collect(),
-            irq: handler(self.irq, Frame::new(base)),
-            nmi: handler(self.nmi, Frame::new(base + 1)),
+            irq: handler(self.irq, &pages(0)),
+            nmi: handler(self.nmi, &pages(1)),
         };
         config
     }
@@ -107,29 +124,41 @@ impl Scope {
         if !(1..=14).contains(&self.depth) {
             return Err(ScopeError::Depth { given: self.depth });
         }
+        if !(1..=2).contains(&self.handler_pages) {
+            return Err(ScopeError::HandlerPages {
+                given: self.handler_pages,
+            });
+        }
         Ok(())
     }
 }
 
-fn handler(present: bool, frame: Frame) -> Vec<Op> {
-    if present {
-        vec![Op::Map(frame), Op::Check, Op::Unmap]
-    } else {
-        Vec::new()
+/// A handler's program: map `pages` (nested), check, unmap them all.
+fn handler(present: bool, pages: &[Frame]) -> Vec<Op> {
+    if !present {
+        return Vec::new();
     }
+    let mut ops: Vec<Op> = pages.iter().map(|&f| Op::Map(f)).collect();
+    ops.push(Op::Check);
+    ops.extend(pages.iter().map(|_| Op::Unmap));
+    ops
 }
 
 impl fmt::Display for Scope {
-    /// `scope:C/T/D`, with `:irq`, `:nmi` or `:none` when not both handlers map (the protocol
-    /// is a machine setting, given apart).
+    /// `scope:C/T/D`, with `:irq`, `:nmi` or `:none` when not both handlers map, and `:nested`
+    /// when they map two pages each (the protocol is a machine setting, given apart).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "scope:{}/{}/{}", self.cpus, self.tasks, self.depth)?;
         match (self.irq, self.nmi) {
-            (true, true) => Ok(()),
-            (true, false) => f.write_str(":irq"),
-            (false, true) => f.write_str(":nmi"),
-            (false, false) => f.write_str(":none"),
+            (true, true) => {}
+            (true, false) => f.write_str(":irq")?,
+            (false, true) => f.write_str(":nmi")?,
+            (false, false) => f.write_str(":none")?,
         }
+        if self.handler_pages == 2 {
+            f.write_str(":nested")?;
+        }
+        Ok(())
     }
 }
 
@@ -139,6 +168,10 @@ impl FromStr for Scope {
     fn from_str(text: &str) -> Result<Scope, ScopeError> {
         let syntax = || ScopeError::Syntax { text: text.into() };
         let rest = text.strip_prefix("scope:").ok_or_else(syntax)?;
+        let (rest, handler_pages) = match rest.strip_suffix(":nested") {
+            Some(rest) => (rest, 2),
+            None => (rest, 1),
+        };
         let (sizes, handlers) = rest.split_once(':').unwrap_or((rest, "both"));
         let numbers: Vec<usize> = sizes
             .split('/')
@@ -160,6 +193,7 @@ impl FromStr for Scope {
             depth,
             irq,
             nmi,
+            handler_pages,
         };
         scope.check()?;
         Ok(scope)
@@ -179,16 +213,23 @@ mod tests {
                 depth,
                 irq: true,
                 nmi: true,
+                handler_pages: 2,
             }
             .config();
-            assert!(config.machine.cells >= depth + 2, "depth {depth}");
+            assert!(config.machine.cells >= depth + 4, "depth {depth}");
             config.validate().unwrap();
         }
     }
 
     #[test]
     fn a_scope_reads_back_as_it_is_written() {
-        for text in ["scope:1/2/1", "scope:2/3/2:irq", "scope:1/1/1:none"] {
+        for text in [
+            "scope:1/2/1",
+            "scope:2/3/2:irq",
+            "scope:1/1/1:none",
+            "scope:1/3/2:nested",
+            "scope:2/2/1:nmi:nested",
+        ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }
         assert_eq!(

@@ -55,6 +55,7 @@ fn scope(cpus: usize, tasks: usize, depth: usize) -> Config {
         depth,
         irq: true,
         nmi: true,
+        handler_pages: 1,
     }
     .config()
 }

@@ -15,6 +15,7 @@ fn scope(cpus: usize, tasks: usize, depth: usize, protocol: Protocol) -> Config 
         depth,
         irq: true,
         nmi: true,
+        handler_pages: 1,
     }
     .config();
     config.machine.switch = protocol;
@@ -145,6 +146,7 @@ fn the_reduction_across_cpus_keeps_verdicts_and_states() {
         depth: 1,
         irq: false,
         nmi: false,
+        handler_pages: 1,
     }
     .config();
     let (reduced, whole) = (run(&config, true), run(&config, false));
@@ -173,6 +175,7 @@ fn a_proof_finds_a_leak_at_a_quiescent_state() {
         depth: 1,
         irq: false,
         nmi: false,
+        handler_pages: 1,
     }
     .config();
     let clean = prove(&config);
@@ -207,6 +210,7 @@ fn guard_cells_with_release_in_any_order_change_no_state() {
         depth: 2,
         irq: true,
         nmi: true,
+        handler_pages: 1,
     };
     let mut plain = scope.config();
     plain.machine.release = kmap_sim::Release::Any;
@@ -421,4 +425,40 @@ fn a_pinned_task_is_never_moved_by_load_balancing() {
         pinned.final_states.len(),
         free.final_states.len()
     );
+}
+
+/// Handlers that map two pages, nested (`--handler-pages 2`, `scope:…:nested`): the split
+/// design is proved on small scopes with exactly the states of one-page handlers (a clean
+/// handler adds no state, however many pages it maps), and both RFC designs are refuted with a
+/// counterexample that replays.
+#[test]
+fn handlers_mapping_two_pages_nested_are_proved_and_refute_the_rfc() {
+    for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
+        for &protocol in Protocol::value_variants() {
+            let one = scope(cpus, tasks, depth, protocol);
+            let mut nested = kmap_check::scope::Scope {
+                cpus,
+                tasks,
+                depth,
+                irq: true,
+                nmi: true,
+                handler_pages: 2,
+            }
+            .config();
+            nested.machine.switch = protocol;
+            assert_eq!(nested.program.irq.len(), 5);
+            let name = format!("{cpus}/{tasks}/{depth} {protocol}");
+            let proof = prove(&nested);
+            if protocol == Protocol::Split {
+                assert_eq!(proof.verdict, Verdict::Pass, "{name}");
+                assert!(proof.complete, "{name}");
+                assert_eq!(states(&proof), states(&prove(&one)), "{name}");
+            } else {
+                assert_eq!(proof.verdict, Verdict::Violation, "{name}");
+                let ce = proof.counterexample.expect("a counterexample");
+                let again = replay(&nested, &ce.schedule);
+                assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
+            }
+        }
+    }
 }

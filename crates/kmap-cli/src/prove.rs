@@ -30,6 +30,9 @@ pub struct Args {
     /// No NMI handler that maps.
     #[arg(long)]
     pub no_nmi: bool,
+    /// Pages each handler of the scope maps, nested (1 or 2).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub handler_pages: u8,
     /// The machine's settings (for a scope, `--cpus` is its CPUs), changed from each
     /// scenario's.
     #[command(flatten, next_help_heading = "Machine")]
@@ -115,6 +118,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             depth: args.depth,
             irq: !args.no_irq,
             nmi: !args.no_nmi,
+            handler_pages: args.handler_pages.into(),
         };
         scope.check()?;
         vec![scope.to_string()]
