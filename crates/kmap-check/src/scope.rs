@@ -25,13 +25,15 @@ pub struct Scope {
     /// How many pages each handler maps, nested (1 or 2): with 2, it maps both, checks, and
     /// unmaps both.
     pub handler_pages: usize,
+    /// The tasks may also map through `kmap_atomic` ([`Task::any_atomic`]).
+    pub atomic: bool,
 }
 
 /// Why a scope cannot be proved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
-    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested]`.
-    #[error("`{text}` is not a scope (scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested])")]
+    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic]`.
+    #[error("`{text}` is not a scope (scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic])")]
     Syntax {
         /// The text.
         text: String,
@@ -104,6 +106,7 @@ impl Scope {
                     name: format!("T{t}"),
                     cpu: CpuId((t % self.cpus) as u32),
                     any: (0..self.depth).map(|j| page(t, j)).collect(),
+                    any_atomic: self.atomic,
                     ..Task::default()
                 })
                 .collect(),
@@ -158,6 +161,9 @@ impl fmt::Display for Scope {
         if self.handler_pages == 2 {
             f.write_str(":nested")?;
         }
+        if self.atomic {
+            f.write_str(":atomic")?;
+        }
         Ok(())
     }
 }
@@ -168,6 +174,10 @@ impl FromStr for Scope {
     fn from_str(text: &str) -> Result<Scope, ScopeError> {
         let syntax = || ScopeError::Syntax { text: text.into() };
         let rest = text.strip_prefix("scope:").ok_or_else(syntax)?;
+        let (rest, atomic) = match rest.strip_suffix(":atomic") {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         let (rest, handler_pages) = match rest.strip_suffix(":nested") {
             Some(rest) => (rest, 2),
             None => (rest, 1),
@@ -194,6 +204,7 @@ impl FromStr for Scope {
             irq,
             nmi,
             handler_pages,
+            atomic,
         };
         scope.check()?;
         Ok(scope)
@@ -214,6 +225,7 @@ mod tests {
                 irq: true,
                 nmi: true,
                 handler_pages: 2,
+                atomic: false,
             }
             .config();
             assert!(config.machine.cells >= depth + 4, "depth {depth}");
@@ -229,6 +241,8 @@ mod tests {
             "scope:1/1/1:none",
             "scope:1/3/2:nested",
             "scope:2/2/1:nmi:nested",
+            "scope:1/2/2:atomic",
+            "scope:1/2/1:none:nested:atomic",
         ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }

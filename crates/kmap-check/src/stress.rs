@@ -56,6 +56,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 ops: task_program(&mut rng, &frames, cpus, release),
                 any: Vec::new(),
                 pinned: false,
+                any_atomic: false,
             });
         }
     }

@@ -56,6 +56,7 @@ fn scope(cpus: usize, tasks: usize, depth: usize) -> Config {
         irq: true,
         nmi: true,
         handler_pages: 1,
+        atomic: false,
     }
     .config()
 }

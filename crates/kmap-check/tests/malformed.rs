@@ -105,3 +105,12 @@ fn a_pinned_task_that_asks_to_migrate() {
         "{e}"
     );
 }
+
+#[test]
+fn kmap_atomic_in_the_alphabet_of_a_fixed_program() {
+    let e = error("[[task]]\nname = \"A\"\natomic = true\nops = [\"map 20\"]\n");
+    assert_eq!(
+        e,
+        "bad.toml:3: field `task[0].atomic`: task A: atomic = true is for an endless program (any = true)"
+    );
+}

@@ -16,6 +16,7 @@ fn scope(cpus: usize, tasks: usize, depth: usize, protocol: Protocol) -> Config 
         irq: true,
         nmi: true,
         handler_pages: 1,
+        atomic: false,
     }
     .config();
     config.machine.switch = protocol;
@@ -147,6 +148,7 @@ fn the_reduction_across_cpus_keeps_verdicts_and_states() {
         irq: false,
         nmi: false,
         handler_pages: 1,
+        atomic: false,
     }
     .config();
     let (reduced, whole) = (run(&config, true), run(&config, false));
@@ -176,6 +178,7 @@ fn a_proof_finds_a_leak_at_a_quiescent_state() {
         irq: false,
         nmi: false,
         handler_pages: 1,
+        atomic: false,
     }
     .config();
     let clean = prove(&config);
@@ -211,6 +214,7 @@ fn guard_cells_with_release_in_any_order_change_no_state() {
         irq: true,
         nmi: true,
         handler_pages: 1,
+        atomic: false,
     };
     let mut plain = scope.config();
     plain.machine.release = kmap_sim::Release::Any;
@@ -443,6 +447,7 @@ fn handlers_mapping_two_pages_nested_are_proved_and_refute_the_rfc() {
                 irq: true,
                 nmi: true,
                 handler_pages: 2,
+                atomic: false,
             }
             .config();
             nested.machine.switch = protocol;
@@ -457,6 +462,50 @@ fn handlers_mapping_two_pages_nested_are_proved_and_refute_the_rfc() {
                 assert_eq!(proof.verdict, Verdict::Violation, "{name}");
                 let ce = proof.counterexample.expect("a counterexample");
                 let again = replay(&nested, &ce.schedule);
+                assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
+            }
+        }
+    }
+}
+
+/// `kmap_atomic` in the tasks' alphabet (`--map-atomic`, `scope:…:atomic`): small scopes are
+/// proved with more states than without (the atomic maps, and the points where preemption is
+/// off, are explored; no yield is refused, or the verdict would be `refused`), and both RFC
+/// designs are refuted with a counterexample that replays.
+#[test]
+fn map_atomic_in_the_alphabet_is_proved_and_refutes_the_rfc() {
+    for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
+        for &protocol in Protocol::value_variants() {
+            let scope = |atomic| {
+                let mut config = kmap_check::scope::Scope {
+                    cpus,
+                    tasks,
+                    depth,
+                    irq: true,
+                    nmi: true,
+                    handler_pages: 1,
+                    atomic,
+                }
+                .config();
+                config.machine.switch = protocol;
+                config
+            };
+            let name = format!("{cpus}/{tasks}/{depth} {protocol}");
+            let atomic = scope(true);
+            let proof = prove(&atomic);
+            if protocol == Protocol::Split {
+                assert_eq!(proof.verdict, Verdict::Pass, "{name}");
+                assert!(proof.complete, "{name}");
+                let plain = states(&prove(&scope(false)));
+                assert!(
+                    states(&proof) > plain,
+                    "{name}: {} vs {plain}",
+                    states(&proof)
+                );
+            } else {
+                assert_eq!(proof.verdict, Verdict::Violation, "{name}");
+                let ce = proof.counterexample.expect("a counterexample");
+                let again = replay(&atomic, &ce.schedule);
                 assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
             }
         }

@@ -33,6 +33,10 @@ pub struct Args {
     /// Pages each handler of the scope maps, nested (1 or 2).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub handler_pages: u8,
+    /// The tasks of the scope may also map through kmap_atomic (preemption and page faults off
+    /// until that mapping's unmap; no yield meanwhile).
+    #[arg(long)]
+    pub map_atomic: bool,
     /// The machine's settings (for a scope, `--cpus` is its CPUs), changed from each
     /// scenario's.
     #[command(flatten, next_help_heading = "Machine")]
@@ -119,6 +123,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             irq: !args.no_irq,
             nmi: !args.no_nmi,
             handler_pages: args.handler_pages.into(),
+            atomic: args.map_atomic,
         };
         scope.check()?;
         vec![scope.to_string()]

@@ -52,12 +52,13 @@ impl Choice {
 }
 
 /// The choices that take no number, by name.
-const NAMED: [(&str, Choice); 8] = [
+const NAMED: [(&str, Choice); 9] = [
     ("continue", Choice::Continue),
     ("irq", Choice::Irq),
     ("nmi", Choice::Nmi),
     ("preempt", Choice::Preempt),
     ("map", Choice::Do(AnyOp::Map)),
+    ("map-atomic", Choice::Do(AnyOp::MapAtomic)),
     ("check", Choice::Do(AnyOp::Check)),
     ("unmap", Choice::Do(AnyOp::Unmap)),
     ("yield", Choice::Do(AnyOp::Yield)),
@@ -316,6 +317,7 @@ mod tests {
             Choice::Migrate(CpuId(1)),
             Choice::Cpu(CpuId(2)),
             Choice::Do(AnyOp::Map),
+            Choice::Do(AnyOp::MapAtomic),
             Choice::Do(AnyOp::Check),
             Choice::Do(AnyOp::Unmap),
             Choice::Do(AnyOp::Release(1)),

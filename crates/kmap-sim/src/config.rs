@@ -108,6 +108,8 @@ pub enum Field {
     TaskOps(usize),
     /// A task's endless program (`any`).
     TaskAny(usize),
+    /// Whether a task's endless program may map through `kmap_atomic` (`atomic`).
+    TaskAtomic(usize),
     /// An operation of a task's program.
     TaskOp(usize, usize),
     /// An operation of a handler's program.
@@ -123,6 +125,7 @@ impl fmt::Display for Field {
             Field::TaskCpu(task) => write!(f, "task[{task}].cpu"),
             Field::TaskOps(task) => write!(f, "task[{task}].ops"),
             Field::TaskAny(task) => write!(f, "task[{task}].any"),
+            Field::TaskAtomic(task) => write!(f, "task[{task}].atomic"),
             Field::TaskOp(task, op) => write!(f, "task[{task}].ops[{op}]"),
             Field::HandlerOp(kind, op) => write!(f, "{kind}.ops[{op}]"),
         }
@@ -164,6 +167,14 @@ pub enum ConfigError {
     /// A task has both a program and an endless one.
     #[error("task {name}: a task runs either ops or an endless program (any), not both")]
     OpsAndAny {
+        /// The task's position.
+        task: usize,
+        /// Its name.
+        name: String,
+    },
+    /// `kmap_atomic` in the alphabet of a task with no endless program.
+    #[error("task {name}: atomic = true is for an endless program (any = true)")]
+    AtomicWithoutAny {
         /// The task's position.
         task: usize,
         /// Its name.
@@ -233,6 +244,7 @@ impl ConfigError {
             ConfigError::TaskCpu { task, .. } => Field::TaskCpu(*task),
             ConfigError::OpsAndAny { task, .. } => Field::TaskOps(*task),
             ConfigError::AnyDepth { task, .. } => Field::TaskAny(*task),
+            ConfigError::AtomicWithoutAny { task, .. } => Field::TaskAtomic(*task),
             ConfigError::FrameOutOfRange { at, .. }
             | ConfigError::MigrateCpu { at, .. }
             | ConfigError::PinnedMigrate { at, .. }
@@ -290,6 +302,12 @@ impl Config {
             }
             if task.is_any() && !task.ops.is_empty() {
                 return Err(ConfigError::OpsAndAny {
+                    task: t,
+                    name: task.name.clone(),
+                });
+            }
+            if task.any_atomic && !task.is_any() {
+                return Err(ConfigError::AtomicWithoutAny {
                     task: t,
                     name: task.name.clone(),
                 });

@@ -269,6 +269,10 @@ pub struct Task {
     /// [`Release::Any`](crate::Release::Any)), or yields, as the chooser decides (see
     /// [`AnyOp`]).
     pub any: Vec<Frame>,
+    /// The endless program may also map its next page through `kmap_atomic` (rule A-1:
+    /// preemption and page faults stay disabled until that mapping is unmapped, so while it
+    /// holds one the task does not yield, and it releases that mapping only from the top).
+    pub any_atomic: bool,
 }
 
 impl Default for Task {
@@ -280,6 +284,7 @@ impl Default for Task {
             pinned: false,
             ops: Vec::new(),
             any: Vec::new(),
+            any_atomic: false,
         }
     }
 }
@@ -296,6 +301,8 @@ impl Task {
 pub enum AnyOp {
     /// Map the next page of the list.
     Map,
+    /// Map the next page of the list through `kmap_atomic` ([`Task::any_atomic`] only).
+    MapAtomic,
     /// Read through every mapping held.
     Check,
     /// Unmap the top mapping.
@@ -317,6 +324,7 @@ impl fmt::Display for AnyOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AnyOp::Map => f.write_str("map"),
+            AnyOp::MapAtomic => f.write_str("map-atomic"),
             AnyOp::Check => f.write_str("check"),
             AnyOp::Unmap => f.write_str("unmap"),
             AnyOp::Release(at) => write!(f, "release{at}"),

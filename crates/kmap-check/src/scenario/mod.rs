@@ -163,6 +163,9 @@ struct TaskSection {
     any: bool,
     /// How many pages the nondeterministic program maps at most.
     depth: Option<usize>,
+    /// The nondeterministic program may also map through kmap_atomic.
+    #[serde(default)]
+    atomic: bool,
 }
 
 #[derive(Deserialize)]
@@ -297,6 +300,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             name: task.name.clone(),
             cpu: CpuId(task.cpu),
             pinned: task.pinned,
+            any_atomic: task.atomic,
             ops,
             any: if task.any {
                 vec![Frame::new(0); depth]

@@ -22,19 +22,29 @@ impl Machine {
             self.run_ops(ops, Some(task));
             self.exit(task);
         } else {
-            self.run_any(task, any);
+            let any_atomic = match self.tasks.borrow()[task.0].code {
+                Code::Config(n) => self.config.program.tasks[n].any_atomic,
+                _ => false,
+            };
+            self.run_any(task, any, any_atomic);
         }
     }
 
     /// An endless nondeterministic program over `pages` (the SPIN model's task): before every
     /// step an arrival point, then the chooser picks the step among those possible.
-    fn run_any(&self, task: TaskId, pages: &[Frame]) {
+    fn run_any(&self, task: TaskId, pages: &[Frame], any_atomic: bool) {
         let any_order = self.config.machine.any_order();
         loop {
             self.arrive(Label::BeforeStep);
             // Read after the arrival point, so that no list is alive while the code may be
             // suspended there (see `driver.rs`): what the task holds, only its own code changes.
-            let held: Vec<Frame> = self.task(task).mappings.iter().map(|h| h.frame).collect();
+            let (held, atomic): (Vec<Frame>, Vec<bool>) = self
+                .task(task)
+                .mappings
+                .iter()
+                .map(|h| (h.frame, h.atomic))
+                .unzip();
+            let holds_atomic = atomic.contains(&true);
             let mut steps = Vec::new();
             // A task's budget is one cell per page of its list: a hole uses a cell until the
             // mapping above it is released, so with holes the task maps fewer pages (the stack
@@ -48,16 +58,26 @@ impl Machine {
             let unheld = pages.iter().copied().find(|page| !held.contains(page));
             if unheld.is_some() && room {
                 steps.push(Choice::Do(AnyOp::Map));
+                if any_atomic {
+                    steps.push(Choice::Do(AnyOp::MapAtomic));
+                }
             }
             if !held.is_empty() {
                 steps.extend([Choice::Do(AnyOp::Check), Choice::Do(AnyOp::Unmap)]);
             }
             if any_order {
                 // Any live mapping, the top too (through `unmap_any_order`, which `Unmap` does
-                // not take).
-                steps.extend((0..held.len()).map(|at| Choice::Do(AnyOp::Release(at))));
+                // not take); an atomic one only by `Unmap`, from the top (`kunmap_atomic`).
+                steps.extend(
+                    (0..held.len())
+                        .filter(|&at| !atomic[at])
+                        .map(|at| Choice::Do(AnyOp::Release(at))),
+                );
             }
-            steps.push(Choice::Do(AnyOp::Yield));
+            // Holding an atomic mapping, the task may not sleep or yield (rule A-1).
+            if !holds_atomic {
+                steps.push(Choice::Do(AnyOp::Yield));
+            }
             let step = self.decide(&steps);
             if self.aborted() {
                 // The execution is over: return (the coroutine ends, and the driver with it).
@@ -65,12 +85,13 @@ impl Machine {
             }
             let op = match step {
                 Choice::Do(AnyOp::Map) => Op::Map(unheld.expect("offered only then")),
+                Choice::Do(AnyOp::MapAtomic) => Op::MapAtomic(unheld.expect("offered only then")),
                 Choice::Do(AnyOp::Check) => Op::Check,
                 Choice::Do(AnyOp::Unmap) => Op::Unmap,
                 Choice::Do(AnyOp::Release(at)) => Op::UnmapFrame(held[at]),
                 _ => Op::Yield,
             };
-            drop((held, steps));
+            drop((held, atomic, steps));
             self.run_one(op, Some(task));
         }
     }

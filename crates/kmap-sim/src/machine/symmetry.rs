@@ -4,8 +4,8 @@
 //!
 //! The argument. Two tasks are interchangeable when they run the same endless nondeterministic
 //! program, each over a list of pages of its own, of the same length, that nothing else names
-//! (no other task, no handler), all of them highmem, and either all pinned to their CPUs or
-//! none; where each starts does not matter (a task's CPU is part of its state, and moves with
+//! (no other task, no handler), all of them highmem, with the same alphabet (`kmap_atomic` or
+//! not), and either all pinned to their CPUs or none; where each starts does not matter (a task's CPU is part of its state, and moves with
 //! it when tasks are relabelled). Let π be
 //! a permutation of such tasks (within their classes) and σ the renaming of frames it
 //! induces: the `j`-th page of task `t` becomes the `j`-th page of task `π(t)`. Apply both to
@@ -95,7 +95,9 @@ impl Symmetry {
             pages[id.0] = task.any.clone();
             let like = |class: &Vec<TaskId>| {
                 let other = &program.tasks[class[0].0 - first];
-                other.any.len() == task.any.len() && other.pinned == task.pinned
+                other.any.len() == task.any.len()
+                    && other.pinned == task.pinned
+                    && other.any_atomic == task.any_atomic
             };
             match classes.iter_mut().find(|class| like(class)) {
                 Some(class) => class.push(id),
