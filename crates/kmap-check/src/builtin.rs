@@ -36,6 +36,7 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "atomic-overflow",
         include_str!("../scenarios/atomic-overflow.toml"),
     ),
+    ("pinned-cpus", include_str!("../scenarios/pinned-cpus.toml")),
     (
         "handler-overflow",
         include_str!("../scenarios/handler-overflow.toml"),

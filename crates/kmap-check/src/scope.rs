@@ -62,6 +62,13 @@ pub enum ScopeError {
         /// What was given.
         given: usize,
     },
+    /// A depth too deep for two handler pages: the stacks, guard cells included, would need
+    /// more cells than the simulator is built for.
+    #[error("with two handler pages the depth must be 1 to 12, not {given}")]
+    NestedDepth {
+        /// What was given.
+        given: usize,
+    },
 }
 
 impl Scope {
@@ -131,6 +138,9 @@ impl Scope {
             return Err(ScopeError::HandlerPages {
                 given: self.handler_pages,
             });
+        }
+        if self.handler_pages == 2 && self.depth > 12 {
+            return Err(ScopeError::NestedDepth { given: self.depth });
         }
         Ok(())
     }
@@ -230,6 +240,30 @@ mod tests {
             .config();
             assert!(config.machine.cells >= depth + 4, "depth {depth}");
             config.validate().unwrap();
+        }
+    }
+
+    /// Every scope `check` accepts has stacks that fit, with and without guard cells.
+    #[test]
+    fn every_scope_that_checks_has_stacks_that_fit() {
+        for handler_pages in 1..=2 {
+            for depth in 1..=14 {
+                let scope = Scope {
+                    cpus: 1,
+                    tasks: 1,
+                    depth,
+                    irq: true,
+                    nmi: true,
+                    handler_pages,
+                    atomic: false,
+                };
+                if scope.check().is_ok() {
+                    assert!(scope.cells(true) > 2 * (depth + 2 * handler_pages));
+                    assert!(scope.cells(false) >= depth + 2 * handler_pages);
+                } else {
+                    assert_eq!((handler_pages, depth > 12), (2, true));
+                }
+            }
         }
     }
 

@@ -26,7 +26,8 @@ pub enum StrategyName {
 /// How the exhaustive strategy remembers what it explored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
-    /// Stateful where the scenario has more than one CPU, stateless on one.
+    /// Stateful where the scenario has more than one CPU (and no `--shard` is given),
+    /// stateless otherwise.
     #[default]
     Auto,
     /// Every execution, remembering none (depth first, pruning provably equivalent branches).

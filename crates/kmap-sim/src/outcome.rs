@@ -168,7 +168,8 @@ pub struct Refusal {
     /// crate's refusals, checked: the CPU's slots, TLB and unflushed slots, the current stack
     /// and the counters are as they were before the call, or the run ends in a leak), so the
     /// later checks of the run, the end-of-run leak check included, still hold. Not so for a
-    /// task that ends holding or a handler that returns holding.
+    /// task that ends holding, or with preemption or page faults disabled or interrupts off,
+    /// nor for a handler that returns holding.
     pub survived: bool,
 }
 

@@ -15,7 +15,7 @@ const STATELESS_LIMIT: &str = "120";
 
 /// What `kmap check --json` and `kmap prove --json` print of one scenario (the fields read).
 #[derive(Deserialize)]
-struct Result {
+struct Found {
     verdict: String,
     complete: bool,
     #[serde(default)]
@@ -27,11 +27,7 @@ struct Result {
 }
 
 /// One run's cell: verdict, what it counted, and its time.
-fn cell(
-    kmap: &Path,
-    args: &[&str],
-    limit: Option<&str>,
-) -> std::result::Result<String, ProveBenchError> {
+fn cell(kmap: &Path, args: &[&str], limit: Option<&str>) -> Result<String, ProveBenchError> {
     let mut command = match limit {
         Some(seconds) => {
             let mut c = Command::new("timeout");
@@ -45,7 +41,7 @@ fn cell(
         stdout, seconds, ..
     } = timed(command)?;
     let text = stdout.trim();
-    let parsed: Option<Result> = serde_json::from_str::<serde_json::Value>(text)
+    let parsed: Option<Found> = serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .map(|v| v.as_array().and_then(|a| a.first().cloned()).unwrap_or(v))
         .and_then(|v| serde_json::from_value(v).ok());
@@ -67,13 +63,14 @@ fn cell(
             } else {
                 ", incomplete"
             };
-            format!("{}{done}, {counted}, {time}", r.verdict)
+            let engine = r.engine.map_or(String::new(), |e| format!(" ({e})"));
+            format!("{}{done}, {counted}, {time}{engine}", r.verdict)
         }
     })
 }
 
 /// The subsection: one row per scale scenario.
-pub fn section(root: &Path, kmap: &Path) -> std::result::Result<String, ProveBenchError> {
+pub fn section(root: &Path, kmap: &Path) -> Result<String, ProveBenchError> {
     let folder = root.join("crates/kmap-check/scale");
     let mut files: Vec<_> = std::fs::read_dir(&folder)
         .map(|entries| {
@@ -114,10 +111,7 @@ pub fn section(root: &Path, kmap: &Path) -> std::result::Result<String, ProveBen
             Some(STATELESS_LIMIT),
         )?;
         crate::say!("scale {name}: prove {prove}; check {check}; stateless {stateless}");
-        let _ = writeln!(
-            out,
-            "| {name} | {prove} | {check} (stateful) | {stateless} |"
-        );
+        let _ = writeln!(out, "| {name} | {prove} | {check} | {stateless} |");
     }
     Ok(out)
 }

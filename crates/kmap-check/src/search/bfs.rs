@@ -1,5 +1,6 @@
-//! The stateful breadth-first search (`kmap prove`): every state of a scenario, with no bound
-//! on preemption, made finite by remembering the states already seen.
+//! The stateful breadth-first search (`kmap prove`, and `kmap check`'s stateful engine): every
+//! state of a scenario, with no bound on preemption (or within the scenario's bounds, with
+//! [`Bfs::bounded`]), made finite by remembering the states already seen.
 //!
 //! The search is over the states at choice points (see `kmap_sim`'s `machine/state.rs` for
 //! what a state holds and why that is enough). A state is reached by re-running the real code
@@ -62,8 +63,9 @@ pub struct Bfs {
     /// Keep the key of every state remembered ([`States::keys`]), to merge shards.
     pub collect_keys: bool,
     /// How many threads run executions (`None`: one per core). The results are taken in the
-    /// order one thread would take them, so every figure, the verdict and the counterexample
-    /// are the same for any number.
+    /// order one thread would take them, so the states, transitions, depth, verdict and
+    /// counterexample are the same for any number; the count of handler runs probed is not
+    /// (the probe memo is shared, and which thread fills it first depends on timing).
     pub threads: Option<usize>,
     /// Explore only one part: every part explores the states less than
     /// [`Bfs::SPLIT_DEPTH`] choice points from the start; a state at that depth belongs to one
@@ -306,8 +308,10 @@ impl Strategy for Bfs {
         // the real code from the start (tens to hundreds of microseconds), and taking its
         // result is one 128-bit insert and a few pushes. Measured with two threads on a
         // 2-core machine, the merge took 0.022 s of 0.99 s on 1/3/3 and 0.30 s of 9.3 s on
-        // 1/3/3 with release in any order (first 200,000 states): 2 to 3% of the time, which
-        // is the most a concurrent set could save, before its own cost on every insert.
+        // 1/3/3 with release in any order (first 200,000 states): 2 to 3% of the time. A
+        // concurrent set would save that, and the wait of the workers at the end of each chunk
+        // for the slowest of its executions (not measured here), at the price of its own cost
+        // on every insert and of the determinism above.
         'search: while !queue.is_empty() {
             let ids: Vec<u32> = queue.drain(..queue.len().min(CHUNK)).collect();
             let results = run_chunk(&unbounded, &nodes, &ids, threads, &run_options);
@@ -334,7 +338,9 @@ impl Strategy for Bfs {
                         break 'search;
                     }
                 }
-                let passed = outcome.verdict() == kmap_sim::Verdict::Pass;
+                // A run that was refused something goes on as the program does (see
+                // `Refusal::survived`); only a violation ends what follows it.
+                let violated = !outcome.violations.is_empty();
                 search.tally.add(outcome);
                 search.progress(Progress {
                     executions: search.tally.executions,
@@ -348,7 +354,7 @@ impl Strategy for Bfs {
                         states: Some(states),
                     };
                 }
-                if !passed {
+                if violated {
                     continue;
                 }
                 let Some((state, steps)) = reached else {

@@ -6,7 +6,7 @@ use super::probe::Handlers;
 use super::sched::Reason;
 use super::task::{ChangedStack, Status, image};
 use super::{Label, Machine, Yield};
-use crate::choice::{Choice, ChoicePoint, Decision, Taken};
+use crate::choice::{Choice, ChoicePoint, Decision, Taken, TaskId};
 use crate::config::{Bounds, Config, HandlerKind};
 use crate::outcome::ChoiceRecord;
 use crate::program::Op;
@@ -454,8 +454,18 @@ impl Machine {
             && !cpu.atomic()
             && within(bounds.preemptions, used.preemptions);
         if preemptible && (self.options.stateful || self.options.pick_any_next) {
-            // Any runnable task may be picked next, as in the SPIN model.
+            // Any runnable task may be picked next, as in the SPIN model, and so may a task
+            // sleeping on this CPU (the scheduler wakes it first, as a plain preemption does).
             options.extend(cpu.queue().iter().map(|&task| Choice::PreemptTo(task)));
+            options.extend(
+                tasks
+                    .iter()
+                    .enumerate()
+                    .filter(|&(id, t)| {
+                        t.status == Status::Sleeping && t.cpu == here && id != cpu.current().0
+                    })
+                    .map(|(id, _)| Choice::PreemptTo(TaskId(id))),
+            );
         } else if preemptible
             && (!cpu.queue().is_empty()
                 || tasks.iter().enumerate().any(|(id, t)| {
@@ -543,8 +553,8 @@ impl Machine {
 }
 
 /// Whether `config`'s CPUs are isolated: more than one CPU, every task pinned to its CPU and
-/// running a program that ends, and no `write` or `migrate` in any program (tasks' and
-/// handlers'). Then, with the reduction, one CPU runs until it has nothing left to do before
+/// running a program that ends, and no `write`, `migrate` or `fork` in any program (tasks'
+/// and handlers'). Then, with the reduction, one CPU runs until it has nothing left to do before
 /// the next one runs, and that loses no violation and no final state.
 ///
 /// The argument. Part 1 of the reduction's argument (see `Machine::options`) names the one
@@ -563,7 +573,9 @@ impl Machine {
 /// search without the reduction.
 pub(crate) fn isolated(config: &Config) -> bool {
     let program = &config.program;
-    let shared = |op: &Op| matches!(op, Op::Write(_) | Op::Migrate(_));
+    // A fork numbers its child from one count shared by every CPU: forks on two CPUs would
+    // number their children by the order the CPUs ran in.
+    let shared = |op: &Op| matches!(op, Op::Write(_) | Op::Migrate(_) | Op::Fork);
     config.machine.cpus > 1
         && program
             .tasks

@@ -4,6 +4,7 @@
 use kmap::{Checkpoint, Frame, MapError, VirtAddr};
 
 use super::cpu::Counters;
+use super::probe::CpuView;
 use super::sched::Reason;
 use super::task::{Code, Held, Place, TaskState, holds_anything};
 use super::{Label, Machine};
@@ -12,6 +13,13 @@ use crate::outcome::{Rule, ViolationKind};
 use crate::platform::{Counter, MapKind, WINDOW};
 use crate::program::{AnyOp, Op};
 use crate::trace::What;
+
+/// Who calls the crate: a task, or the handler at a nesting depth of a CPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Caller {
+    Task(TaskId),
+    Handler(kmap::CpuId, usize),
+}
 
 impl Machine {
     /// A task's life: finish the switch that brought it in, run its program, exit.
@@ -265,9 +273,9 @@ impl Machine {
     fn map(&self, task: Option<TaskId>, frame: Frame, kind: MapKind) {
         self.outcome.borrow_mut().stats.kmap_ops += 1;
         let pfn = frame.pfn();
-        self.view_before_call();
+        let caller = self.view_before_call(task);
         let mapped = self.kmap.map(self, frame, kind);
-        let before = self.views_before_calls.borrow_mut().pop().flatten();
+        let before = self.view_after_call(caller);
         match mapped {
             Ok(addr) => self.with_held(task, |held| {
                 held.push(Held {
@@ -304,13 +312,13 @@ impl Machine {
         } else {
             held.addr
         };
-        self.view_before_call();
+        let caller = self.view_before_call(task);
         let released = if any_order {
             self.kmap.unmap_any_order(self, addr)
         } else {
             self.kmap.unmap(self, addr, held.atomic)
         };
-        let before = self.views_before_calls.borrow_mut().pop().flatten();
+        let before = self.view_after_call(caller);
         match released {
             Ok(()) => self.with_held(task, |list| {
                 let at = list
@@ -326,13 +334,28 @@ impl Machine {
         }
     }
 
-    /// Keep what the crate must leave as it found it if it refuses the call about to be made
-    /// (popped after the call); nothing while a search retraces a path (the run that first went
-    /// there checked it). Kept in the machine, not in a local: the execution may end for good
-    /// inside the call (see `driver.rs`).
-    fn view_before_call(&self) {
-        let view = (!self.chooser.borrow().retraces()).then(|| self.cpu_view());
-        self.views_before_calls.borrow_mut().push(view);
+    /// Keep what the crate must leave as it found it if it refuses the call `task` (or, with
+    /// `None`, the innermost handler of this CPU) is about to make; taken back by
+    /// [`view_after_call`](Self::view_after_call). Kept in the machine, not in a local: the
+    /// execution may end for good inside the call (see `driver.rs`). Every call takes its
+    /// view, even along a path a search retraces: a run may have stopped inside the call
+    /// before its end. Calls of different contexts interleave (a preemption inside one, a
+    /// switch of the executing CPU), so each view is kept under its caller.
+    fn view_before_call(&self, task: Option<TaskId>) -> Caller {
+        let caller = match task {
+            Some(task) => Caller::Task(task),
+            None => Caller::Handler(self.cpu(), self.this_cpu().nesting()),
+        };
+        let view = self.cpu_view();
+        self.views_before_calls.borrow_mut().push((caller, view));
+        caller
+    }
+
+    /// The view [`view_before_call`](Self::view_before_call) kept for `caller`.
+    fn view_after_call(&self, caller: Caller) -> Option<CpuView> {
+        let mut views = self.views_before_calls.borrow_mut();
+        let at = views.iter().rposition(|(c, _)| *c == caller)?;
+        Some(views.remove(at).1)
     }
 
     fn fork(&self, parent: TaskId) {

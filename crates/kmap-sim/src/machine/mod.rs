@@ -115,8 +115,8 @@ pub struct RunOptions {
     /// its counterexamples replay), not only to the next one.
     pub pick_any_next: bool,
     /// Partial-order reduction across CPUs: the executing CPU changes only before a program's
-    /// next step (see the README's `kmap prove` section for why that loses no state that
-    /// matters).
+    /// next step, and with isolated CPUs only when it has nothing left to do (see the README's
+    /// `kmap prove` section and `arrival::isolated` for why that loses nothing that matters).
     pub reduce: bool,
     /// For a stateful search: the key of a state is its canonical form under the relabelling
     /// of interchangeable tasks and their pages (see `machine/symmetry.rs`), so the search
@@ -159,9 +159,9 @@ pub struct Machine {
     /// Every probe in progress, innermost last: what to put back, and its key (see
     /// `Machine::probe_handlers`).
     probes: RefCell<Vec<(probe::SavedCpu, Box<[u64]>)>>,
-    /// For every call of the crate's map or unmap in progress, innermost last: what a refusal
+    /// For every call of the crate's map or unmap in progress, by its caller: what a refusal
     /// must leave as it found (see `Machine::check_refusal_undone`).
-    views_before_calls: RefCell<Vec<Option<probe::CpuView>>>,
+    views_before_calls: RefCell<Vec<(interpreter::Caller, probe::CpuView)>>,
     /// A task runs an endless program (see `Machine::check_quiescent`).
     endless: bool,
     /// With the reduction, the CPUs are isolated: one runs until it has nothing left to do

@@ -91,11 +91,13 @@ impl Machine {
                     // Nothing else to run: the CPU idles (interrupts may arrive), then the
                     // sleeper is woken and switched back in. The idle moment runs on the
                     // sleeper's coroutine, which the driver must resume for this CPU.
+                    // It hosts the CPU until the switch back has made it current again: the
+                    // switch has arrival points of its own while `current` is still idle.
                     self.this_cpu().set_idle_host(Some(prev));
                     self.arrive(Label::Idle);
-                    self.this_cpu().set_idle_host(None);
                     self.task(prev).status = Status::Running;
                     self.switch(idle, prev);
+                    self.this_cpu().set_idle_host(None);
                     self.finish_switch();
                     return;
                 }
@@ -183,10 +185,12 @@ impl Machine {
                 .filter(|&t| matches!(tasks[t.0].status, Status::Sleeping | Status::Exited));
             (tasks[next.0].idle, host)
         };
+        // The host stays set to the end of this function: the protocol's second half below has
+        // arrival points too, and the driver must find this CPU's work there.
+        let hosted = host.filter(|_| next_is_idle);
         if !next_is_idle || host.is_some() {
-            self.this_cpu().set_idle_host(host.filter(|_| next_is_idle));
+            self.this_cpu().set_idle_host(hosted);
             self.arrive(Label::FinishSwitch);
-            self.this_cpu().set_idle_host(None);
         }
         // Read after the arrival point, so that nothing of the switch is kept in a local while
         // this context may be suspended there (see `machine::state`).
@@ -216,6 +220,9 @@ impl Machine {
         }
         self.check_switch_left_stacks_alone();
         self.this_cpu().end_switch();
+        if hosted.is_some() {
+            self.this_cpu().set_idle_host(None);
+        }
     }
 
     /// Whether cell `cell` is one the crate maps (not a guard cell).
