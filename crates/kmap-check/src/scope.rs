@@ -72,6 +72,19 @@ pub enum ScopeError {
 }
 
 impl Scope {
+    /// `C/T/D` with both handlers mapping one page each, and the tasks' plain alphabet.
+    pub fn new(cpus: usize, tasks: usize, depth: usize) -> Scope {
+        Scope {
+            cpus,
+            tasks,
+            depth,
+            irq: true,
+            nmi: true,
+            handler_pages: 1,
+            atomic: false,
+        }
+    }
+
     /// The cells of this scope's stacks: the deepest task plus an interrupt's and an NMI's
     /// pages on top (Linux's KM_MAX_IDX), each mapping taking two cells with guard cells (an
     /// odd cell and the guard below it) and one more at the top, rounded up to a stack size the
@@ -229,13 +242,8 @@ mod tests {
     fn every_depth_gets_room_for_its_pages_and_two_handlers() {
         for depth in 1..=14 {
             let config = Scope {
-                cpus: 1,
-                tasks: 2,
-                depth,
-                irq: true,
-                nmi: true,
                 handler_pages: 2,
-                atomic: false,
+                ..Scope::new(1, 2, depth)
             }
             .config();
             assert!(config.machine.cells >= depth + 4, "depth {depth}");
@@ -249,13 +257,8 @@ mod tests {
         for handler_pages in 1..=2 {
             for depth in 1..=14 {
                 let scope = Scope {
-                    cpus: 1,
-                    tasks: 1,
-                    depth,
-                    irq: true,
-                    nmi: true,
                     handler_pages,
-                    atomic: false,
+                    ..Scope::new(1, 1, depth)
                 };
                 if scope.check().is_ok() {
                     assert!(scope.cells(true) > 2 * (depth + 2 * handler_pages));

@@ -49,16 +49,7 @@ static COUNTING: Counting = Counting;
 
 /// A scope's configuration.
 fn scope(cpus: usize, tasks: usize, depth: usize) -> Config {
-    Scope {
-        cpus,
-        tasks,
-        depth,
-        irq: true,
-        nmi: true,
-        handler_pages: 1,
-        atomic: false,
-    }
-    .config()
+    Scope::new(cpus, tasks, depth).config()
 }
 
 /// Executions of every kind, each ended wherever its search ends it.

@@ -9,18 +9,22 @@ use kmap_sim::{Config, Protocol, Verdict};
 
 /// A scope's configuration under `protocol`.
 fn scope(cpus: usize, tasks: usize, depth: usize, protocol: Protocol) -> Config {
-    let mut config = Scope {
-        cpus,
-        tasks,
-        depth,
-        irq: true,
-        nmi: true,
-        handler_pages: 1,
-        atomic: false,
-    }
-    .config();
+    under(Scope::new(cpus, tasks, depth), protocol)
+}
+
+/// `scope`'s configuration under `protocol`.
+fn under(scope: Scope, protocol: Protocol) -> Config {
+    let mut config = scope.config();
     config.machine.switch = protocol;
     config
+}
+
+/// `proof` of `config` is a violation whose counterexample replays to the same violations.
+fn refuted_and_replayed(config: &Config, proof: Exploration, name: &str) {
+    assert_eq!(proof.verdict, Verdict::Violation, "{name}");
+    let ce = proof.counterexample.expect("a counterexample");
+    let again = replay(config, &ce.schedule);
+    assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
 }
 
 /// The states of a proof.
@@ -46,10 +50,7 @@ fn small_scopes_are_proved_under_split_and_refuted_under_the_rfc_designs() {
                     states(&proof)
                 );
             } else {
-                assert_eq!(proof.verdict, Verdict::Violation, "{name}");
-                let ce = proof.counterexample.expect("a counterexample");
-                let again = replay(&config, &ce.schedule);
-                assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
+                refuted_and_replayed(&config, proof, &name);
             }
         }
     }
@@ -142,13 +143,9 @@ fn the_reduction_across_cpus_keeps_verdicts_and_states() {
     );
 
     let config = Scope {
-        cpus: 2,
-        tasks: 2,
-        depth: 1,
         irq: false,
         nmi: false,
-        handler_pages: 1,
-        atomic: false,
+        ..Scope::new(2, 2, 1)
     }
     .config();
     let (reduced, whole) = (run(&config, true), run(&config, false));
@@ -172,13 +169,9 @@ fn the_reduction_across_cpus_keeps_verdicts_and_states() {
 #[test]
 fn a_proof_finds_a_leak_at_a_quiescent_state() {
     let mut config = Scope {
-        cpus: 1,
-        tasks: 1,
-        depth: 1,
         irq: false,
         nmi: false,
-        handler_pages: 1,
-        atomic: false,
+        ..Scope::new(1, 1, 1)
     }
     .config();
     let clean = prove(&config);
@@ -207,15 +200,7 @@ fn a_proof_finds_a_leak_at_a_quiescent_state() {
 /// guards change where a mapping lives, not what can happen.
 #[test]
 fn guard_cells_with_release_in_any_order_change_no_state() {
-    let scope = Scope {
-        cpus: 1,
-        tasks: 2,
-        depth: 2,
-        irq: true,
-        nmi: true,
-        handler_pages: 1,
-        atomic: false,
-    };
+    let scope = Scope::new(1, 2, 2);
     let mut plain = scope.config();
     plain.machine.release = kmap_sim::Release::Any;
     let mut guarded = plain.clone();
@@ -440,17 +425,11 @@ fn handlers_mapping_two_pages_nested_are_proved_and_refute_the_rfc() {
     for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
         for &protocol in Protocol::value_variants() {
             let one = scope(cpus, tasks, depth, protocol);
-            let mut nested = kmap_check::scope::Scope {
-                cpus,
-                tasks,
-                depth,
-                irq: true,
-                nmi: true,
+            let nested = Scope {
                 handler_pages: 2,
-                atomic: false,
-            }
-            .config();
-            nested.machine.switch = protocol;
+                ..Scope::new(cpus, tasks, depth)
+            };
+            let nested = under(nested, protocol);
             assert_eq!(nested.program.irq.len(), 5);
             let name = format!("{cpus}/{tasks}/{depth} {protocol}");
             let proof = prove(&nested);
@@ -459,10 +438,7 @@ fn handlers_mapping_two_pages_nested_are_proved_and_refute_the_rfc() {
                 assert!(proof.complete, "{name}");
                 assert_eq!(states(&proof), states(&prove(&one)), "{name}");
             } else {
-                assert_eq!(proof.verdict, Verdict::Violation, "{name}");
-                let ce = proof.counterexample.expect("a counterexample");
-                let again = replay(&nested, &ce.schedule);
-                assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
+                refuted_and_replayed(&nested, proof, &name);
             }
         }
     }
@@ -477,18 +453,11 @@ fn map_atomic_in_the_alphabet_is_proved_and_refutes_the_rfc() {
     for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
         for &protocol in Protocol::value_variants() {
             let scope = |atomic| {
-                let mut config = kmap_check::scope::Scope {
-                    cpus,
-                    tasks,
-                    depth,
-                    irq: true,
-                    nmi: true,
-                    handler_pages: 1,
+                let scope = Scope {
                     atomic,
-                }
-                .config();
-                config.machine.switch = protocol;
-                config
+                    ..Scope::new(cpus, tasks, depth)
+                };
+                under(scope, protocol)
             };
             let name = format!("{cpus}/{tasks}/{depth} {protocol}");
             let atomic = scope(true);
@@ -503,10 +472,7 @@ fn map_atomic_in_the_alphabet_is_proved_and_refutes_the_rfc() {
                     states(&proof)
                 );
             } else {
-                assert_eq!(proof.verdict, Verdict::Violation, "{name}");
-                let ce = proof.counterexample.expect("a counterexample");
-                let again = replay(&atomic, &ce.schedule);
-                assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
+                refuted_and_replayed(&atomic, proof, &name);
             }
         }
     }
