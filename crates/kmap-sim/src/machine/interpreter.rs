@@ -25,15 +25,11 @@ impl Machine {
     /// A task's life: finish the switch that brought it in, run its program, exit.
     pub(crate) fn task_main(&self, task: TaskId) {
         self.finish_switch();
-        let (ops, any) = self.program(task);
+        let (ops, any, any_atomic) = self.program(task);
         if any.is_empty() {
             self.run_ops(ops, Some(task));
             self.exit(task);
         } else {
-            let any_atomic = match self.tasks.borrow()[task.0].code {
-                Code::Config(n) => self.config.program.tasks[n].any_atomic,
-                _ => false,
-            };
             self.run_any(task, any, any_atomic);
         }
     }

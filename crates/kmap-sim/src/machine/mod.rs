@@ -263,17 +263,18 @@ impl Machine {
         RefMut::map(self.tasks.borrow_mut(), |tasks| &mut tasks[task.0])
     }
 
-    /// A task's program: its operations, or the pages of its endless nondeterministic program.
+    /// A task's program: its operations, or the pages of its endless nondeterministic program
+    /// and whether that program may map through `kmap_atomic`.
     /// Borrowed from the configuration, which lives as long as the machine.
-    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame]) {
+    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame], bool) {
         let code = self.tasks.borrow()[task.0].code;
         match code {
-            Code::Idle => (&[], &[]),
+            Code::Idle => (&[], &[], false),
             Code::Config(n) => {
                 let task = &self.config.program.tasks[n];
-                (&task.ops, &task.any)
+                (&task.ops, &task.any, task.any_atomic)
             }
-            Code::ForkChild => (&FORK_CHILD, &[]),
+            Code::ForkChild => (&FORK_CHILD, &[], false),
         }
     }
 
