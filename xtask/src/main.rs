@@ -9,6 +9,7 @@ mod bench;
 mod benchmarks_md;
 mod kernel;
 mod mutants;
+mod partitioned;
 mod plot;
 mod process;
 mod test;
@@ -31,6 +32,9 @@ enum Task {
     /// tests and compile-fail tests, the docs, the crate packaged for crates.io, and every kernel
     /// build booted under QEMU.
     Test,
+    /// The proofs partitioned over MPI ranks that `test` runs: `kmap prove --mpi` under
+    /// `mpirun -np 2` and `-np 4`, compared with one process (installs OpenMPI as root).
+    Mpi,
     /// Every benchmark (instruction counts under callgrind, the kernel under QEMU, the explorer),
     /// written to BENCHMARKS.md with the machine, the command and the date.
     Bench {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Test => test::run().map_err(|e| (Box::new(e) as Box<dyn Error>, 1)),
+        Task::Mpi => partitioned::run(&process::workspace_root()).map_err(|e| (e.into(), 1)),
         Task::Bench { options } => bench::run(&options).map_err(|e| (e.into(), 1)),
         Task::Mutants { options } => mutants::run(&options.mode()).map_err(|e| (e.into(), 1)),
         Task::Kernel {

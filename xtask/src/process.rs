@@ -177,10 +177,19 @@ pub fn shown(command: &Command) -> String {
 /// Make sure `tool` is on the PATH: install Debian's `package` when it is missing and this runs
 /// as root with apt-get, else fail with the exact command to run.
 pub fn ensure_tool(tool: &str, package: &str) -> Result<(), ToolError> {
-    let present = |tool: &str| {
+    ensure(&format!("command -v {tool}"), tool, package)
+}
+
+/// Make sure `what` is here, as the shell command `check` tells (it succeeds): install Debian's
+/// `package` when it is not and this runs as root with apt-get, else fail with the exact
+/// command to run.
+pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
+    let tool = what;
+    let present = |_: &str| {
         Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
+            .args(["-c", check])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };

@@ -1,8 +1,8 @@
 //! `cargo xtask test`: every check CI runs, in order, stopping at the first that fails:
 //! formatting, clippy (the workspace, and the kernel in each of its builds), the MSRV, the crate
-//! packaged and built as a kernel builds it, the workspace's tests, a proof sharded through GNU
-//! parallel, the CPU-read mutant and the mutants of release in any order through the explorer,
-//! the docs, and every kernel build booted under QEMU.
+//! packaged and built as a kernel builds it, the workspace's tests, the CPU-read mutant, proofs
+//! partitioned over 2 and 4 MPI ranks, the mutants of release in any order through the
+//! explorer, the docs, and every kernel build booted under QEMU.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::kernel::{self, KernelError};
 use crate::mutants::{self, MutantsError};
+use crate::partitioned::{self, PartitionError};
 use crate::process::{self, CommandError, FileError, ToolError, cargo};
 use crate::say;
 
@@ -24,6 +25,9 @@ pub enum TestError {
     /// A tool is missing.
     #[error(transparent)]
     Tool(#[from] ToolError),
+    /// A proof partitioned over MPI ranks is not the one process's.
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
     /// A file could not be read, written or copied.
     #[error(transparent)]
     File(#[from] FileError),
@@ -46,25 +50,6 @@ pub enum TestError {
          that toolchain, or declare this one"
     )]
     Msrv { declared: String, toolchain: String },
-    /// A `kmap` command printed no JSON xtask reads.
-    #[error("`{command}` printed no JSON xtask reads: {output}")]
-    Json {
-        command: String,
-        output: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The merged shards differ from the whole proof.
-    #[error(
-        "the merged shards ({merged_verdict} with {merged_states} distinct states) differ from \
-         the whole proof ({whole_verdict} with {whole_states} states)"
-    )]
-    Shards {
-        merged_verdict: String,
-        merged_states: u64,
-        whole_verdict: String,
-        whole_states: u64,
-    },
     /// The CPU-read mutant's patch no longer applies to mechanism.rs.
     #[error("the CPU-read mutant no longer applies to mechanism.rs: update xtask")]
     CpuReadMutantStale,
@@ -123,8 +108,9 @@ pub fn run() -> Result<(), TestError> {
         &[],
     )?;
     cargo(&root, &["test", "--workspace"], &[])?;
-    sharded_proof(&root)?;
     cpu_read_mutant(&root)?;
+    // After the workspace's tests: it leaves target/debug/kmap built with MPI.
+    partitioned::run(&root)?;
     // A refusal that must change nothing, and the mutants of release in any order: each the
     // explorer alone must catch.
     mutants::run(&mutants::explorer_only(&[
@@ -198,91 +184,6 @@ fn msrv_is_this_toolchain(root: &Path) -> Result<(), TestError> {
         });
     }
     say!("the declared MSRV {declared} is this toolchain's version");
-    Ok(())
-}
-
-/// The JSON a `kmap` command printed.
-fn json<T: for<'de> Deserialize<'de>>(command: Command) -> Result<T, TestError> {
-    let shown = process::shown(&command);
-    let output = process::output_of(command)?;
-    serde_json::from_slice(&output.stdout).map_err(|source| TestError::Json {
-        command: shown,
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        source,
-    })
-}
-
-/// What `kmap merge --json` and `kmap prove --json` say of a proof (the fields read here).
-#[derive(Deserialize)]
-struct Merged {
-    verdict: String,
-    distinct_states: u64,
-}
-
-#[derive(Deserialize)]
-struct Proof {
-    verdict: String,
-    states: u64,
-}
-
-/// A small proof split into four shards run by GNU parallel, merged by `kmap merge`: it must
-/// give the verdict and the distinct states of the same proof run whole.
-fn sharded_proof(root: &Path) -> Result<(), TestError> {
-    process::ensure_tool("parallel", "parallel")?;
-    let kmap = root.join("target/debug/kmap");
-    let dir = root.join("target/sharded-proof");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| FileError::new("create", &dir, e))?;
-    let scope = ["--cpus", "1", "--tasks", "2", "--depth", "2"];
-    say!("a proof in 4 shards through GNU parallel, merged");
-    let mut parallel = Command::new("parallel");
-    parallel
-        .arg("--will-cite")
-        .arg(format!(
-            "{} prove {} --shard {{}}/4 --json --keys > {}/shard-{{}}.json",
-            kmap.display(),
-            scope.join(" "),
-            dir.display()
-        ))
-        .args([":::", "0", "1", "2", "3"]);
-    let shown = process::shown(&parallel);
-    let status = parallel.status().map_err(|source| CommandError::Spawn {
-        command: shown.clone(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(CommandError::Failed {
-            command: shown,
-            status,
-            stderr: String::new(),
-        }
-        .into());
-    }
-    let mut merge = Command::new(&kmap);
-    merge.arg("merge");
-    merge.args((0..4).map(|i| dir.join(format!("shard-{i}.json"))));
-    merge.arg("--json");
-    let merged: Merged = json(merge)?;
-    let mut prove = Command::new(&kmap);
-    prove.arg("prove").args(scope).arg("--json");
-    let whole: Proof = json(prove)?;
-    if merged.verdict != whole.verdict || merged.distinct_states != whole.states {
-        return Err(TestError::Shards {
-            merged_verdict: merged.verdict,
-            merged_states: merged.distinct_states,
-            whole_verdict: whole.verdict,
-            whole_states: whole.states,
-        });
-    }
-    say!(
-        "merged shards: {} with {} distinct states, as the whole proof",
-        merged.verdict,
-        merged.distinct_states
-    );
     Ok(())
 }
 

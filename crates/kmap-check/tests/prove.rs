@@ -275,8 +275,8 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
 }
 
 /// The threads of a proof change nothing it reports: with one, two or three threads, every
-/// figure (states, transitions, states seen again, depth), the verdict and the counterexample
-/// are the same, on scopes that pass and scopes refuted.
+/// figure (states, transitions, states seen again, depth), the verdict, the hazards and the
+/// counterexample are the same, on scopes that pass and scopes refuted.
 #[test]
 fn threads_change_no_figure_and_no_counterexample() {
     let run = |config: &Config, threads| {
@@ -300,6 +300,7 @@ fn threads_change_no_figure_and_no_counterexample() {
                 let s = e.states.clone().unwrap_or_default();
                 (e.verdict, e.executions, s.states, s.matched, s.depth)
             };
+            assert_eq!(many.hazards, one.hazards, "{name}, {threads} threads");
             assert_eq!(figures(&many), figures(&one), "{name}, {threads} threads");
             assert_eq!(
                 many.counterexample.map(|c| c.schedule),

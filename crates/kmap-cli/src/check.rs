@@ -27,7 +27,8 @@ pub enum StrategyName {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
     /// Stateful where the scenario has more than one CPU (and no `--shard` is given),
-    /// stateless otherwise.
+    /// stateless otherwise. `--shard` splits only the stateless engine's executions (the
+    /// stateful search is spread with `kmap prove --mpi`).
     #[default]
     Auto,
     /// Every execution, remembering none (depth first, pruning provably equivalent branches).
@@ -102,7 +103,6 @@ impl Args {
                 Box::new(Bfs {
                     bounded: true,
                     threads: Some(1),
-                    shard: self.shard,
                     ..Bfs::default()
                 })
             }
@@ -153,6 +153,9 @@ pub fn prepare(
 }
 
 pub fn main(args: &Args) -> Result<bool, CliError> {
+    if args.shard.is_some() && args.engine == Engine::Stateful {
+        return Err(CliError::ShardStateful);
+    }
     if args.list {
         for (name, text) in builtin::BUILTINS {
             println!("{name:<24} {}", builtin::summary(text));

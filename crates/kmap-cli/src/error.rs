@@ -43,6 +43,18 @@ pub enum CliError {
     /// A replay string cannot be read.
     #[error(transparent)]
     ReplayId(#[from] ReplayIdError),
+    /// `--mpi` in a build without MPI.
+    #[cfg_attr(feature = "mpi", allow(dead_code))]
+    #[error(
+        "--mpi: this kmap was built without MPI; build it with `cargo build --release -p kmap-cli \
+         --features mpi` (Debian: apt-get install libopenmpi-dev openmpi-bin libclang-dev) and \
+         run it under `mpirun -np N` or `srun`"
+    )]
+    NoMpi,
+    /// MPI cannot start (or was started already).
+    #[cfg(feature = "mpi")]
+    #[error("--mpi: MPI did not initialise (run under `mpirun -np N` or `srun`)")]
+    MpiInit,
     /// `--max-memory` is below what the checker needs before its first state.
     #[error(
         "--max-memory {limit_mib} MiB cannot fit: the checker needs {needed_mib} MiB before the \
@@ -78,17 +90,12 @@ pub enum CliError {
         /// Why.
         error: std::io::Error,
     },
-    /// A file cannot be read.
-    #[error("cannot read {}: {error}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The shard results cannot be merged.
-    #[error(transparent)]
-    Merge(#[from] crate::merge::MergeError),
+    /// `--shard` with the stateful engine, which it does not split.
+    #[error(
+        "--shard splits the stateless engine's executions only: with --engine stateful, spread \
+         the search over MPI ranks with `kmap prove --mpi` instead"
+    )]
+    ShardStateful,
 }
 
 /// Print `error` in the one style, and the exit status for bad input.

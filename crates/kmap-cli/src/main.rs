@@ -6,7 +6,8 @@ mod bench;
 mod check;
 mod demo;
 mod error;
-mod merge;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod prove;
 mod replay;
 mod report;
@@ -36,9 +37,6 @@ enum Command {
     /// kernel allows it and no bound, interrupts and NMIs probed at every point. Exit status 0
     /// when no execution goes wrong, 1 when one does, 2 for bad input.
     Prove(prove::Args),
-    /// Combine the JSON results of the shards of one proof (`kmap prove --shard I/N --json`)
-    /// into one verdict. Exit status 0 for a complete proof, 1 otherwise, 2 for bad input.
-    Merge(merge::Args),
     /// Replay one execution from the string `kmap check` printed, with its timeline.
     Replay(replay::Args),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
@@ -60,7 +58,6 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
         Command::Check(args) => check::main(&args),
         Command::Prove(args) => prove::main(&args),
-        Command::Merge(args) => merge::main(&args),
         Command::Replay(args) => replay::main(&args),
         Command::Stress(args) => stress::main(&args),
         Command::Bench(args) => bench::main(&args),

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use kmap_check::Options;
 use kmap_check::scope::Scope;
 use kmap_check::search::bfs::{self, Bfs};
-use kmap_check::{Options, Shard};
+use kmap_check::search::{Partitioned, Ranks};
 use kmap_sim::{Bounds, Changes, Settings};
-use serde_json::Value;
 
 use crate::check::prepare;
 use crate::error::CliError;
@@ -60,13 +60,13 @@ pub struct Args {
     /// incomplete, with the figures so far, never an out-of-memory kill.
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
-    /// Explore only part I of N (from 0), e.g. `--shard 2/8`; `kmap merge` combines the parts.
+    /// Spread the states over the ranks of the MPI job this process is one of
+    /// (`mpirun -np N kmap prove --mpi …`, or `srun`): each rank owns the states whose key
+    /// falls to it, and the verdict, the figures and the counterexample are those of one
+    /// process. Rank 0 prints. Each rank runs one thread unless --threads says otherwise.
+    /// Needs a build with `--features mpi`.
     #[arg(long)]
-    pub shard: Option<Shard>,
-    /// With --json: list the key of every state remembered, for `kmap merge` to count distinct
-    /// states over shards.
-    #[arg(long)]
-    pub keys: bool,
+    pub mpi: bool,
     /// Write the counterexample as a swimlane picture.
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -139,6 +139,9 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             });
         }
     }
+    let ranks = ranks(args.mpi)?;
+    // Only the first rank of a job speaks: every rank has the whole result.
+    let speaks = ranks.as_ref().is_none_or(|r| r.rank() == 0);
     let mut all_ok = true;
     let mut results = Vec::new();
     for name in names {
@@ -154,39 +157,42 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
                 });
             }
         }
-        let mut strategy = Bfs {
+        let bfs = Bfs {
             reduce: !args.no_reduce,
             symmetry: !args.no_symmetry,
-            threads: args.threads.map(|n| n as usize),
+            threads: args
+                .threads
+                .map(|n| n as usize)
+                .or(ranks.is_some().then_some(1)),
             max_states: args.max_states,
             max_memory: args.max_memory,
-            collect_keys: args.keys,
-            shard: args.shard,
             ..Bfs::default()
         };
-        let exploration = search(&scenario, &mut strategy, Options::default());
+        let exploration = match &ranks {
+            Some(ranks) => {
+                let mut strategy = Partitioned {
+                    bfs,
+                    ranks: ranks.as_ref(),
+                };
+                if speaks {
+                    search(&scenario, &mut strategy, Options::default())
+                } else {
+                    kmap_check::explore(&scenario.config, &mut strategy, Options::default(), |_| {})
+                }
+            }
+            None => search(&scenario, &mut bfs.clone(), Options::default()),
+        };
         let checked = Checked {
             scenario,
             changes: changes.clone(),
             exploration,
         };
-        all_ok &= checked.ok() && (checked.exploration.complete || args.shard.is_some());
+        all_ok &= checked.ok() && checked.exploration.complete;
+        if !speaks {
+            continue;
+        }
         if args.json {
-            let mut value = proof_json(&checked);
-            value["shard"] = args
-                .shard
-                .map(|s| serde_json::json!({ "index": s.index, "count": s.count }))
-                .unwrap_or(Value::Null);
-            if args.keys {
-                value["state_keys"] = checked
-                    .exploration
-                    .states
-                    .iter()
-                    .flat_map(|s| s.keys.iter())
-                    .map(|k| Value::String(format!("{k:032x}")))
-                    .collect();
-            }
-            results.push(value);
+            results.push(proof_json(&checked));
         } else {
             print_proof(&checked);
         }
@@ -194,5 +200,23 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             write_svg(path, &checked, ce)?;
         }
     }
+    if !speaks {
+        return Ok(all_ok);
+    }
     finish(args.json, results, all_ok)
+}
+
+/// The ranks of the MPI job, with `--mpi`.
+#[cfg(feature = "mpi")]
+fn ranks(mpi: bool) -> Result<Option<Box<dyn Ranks>>, CliError> {
+    if !mpi {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(crate::mpi::Mpi::init()?)))
+}
+
+/// With `--mpi`, the error that says how to build with MPI.
+#[cfg(not(feature = "mpi"))]
+fn ranks(mpi: bool) -> Result<Option<Box<dyn Ranks>>, CliError> {
+    if mpi { Err(CliError::NoMpi) } else { Ok(None) }
 }

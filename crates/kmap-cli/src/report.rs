@@ -282,6 +282,18 @@ pub fn print_proof(checked: &Checked) {
         bfs::collision_bound(states.states),
         memory_kib().1 / 1024
     );
+    if !states.ranks.is_empty() {
+        println!(
+            "     partitioned over {} ranks by state key; states owned by each: {}",
+            states.ranks.len(),
+            states
+                .ranks
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(why) = &e.stopped {
         println!("     stopped early: {why}");
     }
@@ -371,6 +383,7 @@ pub fn proof_json(checked: &Checked) -> Value {
         "peak_memory_kib": memory_kib().1,
         "hash_scheme": states.hash_scheme(),
         "symmetry": states.symmetric,
+        "rank_states": (!states.ranks.is_empty()).then_some(&states.ranks),
         "collision_probability_bound": bfs::collision_bound(states.states),
         "replay": ce.map(|c| checked.replay_id(c).to_string()),
         "violation": violation_json(ce),

@@ -80,7 +80,9 @@ fn bad_input_exits_2_with_file_line_and_field() {
     for args in [
         &["check", "no-such-scenario"][..],
         &["check", "fork", "--shard", "3/2"],
+        &["check", "fork", "--shard", "0/2", "--engine", "stateful"],
         &["replay", "garbage"],
+        &["prove", "--shard", "0/2"],
     ] {
         let out = kmap(args);
         assert_eq!(
@@ -90,6 +92,21 @@ fn bad_input_exits_2_with_file_line_and_field() {
             text(&out.stderr)
         );
     }
+}
+
+/// A build without the `mpi` feature (as the tests build it) refuses `--mpi` in one line that
+/// says how to build with it.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn prove_mpi_without_the_feature_says_how_to_build_it() {
+    let out = kmap(&["prove", "--mpi"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--features mpi") && stderr.contains("libopenmpi-dev"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -52,7 +52,7 @@ const CHECKS: &[&[&str]] = &[
     &["--shard", "2/3"],
 ];
 
-/// The proofs: the scopes of `cargo xtask test` (its tests and its sharded proof), a few more,
+/// The proofs: the scopes of `cargo xtask test`, a few more,
 /// and scenario files.
 const PROOFS: &[&[&str]] = &[
     &["--cpus", "1", "--tasks", "2", "--depth", "1"],
@@ -165,18 +165,6 @@ const PROOFS: &[&[&str]] = &[
         "no-sched-out",
     ],
     &["--cpus", "1", "--tasks", "2", "--depth", "2", "--strict"],
-    &[
-        "--cpus", "1", "--tasks", "2", "--depth", "2", "--shard", "0/4",
-    ],
-    &[
-        "--cpus", "1", "--tasks", "2", "--depth", "2", "--shard", "1/4",
-    ],
-    &[
-        "--cpus", "1", "--tasks", "2", "--depth", "2", "--shard", "2/4",
-    ],
-    &[
-        "--cpus", "1", "--tasks", "2", "--depth", "2", "--shard", "3/4",
-    ],
     &[
         "--cpus",
         "1",

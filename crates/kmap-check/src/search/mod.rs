@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use kmap_sim::{Chooser, Config, Hazard, Outcome, ProbeMemo, RunOptions, Schedule, Stats, Verdict};
 use rustc_hash::FxHashSet;
 
-pub use self::bfs::Bfs;
+pub use self::bfs::{Bfs, Partitioned, Ranks, ThreadRanks};
 pub use self::dfs::Dfs;
 pub use self::pct::Pct;
 pub use self::random::Random;
@@ -190,12 +190,13 @@ pub struct States {
     pub depth: usize,
     /// The quiescent states, when collected ([`Bfs::collect_quiescent`]).
     pub quiescent: FxHashSet<u128>,
-    /// The key of every state remembered, when collected ([`Bfs::collect_keys`]).
-    pub keys: Vec<u128>,
     /// The canonical keys of the states remembered, when collected ([`Bfs::collect_orbits`]).
     pub orbits: FxHashSet<u128>,
     /// States were remembered by their canonical form under task symmetry ([`Bfs::symmetry`]).
     pub symmetric: bool,
+    /// The states each rank owned, by rank, in a partitioned search ([`Partitioned`]); empty
+    /// otherwise.
+    pub ranks: Vec<u64>,
 }
 
 impl States {

@@ -156,6 +156,9 @@ pub struct Machine {
     driver: RefCell<Driver>,
     /// Room for building probe keys (see `probe::probe_key`), reused.
     probe_scratch: RefCell<Vec<u64>>,
+    /// Hazards met so far in this execution, each time, listed or not (a probe that met one
+    /// is not remembered as clean: see `Machine::probe_handlers`).
+    hazards_met: cell::Cell<u64>,
     /// Every probe in progress, innermost last: what to put back, and its key (see
     /// `Machine::probe_handlers`).
     probes: RefCell<Vec<(probe::SavedCpu, Box<[u64]>)>>,
@@ -239,6 +242,7 @@ impl Machine {
                 yielders: vec![std::ptr::null(); capacity],
             }),
             probe_scratch: RefCell::new(Vec::with_capacity(256)),
+            hazards_met: cell::Cell::new(0),
             probes: RefCell::new(Vec::new()),
             views_before_calls: RefCell::new(Vec::new()),
             symmetry,

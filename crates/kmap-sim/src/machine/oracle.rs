@@ -86,6 +86,7 @@ impl Machine {
             self.violate(ViolationKind::Hazard(rule), message);
             return;
         }
+        self.hazards_met.set(self.hazards_met.get() + 1);
         let (cpu, context) = self.where_now();
         let hazard = Hazard {
             rule,

@@ -182,6 +182,7 @@ impl Machine {
             let saved = self.save_cpu();
             self.probes.borrow_mut().push((saved, key_copy));
             let refusals = self.outcome.borrow().refusals.len();
+            let hazards = self.hazards_met.get();
             let outer = self.arrivals.borrow_mut().take_traced_inside();
             self.arrivals.borrow_mut().probe(true);
             let left_trace = self.interrupt(kind);
@@ -204,7 +205,13 @@ impl Machine {
                 lasting.push(kind);
             } else {
                 self.outcome.borrow_mut().stats.probes += 1;
-                memo.0.insert(key_copy);
+                // Remembered as clean only if it met no hazard either: a later probe from the
+                // same observable state is skipped, and would meet the same hazards, at its own
+                // point. So which hazards a search lists does not depend on which of its runs
+                // filled the memo first (its threads', or a partitioned search's ranks').
+                if self.hazards_met.get() == hazards {
+                    memo.0.insert(key_copy);
+                }
             }
         }
         if !lasting.is_empty() && self.arrivals.borrow().probing() > 0 {

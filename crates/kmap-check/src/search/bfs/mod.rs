@@ -29,7 +29,11 @@ use kmap_sim::{
 };
 use rustc_hash::FxHashSet;
 
-use super::{Coverage, Progress, Search, Shard, States, Strategy, handler_depth};
+use super::{Coverage, Progress, Search, States, Strategy, handler_depth};
+
+mod partition;
+
+pub use self::partition::{Partitioned, Ranks, ThreadRanks};
 
 /// Every state, breadth-first.
 #[derive(Clone, Copy, Debug)]
@@ -60,20 +64,11 @@ pub struct Bfs {
     pub collect_orbits: bool,
     /// Keep the quiescent states ([`States::quiescent`]).
     pub collect_quiescent: bool,
-    /// Keep the key of every state remembered ([`States::keys`]), to merge shards.
-    pub collect_keys: bool,
     /// How many threads run executions (`None`: one per core). The results are taken in the
     /// order one thread would take them, so the states, transitions, depth, verdict and
     /// counterexample are the same for any number; the count of handler runs probed is not
     /// (the probe memo is shared, and which thread fills it first depends on timing).
     pub threads: Option<usize>,
-    /// Explore only one part: every part explores the states less than
-    /// [`Bfs::SPLIT_DEPTH`] choice points from the start; a state at that depth belongs to one
-    /// part (by its key), which explores everything below it with a state store of its own.
-    /// Every reachable state is at that depth, above it, or below one at it, so the parts
-    /// together cover the whole; a state below two owners is explored by both (`kmap merge`
-    /// counts it once).
-    pub shard: Option<Shard>,
 }
 
 impl Default for Bfs {
@@ -86,17 +81,12 @@ impl Default for Bfs {
             symmetry: true,
             collect_orbits: false,
             collect_quiescent: false,
-            collect_keys: false,
             threads: None,
-            shard: None,
         }
     }
 }
 
 impl Bfs {
-    /// The depth, in choice points, at which a sharded search shares the states out.
-    pub const SPLIT_DEPTH: u32 = 8;
-
     /// The hash scheme of remembered states, in words.
     pub const HASH_SCHEME: &'static str = "XXH3-128 of the whole state";
 
@@ -213,16 +203,34 @@ fn run_chunk(
     threads: usize,
     options: &RunOptions,
 ) -> Vec<Ran> {
+    run_paths(
+        config,
+        ids.len(),
+        |at| path_to(nodes, ids[at]),
+        threads,
+        options,
+    )
+}
+
+/// Run the `count` executions that follow `path(0)`, `path(1)`, … on `threads` threads, and
+/// give their results in that order.
+fn run_paths(
+    config: &Config,
+    count: usize,
+    path: impl Fn(usize) -> Vec<Step> + Sync,
+    threads: usize,
+    options: &RunOptions,
+) -> Vec<Ran> {
     let next = AtomicUsize::new(0);
     let work = || {
         let mut ran = Vec::new();
         loop {
             let at = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&id) = ids.get(at) else {
+            if at >= count {
                 break;
-            };
+            }
             let chooser = Rc::new(RefCell::new(Expand {
-                path: path_to(nodes, id),
+                path: path(at),
                 next: 0,
                 reached: None,
             }));
@@ -233,7 +241,7 @@ fn run_chunk(
         }
         ran
     };
-    let mut all: Vec<(usize, Ran)> = if threads <= 1 || ids.len() == 1 {
+    let mut all: Vec<(usize, Ran)> = if threads <= 1 || count == 1 {
         work()
     } else {
         std::thread::scope(|scope| {
@@ -252,10 +260,10 @@ fn run_chunk(
     all.into_iter().map(|(_, ran)| ran).collect()
 }
 
-impl Strategy for Bfs {
-    fn explore(&mut self, search: &mut Search<'_>) -> Coverage {
-        let config = search.config;
-        let run_options = RunOptions {
+impl Bfs {
+    /// The options of the search's runs.
+    fn run_options(&self, config: &Config) -> RunOptions {
+        RunOptions {
             record_choices: false,
             prune: false,
             probe: Some(Arc::new(ProbeMemo::default())),
@@ -265,18 +273,36 @@ impl Strategy for Bfs {
             symmetry: self.symmetry,
             orbits: self.collect_orbits,
             ..RunOptions::default()
-        };
-        let threads = self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        });
-        let mut unbounded = config.clone();
+        }
+    }
+
+    /// The configuration searched: `config` with its bounds lifted but the nesting depths,
+    /// unless [`Bfs::bounded`].
+    fn searched(&self, config: &Config) -> Config {
+        let mut searched = config.clone();
         if !self.bounded {
-            unbounded.bounds = Bounds {
+            searched.bounds = Bounds {
                 irq_depth: config.bounds.irq_depth,
                 nmi_depth: config.bounds.nmi_depth,
                 ..Bounds::UNLIMITED
             };
         }
+        searched
+    }
+
+    /// The threads that run executions.
+    fn thread_count(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        })
+    }
+}
+
+impl Strategy for Bfs {
+    fn explore(&mut self, search: &mut Search<'_>) -> Coverage {
+        let run_options = self.run_options(search.config);
+        let threads = self.thread_count();
+        let unbounded = self.searched(search.config);
         let mut nodes = vec![Node {
             parent: u32::MAX,
             step: Step {
@@ -365,15 +391,6 @@ impl Strategy for Bfs {
                     continue;
                 }
                 let depth = nodes[id as usize].depth + 1;
-                if let Some(shard) = self.shard
-                    && depth == Bfs::SPLIT_DEPTH
-                    && !shard.owns(state.key)
-                {
-                    continue;
-                }
-                if self.collect_keys {
-                    states.keys.push(state.key);
-                }
                 if let Some(orbit) = state.orbit {
                     states.orbits.insert(orbit);
                 }
