@@ -185,14 +185,15 @@ pub fn ensure_tool(tool: &str, package: &str) -> Result<(), ToolError> {
 /// command to run.
 pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
     let tool = what;
-    let present = |_: &str| {
+    let succeeds = |command: &str| {
         Command::new("sh")
-            .args(["-c", check])
+            .args(["-c", command])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
+    let present = |_: &str| succeeds(check);
     if present(tool) {
         return Ok(());
     }
@@ -201,7 +202,7 @@ pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root && present("apt-get") {
+    if root && succeeds("command -v apt-get") {
         say!("{tool} is missing: {command}");
         let install = |cmd: &str| {
             Command::new("sh")
