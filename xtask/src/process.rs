@@ -184,7 +184,6 @@ pub fn ensure_tool(tool: &str, package: &str) -> Result<(), ToolError> {
 /// `package` when it is not and this runs as root with apt-get, else fail with the exact
 /// command to run.
 pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
-    let tool = what;
     let succeeds = |command: &str| {
         Command::new("sh")
             .args(["-c", command])
@@ -193,8 +192,8 @@ pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let present = |_: &str| succeeds(check);
-    if present(tool) {
+    let present = || succeeds(check);
+    if present() {
         return Ok(());
     }
     let command = format!("apt-get install -y --no-install-recommends {package}");
@@ -203,7 +202,7 @@ pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if root && succeeds("command -v apt-get") {
-        say!("{tool} is missing: {command}");
+        say!("{what} is missing: {command}");
         let install = |cmd: &str| {
             Command::new("sh")
                 .args(["-c", cmd])
@@ -215,12 +214,12 @@ pub fn ensure(check: &str, what: &str, package: &str) -> Result<(), ToolError> {
             install("apt-get update");
             install(&command);
         }
-        if present(tool) {
+        if present() {
             return Ok(());
         }
     }
     Err(ToolError {
-        tool: tool.into(),
+        tool: what.into(),
         command,
     })
 }

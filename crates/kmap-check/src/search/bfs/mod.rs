@@ -66,8 +66,9 @@ pub struct Bfs {
     pub collect_quiescent: bool,
     /// How many threads run executions (`None`: one per core). The results are taken in the
     /// order one thread would take them, so the states, transitions, depth, verdict and
-    /// counterexample are the same for any number; the count of handler runs probed is not
-    /// (the probe memo is shared, and which thread fills it first depends on timing).
+    /// counterexample are the same for any number; the statistics of what the runs did are not
+    /// (they count probed handlers, the probe memo is shared, and which thread fills it first
+    /// depends on timing).
     pub threads: Option<usize>,
 }
 

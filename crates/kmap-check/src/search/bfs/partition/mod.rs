@@ -29,10 +29,12 @@
 //! one process keeps each place's first hazard in its order, up to [`HAZARDS_KEPT`]; the first
 //! of a place is the first on the rank that met it, so each rank marks the nodes that brought
 //! it a place new to it (at most [`HAZARDS_KEPT`]), and the marked nodes, re-run in order, give
-//! the one process's list. The first refusal is found the same way. Only the counts of handler
-//! runs probed differ: each rank has a probe memo of its own.
+//! the one process's list. The first refusal is found the same way. What differs is the
+//! statistics of what the runs did ([`Stats`]): each rank has a probe memo of its own, and a
+//! probed handler's operations, interrupts and arrival points are counted in them.
 //!
-//! Bounds on the states or the memory are checked between levels.
+//! Bounds on the states or the memory are checked between levels, so a search stopped by one
+//! is not the one process's: its figures overshoot the bound by up to a level.
 
 use std::collections::BTreeSet;
 
