@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use kmap::{CpuId, Frame};
-use kmap_sim::{Config, Op, Program, SUPPORTED_CELLS, Task};
+use kmap_sim::{Alphabet, Config, Op, Program, SUPPORTED_CELLS, Task};
 
 /// The machine and the programs of a scope, built by [`Scope::config`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,15 +25,19 @@ pub struct Scope {
     /// How many pages each handler maps, nested (1 or 2): with 2, it maps both, checks, and
     /// unmaps both.
     pub handler_pages: usize,
-    /// The tasks may also map through `kmap_atomic` ([`Task::any_atomic`]).
-    pub atomic: bool,
+    /// What the tasks may do besides map, check, unmap, release and yield.
+    pub alphabet: Alphabet,
 }
+
+/// The syntax of a scope, for messages.
+const SYNTAX: &str =
+    "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep]";
 
 /// Why a scope cannot be proved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
-    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic]`.
-    #[error("`{text}` is not a scope (scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic])")]
+    /// Not `scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep]`.
+    #[error("`{text}` is not a scope ({SYNTAX})")]
     Syntax {
         /// The text.
         text: String,
@@ -81,7 +85,7 @@ impl Scope {
             irq: true,
             nmi: true,
             handler_pages: 1,
-            atomic: false,
+            alphabet: Alphabet::default(),
         }
     }
 
@@ -126,7 +130,7 @@ impl Scope {
                     name: format!("T{t}"),
                     cpu: CpuId((t % self.cpus) as u32),
                     any: (0..self.depth).map(|j| page(t, j)).collect(),
-                    any_atomic: self.atomic,
+                    alphabet: self.alphabet,
                     ..Task::default()
                 })
                 .collect(),
@@ -171,8 +175,9 @@ fn handler(present: bool, pages: &[Frame]) -> Vec<Op> {
 }
 
 impl fmt::Display for Scope {
-    /// `scope:C/T/D`, with `:irq`, `:nmi` or `:none` when not both handlers map, and `:nested`
-    /// when they map two pages each (the protocol is a machine setting, given apart).
+    /// `scope:C/T/D`, with `:irq`, `:nmi` or `:none` when not both handlers map, `:nested`
+    /// when they map two pages each, then each addition to the tasks' alphabet (the protocol
+    /// is a machine setting, given apart).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "scope:{}/{}/{}", self.cpus, self.tasks, self.depth)?;
         match (self.irq, self.nmi) {
@@ -184,8 +189,8 @@ impl fmt::Display for Scope {
         if self.handler_pages == 2 {
             f.write_str(":nested")?;
         }
-        if self.atomic {
-            f.write_str(":atomic")?;
+        for name in self.alphabet.names() {
+            write!(f, ":{name}")?;
         }
         Ok(())
     }
@@ -194,18 +199,13 @@ impl fmt::Display for Scope {
 impl FromStr for Scope {
     type Err = ScopeError;
 
+    /// `scope:C/T/D` and then, each at most once and in this order, the handlers (`irq`,
+    /// `nmi` or `none`), `nested`, and the additions to the alphabet (in any order).
     fn from_str(text: &str) -> Result<Scope, ScopeError> {
         let syntax = || ScopeError::Syntax { text: text.into() };
         let rest = text.strip_prefix("scope:").ok_or_else(syntax)?;
-        let (rest, atomic) = match rest.strip_suffix(":atomic") {
-            Some(rest) => (rest, true),
-            None => (rest, false),
-        };
-        let (rest, handler_pages) = match rest.strip_suffix(":nested") {
-            Some(rest) => (rest, 2),
-            None => (rest, 1),
-        };
-        let (sizes, handlers) = rest.split_once(':').unwrap_or((rest, "both"));
+        let mut words = rest.split(':').peekable();
+        let sizes = words.next().ok_or_else(syntax)?;
         let numbers: Vec<usize> = sizes
             .split('/')
             .map(|n| n.parse().map_err(|_| syntax()))
@@ -213,13 +213,27 @@ impl FromStr for Scope {
         let [cpus, tasks, depth] = numbers[..] else {
             return Err(syntax());
         };
-        let (irq, nmi) = match handlers {
-            "both" => (true, true),
-            "irq" => (true, false),
-            "nmi" => (false, true),
-            "none" => (false, false),
-            _ => return Err(syntax()),
+        let (irq, nmi) = match words.peek() {
+            Some(&"irq") => (true, false),
+            Some(&"nmi") => (false, true),
+            Some(&"none") => (false, false),
+            _ => (true, true),
         };
+        if (irq, nmi) != (true, true) {
+            words.next();
+        }
+        let handler_pages = if words.next_if_eq(&"nested").is_some() {
+            2
+        } else {
+            1
+        };
+        let mut alphabet = Alphabet::default();
+        for word in words {
+            let before = alphabet;
+            if !alphabet.add(word) || alphabet == before {
+                return Err(syntax());
+            }
+        }
         let scope = Scope {
             cpus,
             tasks,
@@ -227,7 +241,7 @@ impl FromStr for Scope {
             irq,
             nmi,
             handler_pages,
-            atomic,
+            alphabet,
         };
         scope.check()?;
         Ok(scope)
@@ -280,8 +294,29 @@ mod tests {
             "scope:2/2/1:nmi:nested",
             "scope:1/2/2:atomic",
             "scope:1/2/1:none:nested:atomic",
+            "scope:1/3/2:write:irq-off",
+            "scope:2/2/1:irq:atomic:write:irq-off:sleep",
         ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
+        }
+        // The additions in any order, each once; the handlers and `nested` before them.
+        assert_eq!(
+            "scope:1/2/1:sleep:write"
+                .parse::<Scope>()
+                .unwrap()
+                .to_string(),
+            "scope:1/2/1:write:sleep"
+        );
+        for bad in [
+            "scope:1/2/1:write:write",
+            "scope:1/2/1:write:nested",
+            "scope:1/2/1:nested:irq",
+            "scope:1/2/1:lowmem",
+        ] {
+            assert!(
+                matches!(bad.parse::<Scope>(), Err(ScopeError::Syntax { .. })),
+                "{bad}"
+            );
         }
         assert_eq!(
             "scope:0/2/1".parse::<Scope>(),

@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 
 use kmap::{CpuId, Frame};
 use kmap_sim::{
-    Bounds, Config, Op, Outcome, Program, Protocol, Release, RunOptions, Settings, Stats, Task,
-    Verdict,
+    Alphabet, Bounds, Config, Op, Outcome, Program, Protocol, Release, RunOptions, Settings, Stats,
+    Task, Verdict,
 };
 
 use crate::search::random::{RandomChooser, Rates};
@@ -56,7 +56,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 ops: task_program(&mut rng, &frames, cpus, release),
                 any: Vec::new(),
                 pinned: false,
-                any_atomic: false,
+                alphabet: Alphabet::default(),
             });
         }
     }

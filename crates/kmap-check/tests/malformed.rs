@@ -107,10 +107,16 @@ fn a_pinned_task_that_asks_to_migrate() {
 }
 
 #[test]
-fn kmap_atomic_in_the_alphabet_of_a_fixed_program() {
-    let e = error("[[task]]\nname = \"A\"\natomic = true\nops = [\"map 20\"]\n");
-    assert_eq!(
-        e,
-        "bad.toml:3: field `task[0].atomic`: task A: atomic = true is for an endless program (any = true)"
-    );
+fn an_alphabet_key_on_a_fixed_program() {
+    for key in ["atomic", "write", "irq_off", "sleep"] {
+        let e = error(&format!(
+            "[[task]]\nname = \"A\"\n{key} = true\nops = [\"map 20\"]\n"
+        ));
+        assert_eq!(
+            e,
+            format!(
+                "bad.toml:3: field `task[0].{key}`: task A: {key} = true is for an endless program (any = true)"
+            )
+        );
+    }
 }

@@ -213,8 +213,8 @@ fn guard_cells_with_release_in_any_order_change_no_state() {
 }
 
 /// Task symmetry loses nothing: with and without it, 1/2/1, 1/2/2 and 1/3/1 under every switch,
-/// 2/2/1 and 2/3/1 under split, and 1/2/2 and 2/2/2 with release in any order get the same
-/// verdict, and the states
+/// 2/2/1 and 2/3/1 under split, 1/2/2 and 2/2/2 with release in any order, and 1/2/1, 2/2/1 and
+/// 1/3/1 with every addition to the alphabet get the same verdict, and the states
 /// the symmetric search remembers are exactly the classes of the states the whole search
 /// reaches (their canonical keys are the same set), one state per class; the scopes of three
 /// tasks keep under a quarter of the states.
@@ -248,6 +248,13 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
         let mut any = scope(cpus, tasks, depth, Protocol::Split);
         any.machine.release = kmap_sim::Release::Any;
         scopes.push((format!("{cpus}/{tasks}/{depth} --release any"), any));
+    }
+    for (cpus, tasks, depth) in [(1, 2, 1), (2, 2, 1), (1, 3, 1)] {
+        let wide = Scope {
+            alphabet: kmap_sim::Alphabet::ALL,
+            ..Scope::new(cpus, tasks, depth)
+        };
+        scopes.push((wide.to_string(), under(wide, Protocol::Split)));
     }
     for (name, config) in &scopes {
         let (whole, symmetric) = (run(config, false), run(config, true));
@@ -445,35 +452,41 @@ fn handlers_mapping_two_pages_nested_are_proved_and_refute_the_rfc() {
     }
 }
 
-/// `kmap_atomic` in the tasks' alphabet (`--map-atomic`, `scope:…:atomic`): small scopes are
-/// proved with more states than without (the atomic maps, and the points where preemption is
-/// off, are explored; no yield is refused, or the verdict would be `refused`), and both RFC
-/// designs are refuted with a counterexample that replays.
+/// Each addition to the tasks' alphabet (`--alphabet`, `scope:…:atomic`, `:write`, `:irq-off`,
+/// `:sleep`): small scopes are proved with more transitions than without (the new steps are
+/// taken, and no yield or sleep is refused, or the verdict would be `refused`; a write may reach
+/// no new state, since a page its owner wrote is as intact as before), and both RFC designs are
+/// refuted with a counterexample that replays.
 #[test]
-fn map_atomic_in_the_alphabet_is_proved_and_refutes_the_rfc() {
+fn each_addition_to_the_alphabet_is_proved_and_refutes_the_rfc() {
+    let additions = ["atomic", "write", "irq-off", "sleep"];
     for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
-        for &protocol in Protocol::value_variants() {
-            let scope = |atomic| {
-                let scope = Scope {
-                    atomic,
-                    ..Scope::new(cpus, tasks, depth)
+        for addition in additions {
+            for &protocol in Protocol::value_variants() {
+                let scope = |added: bool| {
+                    let mut scope = Scope::new(cpus, tasks, depth);
+                    if added {
+                        assert!(scope.alphabet.add(addition));
+                    }
+                    under(scope, protocol)
                 };
-                under(scope, protocol)
-            };
-            let name = format!("{cpus}/{tasks}/{depth} {protocol}");
-            let atomic = scope(true);
-            let proof = prove(&atomic);
-            if protocol == Protocol::Split {
-                assert_eq!(proof.verdict, Verdict::Pass, "{name}");
-                assert!(proof.complete, "{name}");
-                let plain = states(&prove(&scope(false)));
-                assert!(
-                    states(&proof) > plain,
-                    "{name}: {} vs {plain}",
-                    states(&proof)
-                );
-            } else {
-                refuted_and_replayed(&atomic, proof, &name);
+                let name = format!("{cpus}/{tasks}/{depth}:{addition} {protocol}");
+                let added = scope(true);
+                let proof = prove(&added);
+                if protocol == Protocol::Split {
+                    assert_eq!(proof.verdict, Verdict::Pass, "{name}");
+                    assert!(proof.complete, "{name}");
+                    let transitions =
+                        |p: &Exploration| p.states.as_ref().map_or(0, |s| s.states + s.matched);
+                    let base = transitions(&prove(&scope(false)));
+                    assert!(
+                        transitions(&proof) > base,
+                        "{name}: {} vs {base}",
+                        transitions(&proof)
+                    );
+                } else {
+                    refuted_and_replayed(&added, proof, &name);
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use kmap_check::Options;
 use kmap_check::scope::Scope;
 use kmap_check::search::bfs::{self, Bfs};
 use kmap_check::search::{Partitioned, Ranks};
-use kmap_sim::{Bounds, Changes, Settings};
+use kmap_sim::{Alphabet, Bounds, Changes, Settings};
 
 use crate::check::prepare;
 use crate::error::CliError;
@@ -33,10 +33,14 @@ pub struct Args {
     /// Pages each handler of the scope maps, nested (1 or 2).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub handler_pages: u8,
-    /// The tasks of the scope may also map through kmap_atomic (preemption and page faults off
-    /// until that mapping's unmap; no yield meanwhile).
-    #[arg(long)]
-    pub map_atomic: bool,
+    /// What the tasks of the scope may do besides map, check, unmap, release and yield, a comma
+    /// list: `atomic` (map through kmap_atomic: preemption and page faults off until that
+    /// mapping's unmap), `write` (a fresh value through the most recent mapping), `irq-off`
+    /// (interrupts off and on again around any steps), `sleep`; or `base` for none of them (the
+    /// alphabet of the SPIN model). The default is each addition that costs under twice the
+    /// base alphabet's time on 1/3/2. A scenario file names its tasks' alphabets itself.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_ALPHABET, conflicts_with = "scenarios")]
+    pub alphabet: Vec<Letter>,
     /// The machine's settings (for a scope, `--cpus` is its CPUs), changed from each
     /// scenario's.
     #[command(flatten, next_help_heading = "Machine")]
@@ -73,6 +77,39 @@ pub struct Args {
     /// Print a machine-readable result.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The additions to the tasks' alphabet `kmap prove` makes unless told otherwise.
+pub const DEFAULT_ALPHABET: &str = "write,irq-off,sleep";
+
+/// An addition to the alphabet of a scope's tasks, or none.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Letter {
+    /// No addition.
+    Base,
+    /// `kmap_atomic`.
+    Atomic,
+    /// Writes.
+    Write,
+    /// Interrupts off and on.
+    IrqOff,
+    /// Sleep.
+    Sleep,
+}
+
+/// The alphabet `letters` name (`base` adds nothing).
+fn alphabet(letters: &[Letter]) -> Alphabet {
+    let mut alphabet = Alphabet::default();
+    for letter in letters {
+        match letter {
+            Letter::Base => {}
+            Letter::Atomic => alphabet.atomic = true,
+            Letter::Write => alphabet.write = true,
+            Letter::IrqOff => alphabet.irq_off = true,
+            Letter::Sleep => alphabet.sleep = true,
+        }
+    }
+    alphabet
 }
 
 /// Why text is not a size.
@@ -123,7 +160,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             irq: !args.no_irq,
             nmi: !args.no_nmi,
             handler_pages: args.handler_pages.into(),
-            atomic: args.map_atomic,
+            alphabet: alphabet(&args.alphabet),
         };
         scope.check()?;
         vec![scope.to_string()]

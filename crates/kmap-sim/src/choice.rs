@@ -52,7 +52,7 @@ impl Choice {
 }
 
 /// The choices that take no number, by name.
-const NAMED: [(&str, Choice); 9] = [
+const NAMED: [(&str, Choice); 13] = [
     ("continue", Choice::Continue),
     ("irq", Choice::Irq),
     ("nmi", Choice::Nmi),
@@ -62,6 +62,10 @@ const NAMED: [(&str, Choice); 9] = [
     ("check", Choice::Do(AnyOp::Check)),
     ("unmap", Choice::Do(AnyOp::Unmap)),
     ("yield", Choice::Do(AnyOp::Yield)),
+    ("write", Choice::Do(AnyOp::Write)),
+    ("irq-off", Choice::Do(AnyOp::IrqOff)),
+    ("irq-on", Choice::Do(AnyOp::IrqOn)),
+    ("sleep", Choice::Do(AnyOp::Sleep)),
 ];
 
 /// A choice that takes a number, from its number.
@@ -322,6 +326,10 @@ mod tests {
             Choice::Do(AnyOp::Unmap),
             Choice::Do(AnyOp::Release(1)),
             Choice::Do(AnyOp::Yield),
+            Choice::Do(AnyOp::Write),
+            Choice::Do(AnyOp::IrqOff),
+            Choice::Do(AnyOp::IrqOn),
+            Choice::Do(AnyOp::Sleep),
         ];
         for choice in choices {
             assert_eq!(choice.to_string().parse::<Choice>(), Ok(choice));

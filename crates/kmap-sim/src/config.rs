@@ -108,8 +108,9 @@ pub enum Field {
     TaskOps(usize),
     /// A task's endless program (`any`).
     TaskAny(usize),
-    /// Whether a task's endless program may map through `kmap_atomic` (`atomic`).
-    TaskAtomic(usize),
+    /// An addition to the alphabet of a task's endless program (`atomic`, `write`, `irq_off`,
+    /// `sleep`): the task's position and the key.
+    TaskAlphabet(usize, &'static str),
     /// An operation of a task's program.
     TaskOp(usize, usize),
     /// An operation of a handler's program.
@@ -125,7 +126,7 @@ impl fmt::Display for Field {
             Field::TaskCpu(task) => write!(f, "task[{task}].cpu"),
             Field::TaskOps(task) => write!(f, "task[{task}].ops"),
             Field::TaskAny(task) => write!(f, "task[{task}].any"),
-            Field::TaskAtomic(task) => write!(f, "task[{task}].atomic"),
+            Field::TaskAlphabet(task, key) => write!(f, "task[{task}].{key}"),
             Field::TaskOp(task, op) => write!(f, "task[{task}].ops[{op}]"),
             Field::HandlerOp(kind, op) => write!(f, "{kind}.ops[{op}]"),
         }
@@ -172,13 +173,15 @@ pub enum ConfigError {
         /// Its name.
         name: String,
     },
-    /// `kmap_atomic` in the alphabet of a task with no endless program.
-    #[error("task {name}: atomic = true is for an endless program (any = true)")]
-    AtomicWithoutAny {
+    /// An addition to the alphabet of a task with no endless program.
+    #[error("task {name}: {key} = true is for an endless program (any = true)")]
+    AlphabetWithoutAny {
         /// The task's position.
         task: usize,
         /// Its name.
         name: String,
+        /// The scenario key of the addition (`atomic`, `write`, `irq_off`, `sleep`).
+        key: &'static str,
     },
     /// An endless program has more pages than its stack has cells.
     #[error(
@@ -244,7 +247,7 @@ impl ConfigError {
             ConfigError::TaskCpu { task, .. } => Field::TaskCpu(*task),
             ConfigError::OpsAndAny { task, .. } => Field::TaskOps(*task),
             ConfigError::AnyDepth { task, .. } => Field::TaskAny(*task),
-            ConfigError::AtomicWithoutAny { task, .. } => Field::TaskAtomic(*task),
+            ConfigError::AlphabetWithoutAny { task, key, .. } => Field::TaskAlphabet(*task, key),
             ConfigError::FrameOutOfRange { at, .. }
             | ConfigError::MigrateCpu { at, .. }
             | ConfigError::PinnedMigrate { at, .. }
@@ -306,10 +309,16 @@ impl Config {
                     name: task.name.clone(),
                 });
             }
-            if task.any_atomic && !task.is_any() {
-                return Err(ConfigError::AtomicWithoutAny {
+            if let Some(name) = task.alphabet.names().first()
+                && !task.is_any()
+            {
+                return Err(ConfigError::AlphabetWithoutAny {
                     task: t,
                     name: task.name.clone(),
+                    key: match *name {
+                        "irq-off" => "irq_off",
+                        other => other,
+                    },
                 });
             }
             if task.any.len() > m.cells {

@@ -269,10 +269,67 @@ pub struct Task {
     /// [`Release::Any`](crate::Release::Any)), or yields, as the chooser decides (see
     /// [`AnyOp`]).
     pub any: Vec<Frame>,
-    /// The endless program may also map its next page through `kmap_atomic` (rule A-1:
-    /// preemption and page faults stay disabled until that mapping is unmapped, so while it
-    /// holds one the task does not yield, and it releases that mapping only from the top).
-    pub any_atomic: bool,
+    /// What else the endless program may do.
+    pub alphabet: Alphabet,
+}
+
+/// The steps an endless nondeterministic program may take besides map, check, unmap, release
+/// and yield (each off by default here; `kmap prove` chooses its own defaults).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default, Serialize, Deserialize)]
+pub struct Alphabet {
+    /// Map the next page through `kmap_atomic` (rule A-1: preemption and page faults stay
+    /// disabled until that mapping is unmapped, so while it holds one the task neither yields
+    /// nor sleeps, and it releases that mapping only from the top).
+    pub atomic: bool,
+    /// Write a fresh tag through the most recent mapping (a later read through any mapping of
+    /// that page must see it).
+    pub write: bool,
+    /// Disable interrupts on the CPU (`irq-off`) and enable them again (`irq-on`), around any
+    /// steps; while they are off the task neither yields nor sleeps.
+    pub irq_off: bool,
+    /// Sleep: block until the scheduler wakes the task (at any preemption point of its CPU).
+    pub sleep: bool,
+}
+
+impl Alphabet {
+    /// Every addition.
+    pub const ALL: Alphabet = Alphabet {
+        atomic: true,
+        write: true,
+        irq_off: true,
+        sleep: true,
+    };
+
+    /// Whether anything is added.
+    pub fn any(self) -> bool {
+        self != Alphabet::default()
+    }
+
+    /// The additions by name, as scope strings and flags write them (`atomic`, `write`,
+    /// `irq-off`, `sleep`), in that order.
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.atomic, "atomic"),
+            (self.write, "write"),
+            (self.irq_off, "irq-off"),
+            (self.sleep, "sleep"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+
+    /// Turn on the addition named `name`; `false` if no addition has that name.
+    pub fn add(&mut self, name: &str) -> bool {
+        match name {
+            "atomic" => self.atomic = true,
+            "write" => self.write = true,
+            "irq-off" => self.irq_off = true,
+            "sleep" => self.sleep = true,
+            _ => return false,
+        }
+        true
+    }
 }
 
 impl Default for Task {
@@ -284,7 +341,7 @@ impl Default for Task {
             pinned: false,
             ops: Vec::new(),
             any: Vec::new(),
-            any_atomic: false,
+            alphabet: Alphabet::default(),
         }
     }
 }
@@ -301,7 +358,7 @@ impl Task {
 pub enum AnyOp {
     /// Map the next page of the list.
     Map,
-    /// Map the next page of the list through `kmap_atomic` ([`Task::any_atomic`] only).
+    /// Map the next page of the list through `kmap_atomic` ([`Alphabet::atomic`] only).
     MapAtomic,
     /// Read through every mapping held.
     Check,
@@ -313,6 +370,14 @@ pub enum AnyOp {
     Release(usize),
     /// Give up the CPU if another task is runnable.
     Yield,
+    /// Write a fresh tag through the most recent mapping ([`Alphabet::write`] only).
+    Write,
+    /// Disable interrupts on the CPU ([`Alphabet::irq_off`] only).
+    IrqOff,
+    /// Enable interrupts on the CPU again ([`Alphabet::irq_off`] only).
+    IrqOn,
+    /// Block until the scheduler wakes the task ([`Alphabet::sleep`] only).
+    Sleep,
 }
 
 impl AnyOp {
@@ -329,6 +394,10 @@ impl fmt::Display for AnyOp {
             AnyOp::Unmap => f.write_str("unmap"),
             AnyOp::Release(at) => write!(f, "release{at}"),
             AnyOp::Yield => f.write_str("yield"),
+            AnyOp::Write => f.write_str("write"),
+            AnyOp::IrqOff => f.write_str("irq-off"),
+            AnyOp::IrqOn => f.write_str("irq-on"),
+            AnyOp::Sleep => f.write_str("sleep"),
         }
     }
 }

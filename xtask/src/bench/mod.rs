@@ -12,6 +12,7 @@
 //! Each part owns one section of BENCHMARKS.md (`crate::benchmarks_md`); `--instructions-only`,
 //! `--kernel-only` and `--prove-only` (at most one) rewrite that section alone.
 
+mod alphabet;
 mod instructions;
 mod kernel;
 mod prove;

@@ -199,7 +199,7 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
     );
     let mut baseline_row = None;
     for row in rows() {
-        let kmap_run = run_kmap(&kmap, &row)?;
+        let kmap_run = run_kmap(&kmap, &row, true)?;
         let spin_run = match (&row.spin, spin_ready, &models) {
             (Some(spin), true, Some(models)) => run_spin(models, spin),
             (Some(_), _, _) => Measured {
@@ -266,11 +266,12 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
     let _ = writeln!(
         out,
         "\nCommands: `kmap prove --cpus C --tasks T --depth D [--no-nmi] --switch P --release R \
-         --json` (R is `lifo` unless the row says `release any`: the tasks may then also release \
+         --alphabet base --json` (R is `lifo` unless the row says `release any`: the tasks may then also release \
          any mapping below the top, leaving a hole); SPIN: \
          `spin DEFINES -a MODEL && gcc -O2 -DSAFETY GCC -o pan pan.c && ./pan -m3000000 PAN` with \
          the defines of each row in `xtask/src/bench/prove.rs`.\n"
     );
+    out.push_str(&super::alphabet::section(&kmap)?);
     out.push_str(&super::scale::section(root, &kmap)?);
     Ok(out)
 }
@@ -321,7 +322,7 @@ fn baseline(root: &Path, row: &Row, now: &Measured) -> Result<String, ProveBench
         &["build", "--release", "--package", "kmap-cli"],
         &[("CARGO_TARGET_DIR", target_dir.as_str())],
     )?;
-    let old = run_kmap(&target.join("release/kmap"), row)?;
+    let old = run_kmap(&target.join("release/kmap"), row, false)?;
     let ratio = match (now.per_core(), old.per_core()) {
         (Some(n), Some(o)) if o > 0.0 => format!("{:.1}×", n / o),
         _ => "—".into(),
@@ -385,7 +386,9 @@ pub(super) fn timed(command: Command) -> Result<Timed, ProveBenchError> {
     })
 }
 
-fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, ProveBenchError> {
+/// `kmap prove` of `row`; with `base`, told the SPIN model's alphabet (`--alphabet base`: the
+/// baseline commit knows no other, and takes no such flag).
+fn run_kmap(kmap: &Path, row: &Row, base: bool) -> Result<Measured, ProveBenchError> {
     let mut command = Command::new(kmap);
     command.args([
         "prove",
@@ -403,6 +406,9 @@ fn run_kmap(kmap: &Path, row: &Row) -> Result<Measured, ProveBenchError> {
     ]);
     if !row.nmi {
         command.arg("--no-nmi");
+    }
+    if base {
+        command.args(["--alphabet", "base"]);
     }
     let Timed {
         stdout,

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use kmap::{CpuId, Frame};
-use kmap_sim::{Bounds, Config, ConfigError, Op, Program, Settings, Task, Verdict};
+use kmap_sim::{Alphabet, Bounds, Config, ConfigError, Op, Program, Settings, Task, Verdict};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -166,6 +166,15 @@ struct TaskSection {
     /// The nondeterministic program may also map through kmap_atomic.
     #[serde(default)]
     atomic: bool,
+    /// The nondeterministic program may also write through its most recent mapping.
+    #[serde(default)]
+    write: bool,
+    /// The nondeterministic program may also disable and enable interrupts.
+    #[serde(default)]
+    irq_off: bool,
+    /// The nondeterministic program may also sleep.
+    #[serde(default)]
+    sleep: bool,
 }
 
 #[derive(Deserialize)]
@@ -300,7 +309,12 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             name: task.name.clone(),
             cpu: CpuId(task.cpu),
             pinned: task.pinned,
-            any_atomic: task.atomic,
+            alphabet: Alphabet {
+                atomic: task.atomic,
+                write: task.write,
+                irq_off: task.irq_off,
+                sleep: task.sleep,
+            },
             ops,
             any: if task.any {
                 vec![Frame::new(0); depth]

@@ -11,7 +11,7 @@ use super::{Label, Machine};
 use crate::choice::{Choice, TaskId};
 use crate::outcome::{Rule, ViolationKind};
 use crate::platform::{Counter, MapKind, WINDOW};
-use crate::program::{AnyOp, Op};
+use crate::program::{Alphabet, AnyOp, Op};
 use crate::trace::What;
 
 /// Who calls the crate: a task, or the handler at a nesting depth of a CPU.
@@ -25,18 +25,19 @@ impl Machine {
     /// A task's life: finish the switch that brought it in, run its program, exit.
     pub(crate) fn task_main(&self, task: TaskId) {
         self.finish_switch();
-        let (ops, any, any_atomic) = self.program(task);
+        let (ops, any, alphabet) = self.program(task);
         if any.is_empty() {
             self.run_ops(ops, Some(task));
             self.exit(task);
         } else {
-            self.run_any(task, any, any_atomic);
+            self.run_any(task, any, alphabet);
         }
     }
 
-    /// An endless nondeterministic program over `pages` (the SPIN model's task): before every
-    /// step an arrival point, then the chooser picks the step among those possible.
-    fn run_any(&self, task: TaskId, pages: &[Frame], any_atomic: bool) {
+    /// An endless nondeterministic program over `pages` (the SPIN model's task, with the
+    /// additions of `alphabet`): before every step an arrival point, then the chooser picks the
+    /// step among those possible.
+    fn run_any(&self, task: TaskId, pages: &[Frame], alphabet: Alphabet) {
         let any_order = self.config.machine.any_order();
         loop {
             self.arrive(Label::BeforeStep);
@@ -49,6 +50,9 @@ impl Machine {
                 .map(|h| (h.frame, h.atomic))
                 .unzip();
             let holds_atomic = atomic.contains(&true);
+            // Interrupts are off only by this task's own `irq-off` (a handler returns with
+            // them as it found them, and a task that sleeps or yields has them on).
+            let irqs_off = self.this_cpu().counters().irqs_off;
             let mut steps = Vec::new();
             // A task's budget is one cell per page of its list: a hole uses a cell until the
             // mapping above it is released, so with holes the task maps fewer pages (the stack
@@ -62,12 +66,15 @@ impl Machine {
             let unheld = pages.iter().copied().find(|page| !held.contains(page));
             if unheld.is_some() && room {
                 steps.push(Choice::Do(AnyOp::Map));
-                if any_atomic {
+                if alphabet.atomic {
                     steps.push(Choice::Do(AnyOp::MapAtomic));
                 }
             }
             if !held.is_empty() {
                 steps.extend([Choice::Do(AnyOp::Check), Choice::Do(AnyOp::Unmap)]);
+                if alphabet.write {
+                    steps.push(Choice::Do(AnyOp::Write));
+                }
             }
             if any_order {
                 // Any live mapping, the top too (through `unmap_any_order`, which `Unmap` does
@@ -78,9 +85,20 @@ impl Machine {
                         .map(|at| Choice::Do(AnyOp::Release(at))),
                 );
             }
-            // Holding an atomic mapping, the task may not sleep or yield (rule A-1).
-            if !holds_atomic {
+            if alphabet.irq_off {
+                steps.push(Choice::Do(if irqs_off {
+                    AnyOp::IrqOn
+                } else {
+                    AnyOp::IrqOff
+                }));
+            }
+            // Holding an atomic mapping or with interrupts off, the task may not sleep or
+            // yield (rule A-1; a refusal of the machine's otherwise).
+            if !holds_atomic && !irqs_off {
                 steps.push(Choice::Do(AnyOp::Yield));
+                if alphabet.sleep {
+                    steps.push(Choice::Do(AnyOp::Sleep));
+                }
             }
             let step = self.decide(&steps);
             if self.aborted() {
@@ -92,7 +110,11 @@ impl Machine {
                 Choice::Do(AnyOp::MapAtomic) => Op::MapAtomic(unheld.expect("offered only then")),
                 Choice::Do(AnyOp::Check) => Op::Check,
                 Choice::Do(AnyOp::Unmap) => Op::Unmap,
+                Choice::Do(AnyOp::Write) => Op::Write(*held.last().expect("offered only then")),
                 Choice::Do(AnyOp::Release(at)) => Op::UnmapFrame(held[at]),
+                Choice::Do(AnyOp::IrqOff) => Op::IrqOff,
+                Choice::Do(AnyOp::IrqOn) => Op::IrqOn,
+                Choice::Do(AnyOp::Sleep) => Op::Sleep,
                 _ => Op::Yield,
             };
             drop((held, atomic, steps));

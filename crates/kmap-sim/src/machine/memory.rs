@@ -61,22 +61,14 @@ impl Memory {
         }
     }
 
-    /// What `frame` holds and what its owner expects (for the probes' keys).
-    pub(crate) fn tags_of(&self, frame: Frame) -> [u64; 2] {
-        let at = frame.pfn() as usize;
-        [self.tags[at], self.expected[at]]
-    }
-
-    /// Hash the contents (not the next fresh tag: tags matter only by equality, so two states
-    /// that differ only in it have the same futures up to renaming). Renamed by `relabel`,
-    /// whose frames put it in another order, only whether each frame holds what its owner
-    /// last wrote is hashed: a tag is written into one frame only, so that bit is all a future
-    /// read can tell of it.
+    /// Hash the contents as a future can tell them apart: for each frame (in the order
+    /// `relabel` gives the frames), whether it holds what its owner last wrote there. Not the
+    /// tags themselves, nor the next fresh tag: a tag is written into one frame only, and a read
+    /// compares a frame's tag only with the tag its owner last wrote into that frame, so two
+    /// states that differ only in tags but agree on these bits have the same futures up to a
+    /// renaming of tags (and without this, every write would make a state never seen before,
+    /// and a proof of a program that writes would not end).
     pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
-        if !relabel.abstract_tags {
-            (&self.tags, &self.expected).hash(hasher);
-            return;
-        }
         self.tags.len().hash(hasher);
         for new in 0..self.tags.len() as u64 {
             let old = relabel.old_frame(new) as usize;

@@ -65,7 +65,7 @@ use crate::choice::{Chooser, TaskId};
 use crate::config::Config;
 use crate::outcome::{Outcome, ViolationKind};
 use crate::platform::{Counter, DynStack, Hardware, KmapOps, Layout};
-use crate::program::Op;
+use crate::program::{Alphabet, Op};
 use crate::trace::Label;
 
 /// What a task's coroutine tells the driver when it gives up the host thread.
@@ -267,18 +267,18 @@ impl Machine {
         RefMut::map(self.tasks.borrow_mut(), |tasks| &mut tasks[task.0])
     }
 
-    /// A task's program: its operations, or the pages of its endless nondeterministic program
-    /// and whether that program may map through `kmap_atomic`.
+    /// A task's program: its operations, or the pages and the alphabet of its endless
+    /// nondeterministic program.
     /// Borrowed from the configuration, which lives as long as the machine.
-    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame], bool) {
+    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame], Alphabet) {
         let code = self.tasks.borrow()[task.0].code;
         match code {
-            Code::Idle => (&[], &[], false),
+            Code::Idle => (&[], &[], Alphabet::default()),
             Code::Config(n) => {
                 let task = &self.config.program.tasks[n];
-                (&task.ops, &task.any, task.any_atomic)
+                (&task.ops, &task.any, task.alphabet)
             }
-            Code::ForkChild => (&FORK_CHILD, &[], false),
+            Code::ForkChild => (&FORK_CHILD, &[], Alphabet::default()),
         }
     }
 

@@ -132,7 +132,7 @@ impl Machine {
         let (irq, nmi) = (&self.config.program.irq, &self.config.program.nmi);
         for op in irq.iter().chain(nmi) {
             if let Some(frame) = op.frame() {
-                key.extend(memory.tags_of(frame));
+                key.push(memory.intact(frame) as u64);
             }
         }
     }

@@ -4,8 +4,8 @@
 //!
 //! The argument. Two tasks are interchangeable when they run the same endless nondeterministic
 //! program, each over a list of pages of its own, of the same length, that nothing else names
-//! (no other task, no handler), all of them highmem, with the same alphabet (`kmap_atomic` or
-//! not), and either all pinned to their CPUs or none; where each starts does not matter (a task's CPU is part of its state, and moves with
+//! (no other task, no handler), all of them highmem, with the same alphabet
+//! ([`Alphabet`](crate::Alphabet)), and either all pinned to their CPUs or none; where each starts does not matter (a task's CPU is part of its state, and moves with
 //! it when tasks are relabelled). Let π be
 //! a permutation of such tasks (within their classes) and σ the renaming of frames it
 //! induces: the `j`-th page of task `t` becomes the `j`-th page of task `π(t)`. Apply both to
@@ -97,7 +97,7 @@ impl Symmetry {
                 let other = &program.tasks[class[0].0 - first];
                 other.any.len() == task.any.len()
                     && other.pinned == task.pinned
-                    && other.any_atomic == task.any_atomic
+                    && other.alphabet == task.alphabet
             };
             match classes.iter_mut().find(|class| like(class)) {
                 Some(class) => class.push(id),
@@ -149,7 +149,6 @@ impl Symmetry {
                 }
             }
         }
-        relabel.abstract_tags = true;
         relabel
     }
 }
@@ -173,9 +172,6 @@ pub(crate) struct Relabel {
     frames: Vec<u64>,
     /// New frame number to old.
     inverse: Vec<u64>,
-    /// Remember of memory only whether each frame holds what its owner last wrote (see the
-    /// module doc), not the tags.
-    pub(crate) abstract_tags: bool,
 }
 
 impl Relabel {
@@ -185,7 +181,6 @@ impl Relabel {
         order: Vec::new(),
         frames: Vec::new(),
         inverse: Vec::new(),
-        abstract_tags: false,
     };
 
     /// The relabelling that changes nothing, with room to change `tasks` tasks and `frames`
@@ -196,7 +191,6 @@ impl Relabel {
             order: (0..tasks).map(TaskId).collect(),
             frames: (0..frames).collect(),
             inverse: (0..frames).collect(),
-            abstract_tags: false,
         }
     }
 

@@ -200,6 +200,10 @@ fn encode(choice: Choice) -> (u8, u64) {
             AnyOp::Unmap => (10, 0),
             AnyOp::Release(at) => (11, at as u64),
             AnyOp::Yield => (12, 0),
+            AnyOp::Write => (13, 0),
+            AnyOp::IrqOff => (14, 0),
+            AnyOp::IrqOn => (15, 0),
+            AnyOp::Sleep => (16, 0),
         },
     }
 }
@@ -220,6 +224,10 @@ fn decode(tag: u8, payload: u64) -> Choice {
         10 => Choice::Do(AnyOp::Unmap),
         11 => Choice::Do(AnyOp::Release(payload as usize)),
         12 => Choice::Do(AnyOp::Yield),
+        13 => Choice::Do(AnyOp::Write),
+        14 => Choice::Do(AnyOp::IrqOff),
+        15 => Choice::Do(AnyOp::IrqOn),
+        16 => Choice::Do(AnyOp::Sleep),
         _ => panic!("choice tag {tag} is not one this search writes"),
     }
 }
@@ -244,6 +252,10 @@ mod tests {
             Choice::Do(AnyOp::Unmap),
             Choice::Do(AnyOp::Release(2)),
             Choice::Do(AnyOp::Yield),
+            Choice::Do(AnyOp::Write),
+            Choice::Do(AnyOp::IrqOff),
+            Choice::Do(AnyOp::IrqOn),
+            Choice::Do(AnyOp::Sleep),
         ];
         let steps: Vec<Step> = choices
             .iter()
