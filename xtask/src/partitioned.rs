@@ -1,7 +1,9 @@
 //! `cargo xtask test`'s proofs partitioned over the ranks of an MPI job: `kmap prove --mpi`
 //! under `mpirun -np 2` and `-np 4` must give the verdict, the states and the counterexample of
 //! the one-process proof, each rank owning at most 1/N + 10% of the states (checked where there
-//! are a thousand or more: a refuted scope stops after a few dozen).
+//! are a thousand or more: a refuted scope stops after a few dozen). Each job runs under a
+//! time limit, so that a rank waiting for ever fails the test instead of hanging it; one job
+//! sends its exchanges in rounds of 64 bytes, and one is refused on every rank alike.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,6 +26,12 @@ pub enum PartitionError {
     /// A proof printed no JSON that reads.
     #[error("`{command}` printed no proof:\n{output}")]
     Json { command: String, output: String },
+    /// A job did not end in its time.
+    #[error("`{command}` did not end within {JOB_LIMIT} s")]
+    Hung { command: String },
+    /// A job that should be refused was not.
+    #[error("`{command}` should be refused (exit 2): {output}")]
+    NotRefused { command: String, output: String },
     /// The job's proof is not the one process's.
     #[error("{scope} over {ranks} ranks: {what}")]
     Differs {
@@ -33,14 +41,20 @@ pub enum PartitionError {
     },
 }
 
+/// The seconds an MPI job of the test may take.
+const JOB_LIMIT: u32 = 300;
+
 /// What `kmap prove --json` says of a proof (the fields read here).
 #[derive(Deserialize, Debug, PartialEq)]
 struct Proof {
     verdict: String,
+    complete: bool,
     states: u64,
     transitions: u64,
+    matched: u64,
     depth: u64,
     replay: Option<String>,
+    hazards: serde_json::Value,
     #[serde(default)]
     rank_states: Option<Vec<u64>>,
 }
@@ -52,6 +66,10 @@ fn proof(mut command: Command) -> Result<Proof, PartitionError> {
         command: shown.clone(),
         source,
     })?;
+    // `timeout` exits with 124 when it ended the job.
+    if output.status.code() == Some(124) {
+        return Err(PartitionError::Hung { command: shown });
+    }
     serde_json::from_slice(&output.stdout).map_err(|_| PartitionError::Json {
         command: shown,
         output: format!(
@@ -100,14 +118,12 @@ pub fn run(root: &Path) -> Result<(), PartitionError> {
         let mut alone = Command::new(&kmap);
         alone.arg("prove").args(scope).arg("--json");
         let alone = proof(alone)?;
-        for ranks in [2, 4] {
-            let mut job = Command::new("mpirun");
-            job.args(["--allow-run-as-root", "--oversubscribe", "-np"])
-                .arg(ranks.to_string())
-                .arg(&kmap)
-                .arg("prove")
-                .args(scope)
-                .args(["--mpi", "--json"]);
+        for (ranks, round) in [(2, None), (4, None), (2, Some("64"))] {
+            let mut job = mpirun(&kmap, ranks);
+            job.arg("prove").args(scope).args(["--mpi", "--json"]);
+            if let Some(bytes) = round {
+                job.args(["--mpi-round-bytes", bytes]);
+            }
             let mut spread = proof(job)?;
             let differs = |what: String| PartitionError::Differs {
                 scope: name.clone(),
@@ -143,8 +159,9 @@ pub fn run(root: &Path) -> Result<(), PartitionError> {
                 }
             }
             say!(
-                "prove {name} over {ranks} MPI ranks: {} with {} states (owned {shares:?}), \
+                "prove {name} over {ranks} MPI ranks{}: {} with {} states (owned {shares:?}), \
                  as one process{}",
+                round.map_or(String::new(), |b| format!(" in rounds of {b} bytes")),
                 spread.verdict,
                 spread.states,
                 if spread.replay.is_some() {
@@ -155,5 +172,39 @@ pub fn run(root: &Path) -> Result<(), PartitionError> {
             );
         }
     }
+    // A scope that cannot fit in --max-memory is refused by every rank, and the job ends.
+    let mut job = mpirun(&kmap, 2);
+    job.args([
+        "prove", "--mpi", "--cpus", "1", "--tasks", "9", "--depth", "9",
+    ]);
+    job.args(["--max-memory", "64M"]);
+    let shown = process::shown(&job);
+    let output = job.output().map_err(|source| CommandError::Spawn {
+        command: shown.clone(),
+        source,
+    })?;
+    match output.status.code() {
+        Some(2) => {
+            say!("a scope too big for --max-memory over 2 MPI ranks: refused, and the job ended")
+        }
+        Some(124) => return Err(PartitionError::Hung { command: shown }),
+        _ => {
+            return Err(PartitionError::NotRefused {
+                command: shown,
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+    }
     Ok(())
+}
+
+/// `mpirun -np RANKS KMAP` under the test's time limit (`timeout`: an external tool, so that
+/// the limit holds whatever the job does).
+fn mpirun(kmap: &Path, ranks: usize) -> Command {
+    let mut job = Command::new("timeout");
+    job.arg(JOB_LIMIT.to_string())
+        .args(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np"])
+        .arg(ranks.to_string())
+        .arg(kmap);
+    job
 }

@@ -55,6 +55,20 @@ pub enum CliError {
     #[cfg(feature = "mpi")]
     #[error("--mpi: MPI did not initialise (run under `mpirun -np N` or `srun`)")]
     MpiInit,
+    /// The MPI library cannot give the threads of a search what they need.
+    #[cfg(feature = "mpi")]
+    #[error(
+        "--mpi --threads {threads}: this MPI library supports single-threaded processes only; \
+         run more ranks with --threads 1 instead"
+    )]
+    MpiThreads {
+        /// The threads asked for.
+        threads: usize,
+    },
+    /// Another rank of the MPI job cannot run (its own message says why), so neither can
+    /// this one.
+    #[error("another rank of the MPI job cannot run this; its message says why")]
+    OtherRank,
     /// `--max-memory` is below what the checker needs before its first state.
     #[error(
         "--max-memory {limit_mib} MiB cannot fit: the checker needs {needed_mib} MiB before the \

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use kmap_check::Options;
 use kmap_check::scope::Scope;
 use kmap_check::search::bfs::{self, Bfs};
 use kmap_check::search::{Partitioned, Ranks};
+use kmap_check::{Options, Scenario};
 use kmap_sim::{Alphabet, Bounds, Changes, Settings};
 
 use crate::check::prepare;
@@ -71,6 +71,10 @@ pub struct Args {
     /// Needs a build with `--features mpi`.
     #[arg(long)]
     pub mpi: bool,
+    /// The most bytes a rank sends in one round of an exchange under --mpi (default 1 GiB;
+    /// MPI counts in 32-bit integers). Small values are for tests of the rounds.
+    #[arg(long, hide = true, default_value_t = 1 << 30, value_parser = clap::value_parser!(u32).range(1..=(1 << 30)))]
+    pub mpi_round_bytes: u32,
     /// Write the counterexample as a swimlane picture.
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -167,40 +171,29 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
     } else {
         args.scenarios.clone()
     };
-    if let Some(limit) = args.max_memory {
-        let needed = bfs::resident_bytes() + (16 << 20);
-        if limit < needed {
-            return Err(CliError::MemoryTooSmall {
-                limit_mib: limit >> 20,
-                needed_mib: needed >> 20,
-            });
-        }
-    }
-    let ranks = ranks(args.mpi)?;
+    let threads = args.threads.map(|n| n as usize).or(args.mpi.then_some(1));
+    let ranks = ranks(
+        args.mpi,
+        threads.unwrap_or(0),
+        args.mpi_round_bytes as usize,
+    )?;
+    let fits = memory_fits(args.max_memory);
+    agreed(&ranks, fits)?;
     // Only the first rank of a job speaks: every rank has the whole result.
     let speaks = ranks.as_ref().is_none_or(|r| r.rank() == 0);
     let mut all_ok = true;
     let mut results = Vec::new();
     for name in names {
-        let scenario = prepare(&name, &changes, &Changes::<Bounds>::default())?;
-        if let Some(limit) = args.max_memory {
-            let needed = bfs::memory_lower_bound(&scenario.config);
-            if needed > limit as f64 {
-                return Err(CliError::CannotFit {
-                    name: scenario.name,
-                    limit_mib: limit >> 20,
-                    states: bfs::states_lower_bound(&scenario.config),
-                    needed_mib: needed / (1u64 << 20) as f64,
-                });
-            }
-        }
+        let prepared =
+            prepare(&name, &changes, &Changes::<Bounds>::default()).and_then(|scenario| {
+                scenario_fits(&scenario, args.max_memory)?;
+                Ok(scenario)
+            });
+        let scenario = agreed(&ranks, prepared)?;
         let bfs = Bfs {
             reduce: !args.no_reduce,
             symmetry: !args.no_symmetry,
-            threads: args
-                .threads
-                .map(|n| n as usize)
-                .or(ranks.is_some().then_some(1)),
+            threads,
             max_states: args.max_states,
             max_memory: args.max_memory,
             ..Bfs::default()
@@ -243,17 +236,65 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
     finish(args.json, results, all_ok)
 }
 
-/// The ranks of the MPI job, with `--mpi`.
+/// Whether `--max-memory` leaves room for the checker before its first state.
+fn memory_fits(max_memory: Option<u64>) -> Result<(), CliError> {
+    if let Some(limit) = max_memory {
+        let needed = bfs::resident_bytes() + (16 << 20);
+        if limit < needed {
+            return Err(CliError::MemoryTooSmall {
+                limit_mib: limit >> 20,
+                needed_mib: needed >> 20,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `scenario`'s fewest states can fit in `--max-memory`.
+fn scenario_fits(scenario: &Scenario, max_memory: Option<u64>) -> Result<(), CliError> {
+    if let Some(limit) = max_memory {
+        let needed = bfs::memory_lower_bound(&scenario.config);
+        if needed > limit as f64 {
+            return Err(CliError::CannotFit {
+                name: scenario.name.clone(),
+                limit_mib: limit >> 20,
+                states: bfs::states_lower_bound(&scenario.config),
+                needed_mib: needed / (1u64 << 20) as f64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `result`, once every rank of the job knows whether each of them has one: a rank that
+/// stopped alone would leave the others waiting for it in the search's first exchange, so if
+/// any rank failed, every rank stops (with its own error, or [`CliError::OtherRank`]).
+/// Without MPI, `result` as it is.
+fn agreed<T>(ranks: &Option<Box<dyn Ranks>>, result: Result<T, CliError>) -> Result<T, CliError> {
+    let Some(ranks) = ranks else {
+        return result;
+    };
+    let failed = ranks
+        .all_gather(vec![u8::from(result.is_err())])
+        .iter()
+        .any(|m| m == &[1]);
+    match result {
+        Ok(_) if failed => Err(CliError::OtherRank),
+        result => result,
+    }
+}
+
+/// The ranks of the MPI job, with `--mpi`, for a search of `threads` threads in each.
 #[cfg(feature = "mpi")]
-fn ranks(mpi: bool) -> Result<Option<Box<dyn Ranks>>, CliError> {
+fn ranks(mpi: bool, threads: usize, round: usize) -> Result<Option<Box<dyn Ranks>>, CliError> {
     if !mpi {
         return Ok(None);
     }
-    Ok(Some(Box::new(crate::mpi::Mpi::init()?)))
+    Ok(Some(Box::new(crate::mpi::Mpi::init(threads, round)?)))
 }
 
 /// With `--mpi`, the error that says how to build with MPI.
 #[cfg(not(feature = "mpi"))]
-fn ranks(mpi: bool) -> Result<Option<Box<dyn Ranks>>, CliError> {
+fn ranks(mpi: bool, _threads: usize, _round: usize) -> Result<Option<Box<dyn Ranks>>, CliError> {
     if mpi { Err(CliError::NoMpi) } else { Ok(None) }
 }

@@ -284,7 +284,6 @@ impl Strategy for Partitioned<'_> {
                 break false;
             }
         };
-        let work_left = !owned.is_empty();
 
         // Everything counted, from every rank, to every rank.
         let mut wire = Wire::default();
@@ -359,13 +358,10 @@ impl Strategy for Partitioned<'_> {
             tally.verdict = Verdict::Refused;
             tally.found = Some(rerun(&searched, &mark.path, &run_options));
         }
-        let any_work_left = self
-            .ranks
-            .all_gather(vec![u8::from(work_left)])
-            .iter()
-            .any(|m| m == &[1]);
+        // The levels end, unless a limit or a violation stops them, when no rank has a state
+        // left to expand: then every reachable state was expanded.
         Coverage {
-            complete: stopped.is_none() && !violated && !any_work_left,
+            complete: stopped.is_none() && !violated,
             stopped,
             states: Some(all),
         }
