@@ -30,6 +30,7 @@ pub const BUILTINS: &[(&str, &str)] = &[
         include_str!("../scenarios/atomic-inside-local.toml"),
     ),
     ("guard-cells", include_str!("../scenarios/guard-cells.toml")),
+    ("guard-api", include_str!("../scenarios/guard-api.toml")),
     ("force-map", include_str!("../scenarios/force-map.toml")),
     ("overflow", include_str!("../scenarios/overflow.toml")),
     (

@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use kmap::{CpuId, Frame};
-use kmap_sim::{Alphabet, Config, Op, Program, SUPPORTED_CELLS, Task};
+use kmap_sim::{Alphabet, Api, Config, Op, Program, SUPPORTED_CELLS, Task};
 
 /// The machine and the programs of a scope, built by [`Scope::config`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,11 +27,14 @@ pub struct Scope {
     pub handler_pages: usize,
     /// What the tasks may do besides map, check, unmap, release and yield.
     pub alphabet: Alphabet,
+    /// The crate's API the tasks and the handlers map through (`:guard`: the safe API, whose
+    /// tasks release only their innermost mapping).
+    pub api: Api,
 }
 
 /// The syntax of a scope, for messages.
 const SYNTAX: &str =
-    "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep]";
+    "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep][:guard]";
 
 /// Why a scope cannot be proved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +89,7 @@ impl Scope {
             nmi: true,
             handler_pages: 1,
             alphabet: Alphabet::default(),
+            api: Api::Raw,
         }
     }
 
@@ -131,11 +135,14 @@ impl Scope {
                     cpu: CpuId((t % self.cpus) as u32),
                     any: (0..self.depth).map(|j| page(t, j)).collect(),
                     alphabet: self.alphabet,
+                    api: self.api,
                     ..Task::default()
                 })
                 .collect(),
             irq: handler(self.irq, &pages(0)),
             nmi: handler(self.nmi, &pages(1)),
+            irq_api: self.api,
+            nmi_api: self.api,
         };
         config
     }
@@ -192,6 +199,9 @@ impl fmt::Display for Scope {
         for name in self.alphabet.names() {
             write!(f, ":{name}")?;
         }
+        if self.api == Api::Guard {
+            f.write_str(":guard")?;
+        }
         Ok(())
     }
 }
@@ -200,7 +210,7 @@ impl FromStr for Scope {
     type Err = ScopeError;
 
     /// `scope:C/T/D` and then, each at most once and in this order, the handlers (`irq`,
-    /// `nmi` or `none`), `nested`, and the additions to the alphabet (in any order).
+    /// `nmi` or `none`), `nested`, the additions to the alphabet (in any order), and `guard`.
     fn from_str(text: &str) -> Result<Scope, ScopeError> {
         let syntax = || ScopeError::Syntax { text: text.into() };
         let rest = text.strip_prefix("scope:").ok_or_else(syntax)?;
@@ -228,6 +238,13 @@ impl FromStr for Scope {
             1
         };
         let mut alphabet = Alphabet::default();
+        let mut words: Vec<&str> = words.collect();
+        let api = if words.last() == Some(&"guard") {
+            words.pop();
+            Api::Guard
+        } else {
+            Api::Raw
+        };
         for word in words {
             let before = alphabet;
             if !alphabet.add(word) || alphabet == before {
@@ -242,6 +259,7 @@ impl FromStr for Scope {
             nmi,
             handler_pages,
             alphabet,
+            api,
         };
         scope.check()?;
         Ok(scope)
@@ -296,6 +314,8 @@ mod tests {
             "scope:1/2/1:none:nested:atomic",
             "scope:1/3/2:write:irq-off",
             "scope:2/2/1:irq:atomic:write:irq-off:sleep",
+            "scope:1/2/2:guard",
+            "scope:1/2/1:nested:write:guard",
         ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }

@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 
 use kmap::{CpuId, Frame};
 use kmap_sim::{
-    Alphabet, Bounds, Config, Op, Outcome, Program, Protocol, Release, RunOptions, Settings, Stats,
-    Task, Verdict,
+    Alphabet, Api, Bounds, Config, Op, Outcome, Program, Protocol, Release, RunOptions, Settings,
+    Stats, Task, Verdict,
 };
 
 use crate::search::random::{RandomChooser, Rates};
@@ -57,6 +57,12 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 any: Vec::new(),
                 pinned: false,
                 alphabet: Alphabet::default(),
+                // Every other task maps through the safe API where its program can (LIFO).
+                api: if release == Release::Lifo && id % 2 == 1 {
+                    Api::Guard
+                } else {
+                    Api::Raw
+                },
             });
         }
     }
@@ -89,6 +95,9 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 Op::Unmap,
             ],
             nmi: vec![Op::MapPfn(nmi_frame), Op::Check, Op::Unmap],
+            irq_api: Api::Raw,
+            // The NMI maps through the safe API: its `Local` and `Mapping` in a handler.
+            nmi_api: Api::Guard,
         },
     }
 }

@@ -120,3 +120,22 @@ fn an_alphabet_key_on_a_fixed_program() {
         );
     }
 }
+
+#[test]
+fn an_operation_outside_the_program_s_api() {
+    let e = error("[[task]]\nname = \"A\"\nops = [\"map 20\", \"leak\"]\n");
+    assert_eq!(
+        e,
+        "bad.toml:3: field `task[0].ops[1]`: `leak` is not in the raw API (only a guard of the safe API is leaked: api = \"guard\")"
+    );
+    let e = error("[[task]]\nname = \"A\"\napi = \"guard\"\nops = [\"map 20\", \"unmap 20\"]\n");
+    assert_eq!(
+        e,
+        "bad.toml:4: field `task[0].ops[1]`: `unmap 20` is not in the guard API (a guard is released from the inside out: `unmap` drops the innermost)"
+    );
+    let e = error("[[task]]\nname = \"A\"\nops = []\n[irq]\napi = \"guarded\"\nops = []\n");
+    assert!(
+        e.starts_with("bad.toml:5: field `irq.api`: unknown variant `guarded`"),
+        "{e}"
+    );
+}

@@ -74,7 +74,7 @@ fn config(protocol: Protocol, tasks: Vec<Task>, irq: &[Op]) -> Config {
         program: Program {
             tasks,
             irq: irq.to_vec(),
-            nmi: vec![],
+            ..Program::default()
         },
         ..Config::default()
     }

@@ -491,3 +491,40 @@ fn each_addition_to_the_alphabet_is_proved_and_refutes_the_rfc() {
         }
     }
 }
+
+/// The safe API (`--api guard`, `scope:…:guard`): a proof whose tasks and handlers map
+/// through `kmap::Local` and `kmap::Mapping` reaches as many states as through `kmap::raw` (the
+/// same machine states, the guards' depths besides), passes under split, and refutes both RFC
+/// designs with a counterexample that replays.
+#[test]
+fn the_guard_api_is_proved_as_the_raw_one_is() {
+    for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1)] {
+        for &protocol in Protocol::value_variants() {
+            let scope = |api| {
+                let scope = Scope {
+                    api,
+                    alphabet: kmap_sim::Alphabet {
+                        atomic: true,
+                        ..kmap_sim::Alphabet::default()
+                    },
+                    ..Scope::new(cpus, tasks, depth)
+                };
+                under(scope, protocol)
+            };
+            let name = format!("{cpus}/{tasks}/{depth}:atomic:guard {protocol}");
+            let guarded = scope(kmap_sim::Api::Guard);
+            let proof = prove(&guarded);
+            if protocol == Protocol::Split {
+                assert_eq!(proof.verdict, Verdict::Pass, "{name}");
+                assert!(proof.complete, "{name}");
+                assert_eq!(
+                    states(&proof),
+                    states(&prove(&scope(kmap_sim::Api::Raw))),
+                    "{name}"
+                );
+            } else {
+                refuted_and_replayed(&guarded, proof, &name);
+            }
+        }
+    }
+}

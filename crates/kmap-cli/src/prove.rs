@@ -7,7 +7,7 @@ use kmap_check::scope::Scope;
 use kmap_check::search::bfs::{self, Bfs};
 use kmap_check::search::{Partitioned, Ranks};
 use kmap_check::{Options, Scenario};
-use kmap_sim::{Alphabet, Bounds, Changes, Settings};
+use kmap_sim::{Alphabet, Api, Bounds, Changes, Settings};
 
 use crate::check::prepare;
 use crate::error::CliError;
@@ -41,6 +41,11 @@ pub struct Args {
     /// base alphabet's time on 1/3/2. A scenario file names its tasks' alphabets itself.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_ALPHABET, conflicts_with = "scenarios")]
     pub alphabet: Vec<Letter>,
+    /// The crate's API the tasks and the handlers of the scope map through: `raw` (kmap::raw)
+    /// or `guard` (the safe API: a Local per context, each map a Mapping nested in the one
+    /// before, unmap drops the innermost; no release in any order).
+    #[arg(long, value_enum, default_value_t = Api::Raw, conflicts_with = "scenarios")]
+    pub api: Api,
     /// The machine's settings (for a scope, `--cpus` is its CPUs), changed from each
     /// scenario's.
     #[command(flatten, next_help_heading = "Machine")]
@@ -165,6 +170,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             nmi: !args.no_nmi,
             handler_pages: args.handler_pages.into(),
             alphabet: alphabet(&args.alphabet),
+            api: args.api,
         };
         scope.check()?;
         vec![scope.to_string()]

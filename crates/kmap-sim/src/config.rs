@@ -6,7 +6,7 @@ use std::fmt;
 use kmap::{CpuId, Frame};
 use serde::{Deserialize, Serialize};
 
-use crate::program::{Op, Program};
+use crate::program::{Api, Op, Program};
 use crate::settings::{Settings, SettingsError};
 
 /// Limits on what one execution may contain. `None` is unlimited.
@@ -235,6 +235,20 @@ pub enum ConfigError {
         /// The operation.
         op: Op,
     },
+    /// An operation the program's API has not: `leak` in the raw API, `unmap F` in the safe
+    /// one.
+    #[error("`{op}` is not in the {api} API ({})", match api {
+        Api::Raw => "only a guard of the safe API is leaked: api = \"guard\"",
+        Api::Guard => "a guard is released from the inside out: `unmap` drops the innermost",
+    })]
+    NotInApi {
+        /// Where.
+        at: Field,
+        /// The operation.
+        op: Op,
+        /// The API.
+        api: Api,
+    },
 }
 
 impl ConfigError {
@@ -251,7 +265,8 @@ impl ConfigError {
             ConfigError::FrameOutOfRange { at, .. }
             | ConfigError::MigrateCpu { at, .. }
             | ConfigError::PinnedMigrate { at, .. }
-            | ConfigError::TaskOnly { at, .. } => at.clone(),
+            | ConfigError::TaskOnly { at, .. }
+            | ConfigError::NotInApi { at, .. } => at.clone(),
         }
     }
 }
@@ -270,7 +285,14 @@ impl Config {
         if self.program.tasks.is_empty() {
             return Err(ConfigError::NoTask);
         }
-        let check_op = |at: Field, op: Op, in_handler: bool| -> Result<(), ConfigError> {
+        let check_op = |at: Field, op: Op, in_handler: bool, api: Api| -> Result<(), ConfigError> {
+            let in_api = match api {
+                Api::Raw => op != Op::Leak,
+                Api::Guard => !matches!(op, Op::UnmapFrame(_)),
+            };
+            if !in_api {
+                return Err(ConfigError::NotInApi { at, op, api });
+            }
             if let Some(frame) = op.frame()
                 && frame.pfn() >= m.frames
             {
@@ -330,7 +352,7 @@ impl Config {
                 });
             }
             for (i, &op) in task.ops.iter().enumerate() {
-                check_op(Field::TaskOp(t, i), op, false)?;
+                check_op(Field::TaskOp(t, i), op, false, task.api)?;
                 if task.pinned && matches!(op, Op::Migrate(_)) {
                     return Err(ConfigError::PinnedMigrate {
                         at: Field::TaskOp(t, i),
@@ -340,15 +362,15 @@ impl Config {
                 }
             }
             for &page in &task.any {
-                check_op(Field::TaskAny(t), Op::Map(page), false)?;
+                check_op(Field::TaskAny(t), Op::Map(page), false, task.api)?;
             }
         }
-        for (kind, ops) in [
-            (HandlerKind::Irq, &self.program.irq),
-            (HandlerKind::Nmi, &self.program.nmi),
+        for (kind, ops, api) in [
+            (HandlerKind::Irq, &self.program.irq, self.program.irq_api),
+            (HandlerKind::Nmi, &self.program.nmi, self.program.nmi_api),
         ] {
             for (i, &op) in ops.iter().enumerate() {
-                check_op(Field::HandlerOp(kind, i), op, true)?;
+                check_op(Field::HandlerOp(kind, i), op, true, api)?;
             }
         }
         Ok(())

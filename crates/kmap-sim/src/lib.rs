@@ -71,6 +71,6 @@ pub use outcome::{
     ChoiceRecord, Hazard, Outcome, Refusal, Rule, Stats, Verdict, Violation, ViolationKind,
 };
 pub use platform::{DIRECT_MAP, MAX_CELLS, PAGE_SIZE, SUPPORTED_CELLS, WINDOW, pte_frame};
-pub use program::{Alphabet, AnyOp, Op, OpError, Program, Task};
+pub use program::{Alphabet, AnyOp, Api, Op, OpError, Program, Task};
 pub use settings::{Changes, Mutation, Protocol, Release, Settings, SettingsError};
 pub use trace::{Context, Event, Label, SlotName, What};

@@ -36,6 +36,9 @@ pub enum Rule {
     /// guard cells, a guard cell) is not empty. Linux never reads those cells, so nothing
     /// follows at once; the next map or switch builds on a stack that is not what it seems.
     Stack,
+    /// Rule A-1: `kmap_atomic` returned with preemption or page faults enabled, so the atomic
+    /// section its caller relies on is not one.
+    Atomic,
 }
 
 impl fmt::Display for Rule {
@@ -51,6 +54,7 @@ impl fmt::Display for Rule {
             Rule::DebugPreempt => "DEBUG_PREEMPT (CPU read while migratable)",
             Rule::StrayWrite => "stray write",
             Rule::Stack => "KmapStack (cells at or above idx are empty)",
+            Rule::Atomic => "A-1 (kmap_atomic disables preemption and page faults)",
         })
     }
 }

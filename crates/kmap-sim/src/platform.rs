@@ -222,6 +222,101 @@ pub trait KmapOps {
     fn assert_no_mappings(&self, m: &dyn Hardware, at: Checkpoint) -> Result<(), MappingsHeld>;
     /// A new, empty stack.
     fn new_stack(&self) -> Box<dyn DynStack>;
+    /// Run `body` with a [`kmap::Local`] of the current context (the safe API), dropped when
+    /// `body` returns.
+    fn with_local(&self, m: &dyn Hardware, body: &mut dyn FnMut(&mut dyn Guard));
+}
+
+/// What a guard of the safe API was asked to do with the mapping it made, once the code that
+/// holds it is done with it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum End {
+    /// Drop it: the mapping is released.
+    Drop,
+    /// Leak it (`mem::forget`): its cell stays until a guard below it, or the context's
+    /// `Local`, is released.
+    Leak,
+}
+
+/// What runs while a guard's new mapping is held: given its address (or the refusal) and its
+/// own guard, it says how the mapping ends.
+pub type Then<'a> = dyn FnMut(Result<VirtAddr, MapError>, &mut dyn Guard) -> End + 'a;
+
+/// A guard of the safe API under which the next mapping is made: the context's
+/// [`kmap::Local`] or its innermost [`kmap::Mapping`].
+pub trait Guard {
+    /// Map `frame` on top of this guard, run `then` with the address (or the refusal) and the
+    /// new mapping's own guard (this one again if refused), and end the mapping as `then` says
+    /// once it returns.
+    fn map(
+        &mut self,
+        frame: Frame,
+        kind: MapKind,
+        then: &mut Then<'_>,
+    );
+}
+
+/// The page of `frame`, for a guard to borrow.
+fn page(frame: Frame) -> kmap::Page {
+    // SAFETY: the simulator never dereferences an address the crate hands out (see the
+    // Platform impl), so no code accesses the frame's memory through the page or otherwise.
+    unsafe { kmap::Page::from_frame(frame) }
+}
+
+/// Run `then` on the mapping a guard made, and end it as `then` says; a refusal is handed
+/// back, for `then` to run under the guard that was asked (the mapping borrows it, so the
+/// refusal is taken out of the result first).
+fn then_end<P: Platform>(
+    made: Result<kmap::Mapping<'_, P>, MapError>,
+    then: &mut Then<'_>,
+) -> Option<MapError> {
+    let mut mapping = match made {
+        Ok(mapping) => mapping,
+        Err(refused) => return Some(refused),
+    };
+    let addr = mapping.addr();
+    if then(Ok(addr), &mut mapping) == End::Leak {
+        std::mem::forget(mapping);
+    }
+    None
+}
+
+impl<P: Platform> Guard for kmap::Local<'_, P> {
+    fn map(
+        &mut self,
+        frame: Frame,
+        kind: MapKind,
+        then: &mut Then<'_>,
+    ) {
+        let mut page = page(frame);
+        let made = match kind {
+            MapKind::Page => self.try_map(&mut page),
+            MapKind::Pfn => self.try_map_slot(&mut page),
+            MapKind::Atomic => self.try_map_atomic(&mut page),
+        };
+        if let Some(refused) = then_end(made, then) {
+            then(Err(refused), self);
+        }
+    }
+}
+
+impl<P: Platform> Guard for kmap::Mapping<'_, P> {
+    fn map(
+        &mut self,
+        frame: Frame,
+        kind: MapKind,
+        then: &mut Then<'_>,
+    ) {
+        let mut page = page(frame);
+        let made = match kind {
+            MapKind::Page => self.try_map(&mut page),
+            MapKind::Pfn => self.try_map_slot(&mut page),
+            MapKind::Atomic => self.try_map_atomic(&mut page),
+        };
+        if let Some(refused) = then_end(made, then) {
+            then(Err(refused), self);
+        }
+    }
 }
 
 /// The machine as a `Platform` with `C` cells, guard cells `G`, force-map `F` and release in
@@ -401,6 +496,15 @@ impl<const C: usize, const G: bool, const F: bool, const A: bool> KmapOps for Op
 
     fn new_stack(&self) -> Box<dyn DynStack> {
         Box::new(KmapStack::<C>::new())
+    }
+
+    fn with_local(&self, m: &dyn Hardware, body: &mut dyn FnMut(&mut dyn Guard)) {
+        let p = SimPlatform::<C, G, F, A>(m);
+        // SAFETY: the interpreter makes one `Local` per context, at the start of a program in
+        // the safe API, and this one is dropped when `body` returns, before the context ends
+        // (a task's exit, a handler's return), in that context.
+        let mut local = unsafe { kmap::Local::new(&p) };
+        body(&mut local);
     }
 }
 

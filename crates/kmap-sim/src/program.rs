@@ -40,6 +40,8 @@ pub enum OpName {
     PreemptOff,
     /// `preempt_on`.
     PreemptOn,
+    /// `leak`.
+    Leak,
 }
 
 impl OpName {
@@ -91,6 +93,9 @@ pub enum Op {
     PreemptOff,
     /// Enable preemption.
     PreemptOn,
+    /// Forget the innermost mapping (`mem::forget` of its guard; [`Api::Guard`] only): its cell
+    /// stays until a guard below it, or the context's `Local`, is released.
+    Leak,
 }
 
 impl Op {
@@ -111,6 +116,7 @@ impl Op {
             Op::IrqOn => OpName::IrqOn,
             Op::PreemptOff => OpName::PreemptOff,
             Op::PreemptOn => OpName::PreemptOn,
+            Op::Leak => OpName::Leak,
         }
     }
 
@@ -232,6 +238,7 @@ impl FromStr for Op {
             OpName::IrqOn => bare(Op::IrqOn),
             OpName::PreemptOff => bare(Op::PreemptOff),
             OpName::PreemptOn => bare(Op::PreemptOn),
+            OpName::Leak => bare(Op::Leak),
         }
     }
 }
@@ -271,6 +278,29 @@ pub struct Task {
     pub any: Vec<Frame>,
     /// What else the endless program may do.
     pub alphabet: Alphabet,
+    /// The crate's API the task maps through.
+    pub api: Api,
+}
+
+/// Which of the crate's APIs a program maps through.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `kmap::raw`: a map returns an address, an unmap takes one (in any order the machine's
+    /// `release` allows).
+    #[default]
+    Raw,
+    /// The safe API: a `Local` for the context, each map a `Mapping` nested in the one before
+    /// (`try_map`, `try_map_atomic`, `try_map_slot`), `unmap` drops the innermost and `leak`
+    /// forgets it; what is held when the program ends is dropped innermost first, then the
+    /// `Local`. No `unmap F`: a guard is released only from the inside out.
+    Guard,
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::settings::name(self))
+    }
 }
 
 /// The steps an endless nondeterministic program may take besides map, check, unmap, release
@@ -342,6 +372,7 @@ impl Default for Task {
             ops: Vec::new(),
             any: Vec::new(),
             alphabet: Alphabet::default(),
+            api: Api::default(),
         }
     }
 }
@@ -411,6 +442,10 @@ pub struct Program {
     pub irq: Vec<Op>,
     /// What every NMI handler runs.
     pub nmi: Vec<Op>,
+    /// The API every interrupt handler maps through.
+    pub irq_api: Api,
+    /// The API every NMI handler maps through.
+    pub nmi_api: Api,
 }
 
 #[cfg(test)]
@@ -435,6 +470,7 @@ mod tests {
             "irq_on",
             "preempt_off",
             "preempt_on",
+            "leak",
         ] {
             let op: Op = text.parse().unwrap();
             assert_eq!(op.to_string(), text);
@@ -448,7 +484,7 @@ mod tests {
             e.starts_with("unknown operation `jump 3` (map F, map_atomic F"),
             "{e}"
         );
-        assert!(e.ends_with("preempt_off, preempt_on)"), "{e}");
+        assert!(e.ends_with("preempt_off, preempt_on, leak)"), "{e}");
         assert_eq!(
             "map".parse::<Op>().unwrap_err().to_string(),
             "`map`: `map` takes one frame number"

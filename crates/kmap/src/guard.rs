@@ -140,7 +140,16 @@ impl<'p, P: Platform> Local<'p, P> {
     ///
     /// As [`Local::map`].
     pub fn map_atomic<'m>(&'m mut self, page: &'m mut Page) -> Mapping<'m, P> {
-        expect(Mapping::new(self.platform, page, Mode::ATOMIC))
+        expect(self.try_map_atomic(page))
+    }
+
+    /// [`Local::map_atomic`], returning the refusal instead of panicking (a refused map leaves
+    /// preemption and page faults as it found them).
+    pub fn try_map_atomic<'m>(
+        &'m mut self,
+        page: &'m mut Page,
+    ) -> Result<Mapping<'m, P>, MapError> {
+        Mapping::new(self.platform, page, Mode::ATOMIC)
     }
 
     /// Map `page` with explicit protection bits (`kmap_local_page_prot`).
@@ -275,7 +284,34 @@ impl<'m, P: Platform> Mapping<'m, P> {
 
     /// [`Local::map_atomic`], nested on top of this mapping (rule A-3).
     pub fn map_atomic<'c>(&'c mut self, page: &'c mut Page) -> Mapping<'c, P> {
-        expect(Mapping::new(self.platform, page, Mode::ATOMIC))
+        expect(self.try_map_atomic(page))
+    }
+
+    /// [`Mapping::map_atomic`], returning the refusal instead of panicking.
+    pub fn try_map_atomic<'c>(
+        &'c mut self,
+        page: &'c mut Page,
+    ) -> Result<Mapping<'c, P>, MapError> {
+        Mapping::new(self.platform, page, Mode::ATOMIC)
+    }
+
+    /// [`Local::try_map_slot`], nested on top of this mapping.
+    pub fn try_map_slot<'c>(&'c mut self, page: &'c mut Page) -> Result<Mapping<'c, P>, MapError> {
+        Mapping::new(
+            self.platform,
+            page,
+            Mode {
+                always_slot: true,
+                ..Mode::LOCAL
+            },
+        )
+    }
+
+    /// The address the page is mapped at (a slot of the kmap window, or the direct map): the
+    /// value, for a kernel's bookkeeping or a checker's; the bytes are reached through
+    /// [`bytes`](Self::bytes) and the other views, which borrow the guard.
+    pub fn addr(&self) -> VirtAddr {
+        self.addr
     }
 
     /// Run `f` with `page` mapped on top of this mapping.

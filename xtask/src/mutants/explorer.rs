@@ -12,15 +12,21 @@ use serde::Deserialize;
 use super::checks::{CheckError, Verdict};
 use crate::process::{Ran, run_limited, tail};
 
-/// The scopes of `kmap prove` (CPUs, tasks, depth, release order), smallest first; on the crate
-/// as it is each is proved in under a few seconds. The first that fails stops the series.
-pub const PROVE_SCOPES: [(usize, usize, usize, &str); 5] = [
-    (1, 2, 2, "lifo"),
-    (1, 2, 2, "any"),
-    (2, 2, 2, "lifo"),
-    (2, 2, 2, "any"),
-    (2, 2, 3, "lifo"),
+/// The scopes of `kmap prove` (CPUs, tasks, depth, release order, API), smallest first; on the
+/// crate as it is each is proved in under a few seconds. The first that fails stops the series.
+/// The scopes in the safe API (`guard`) also map through kmap_atomic ([`GUARD_ALPHABET`]).
+pub const PROVE_SCOPES: [(usize, usize, usize, &str, &str); 7] = [
+    (1, 2, 2, "lifo", "raw"),
+    (1, 2, 2, "lifo", "guard"),
+    (1, 2, 2, "any", "raw"),
+    (2, 2, 2, "lifo", "raw"),
+    (2, 2, 2, "lifo", "guard"),
+    (2, 2, 2, "any", "raw"),
+    (2, 2, 3, "lifo", "raw"),
 ];
+
+/// The alphabet of the proofs in the safe API: the default's additions and kmap_atomic.
+pub const GUARD_ALPHABET: &str = "atomic,write,irq-off,sleep";
 /// Random stress: at most this many kmap operations (about 10 s here) or this many seconds.
 pub const STRESS_OPS: u64 = 5_000_000;
 pub const STRESS_SECONDS: u64 = 20;
@@ -126,10 +132,11 @@ pub fn prove(
     counterexamples: &mut Vec<Counterexample>,
 ) -> Result<(Verdict, Duration), CheckError> {
     let mut total = Duration::ZERO;
-    for (cpus, tasks, depth, release) in PROVE_SCOPES {
-        let scope = match release {
-            "lifo" => format!("{cpus}/{tasks}/{depth}"),
-            _ => format!("{cpus}/{tasks}/{depth} --release {release}"),
+    for (cpus, tasks, depth, release, api) in PROVE_SCOPES {
+        let scope = match (release, api) {
+            ("lifo", "raw") => format!("{cpus}/{tasks}/{depth}"),
+            (_, "raw") => format!("{cpus}/{tasks}/{depth} --release {release}"),
+            _ => format!("{cpus}/{tasks}/{depth} --api {api} --alphabet {GUARD_ALPHABET}"),
         };
         let mut command = Command::new(kmap);
         command.arg("prove");
@@ -137,6 +144,9 @@ pub fn prove(
             command.arg(flag).arg(value.to_string());
         }
         command.args(["--release", release]);
+        if api != "raw" {
+            command.args(["--api", api, "--alphabet", GUARD_ALPHABET]);
+        }
         command.arg("--json");
         let ran = run_limited(command, EXPLORER_LIMIT)?;
         total += ran.elapsed;

@@ -69,9 +69,10 @@ pub fn section(
     );
     let scopes: Vec<String> = PROVE_SCOPES
         .iter()
-        .map(|(c, t, d, r)| match *r {
-            "lifo" => format!("{c}/{t}/{d}"),
-            _ => format!("{c}/{t}/{d} (release {r})"),
+        .map(|(c, t, d, r, api)| match (*r, *api) {
+            ("lifo", "raw") => format!("{c}/{t}/{d}"),
+            (_, "raw") => format!("{c}/{t}/{d} (release {r})"),
+            _ => format!("{c}/{t}/{d} (the {api} API, with kmap_atomic)"),
         })
         .collect();
     let _ = writeln!(

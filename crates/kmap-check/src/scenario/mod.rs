@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use kmap::{CpuId, Frame};
-use kmap_sim::{Alphabet, Bounds, Config, ConfigError, Op, Program, Settings, Task, Verdict};
+use kmap_sim::{Alphabet, Api, Bounds, Config, ConfigError, Op, Program, Settings, Task, Verdict};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -175,12 +175,18 @@ struct TaskSection {
     /// The nondeterministic program may also sleep.
     #[serde(default)]
     sleep: bool,
+    /// The crate's API the task maps through (`raw`, the default, or `guard`).
+    #[serde(default)]
+    api: Api,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HandlerSection {
     ops: Vec<Spanned<String>>,
+    /// The crate's API the handler maps through (`raw`, the default, or `guard`).
+    #[serde(default)]
+    api: Api,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +321,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
                 irq_off: task.irq_off,
                 sleep: task.sleep,
             },
+            api: task.api,
             ops,
             any: if task.any {
                 vec![Frame::new(0); depth]
@@ -333,6 +340,8 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
             Some(handler) => ops(&handler.ops, "nmi.ops")?,
             None => Vec::new(),
         },
+        irq_api: parsed.irq.as_ref().map_or(Api::Raw, |h| h.api),
+        nmi_api: parsed.nmi.as_ref().map_or(Api::Raw, |h| h.api),
     };
     let config_at = |e: ConfigError| at(e.field().to_string(), Problem::Config(e));
     if program.tasks.is_empty() {

@@ -11,7 +11,7 @@ use super::{Label, Machine};
 use crate::choice::{Choice, TaskId};
 use crate::outcome::{Rule, ViolationKind};
 use crate::platform::{Counter, MapKind, WINDOW};
-use crate::program::{Alphabet, AnyOp, Op};
+use crate::program::{Alphabet, AnyOp, Api, Op};
 use crate::trace::What;
 
 /// Who calls the crate: a task, or the handler at a nesting depth of a CPU.
@@ -25,12 +25,18 @@ impl Machine {
     /// A task's life: finish the switch that brought it in, run its program, exit.
     pub(crate) fn task_main(&self, task: TaskId) {
         self.finish_switch();
-        let (ops, any, alphabet) = self.program(task);
-        if any.is_empty() {
-            self.run_ops(ops, Some(task));
-            self.exit(task);
-        } else {
-            self.run_any(task, any, alphabet);
+        let (ops, any, alphabet, api) = self.program(task);
+        match (any.is_empty(), api) {
+            (true, Api::Raw) => {
+                self.run_ops(ops, Some(task));
+                self.exit(task);
+            }
+            (true, Api::Guard) => {
+                self.run_guarded_program(ops, Some(task));
+                self.exit(task);
+            }
+            (false, Api::Raw) => self.run_any(task, any, alphabet),
+            (false, Api::Guard) => self.run_any_guarded(task, any, alphabet),
         }
     }
 
@@ -38,9 +44,28 @@ impl Machine {
     /// additions of `alphabet`): before every step an arrival point, then the chooser picks the
     /// step among those possible.
     fn run_any(&self, task: TaskId, pages: &[Frame], alphabet: Alphabet) {
-        let any_order = self.config.machine.any_order();
         loop {
             self.arrive(Label::BeforeStep);
+            let Some(op) = self.any_step(task, pages, alphabet, true) else {
+                // The execution is over: return (the coroutine ends, and the driver with it).
+                return;
+            };
+            self.run_one(op, Some(task));
+        }
+    }
+
+    /// The step an endless program takes after its arrival point, as the chooser picks it
+    /// (`None`: the execution is over); with `raw`, releases in any order are offered too
+    /// (the safe API releases only the innermost guard).
+    pub(super) fn any_step(
+        &self,
+        task: TaskId,
+        pages: &[Frame],
+        alphabet: Alphabet,
+        raw: bool,
+    ) -> Option<Op> {
+        let any_order = self.config.machine.any_order() && raw;
+        {
             // Read after the arrival point, so that no list is alive while the code may be
             // suspended there (see `driver.rs`): what the task holds, only its own code changes.
             let (held, atomic): (Vec<Frame>, Vec<bool>) = self
@@ -102,8 +127,7 @@ impl Machine {
             }
             let step = self.decide(&steps);
             if self.aborted() {
-                // The execution is over: return (the coroutine ends, and the driver with it).
-                return;
+                return None;
             }
             let op = match step {
                 Choice::Do(AnyOp::Map) => Op::Map(unheld.expect("offered only then")),
@@ -117,8 +141,7 @@ impl Machine {
                 Choice::Do(AnyOp::Sleep) => Op::Sleep,
                 _ => Op::Yield,
             };
-            drop((held, atomic, steps));
-            self.run_one(op, Some(task));
+            Some(op)
         }
     }
 
@@ -155,15 +178,19 @@ impl Machine {
         for &op in ops {
             self.arrive(Label::BeforeOp(op));
             self.run_one(op, task);
-            match task {
-                Some(task) => self.task(task).pc += 1,
-                None => self.with_handler(|handler| handler.pc += 1),
-            }
+            self.next_pc(task);
         }
     }
 
     /// Run one operation in the current context (see [`run_ops`](Self::run_ops)).
-    fn run_one(&self, op: Op, task: Option<TaskId>) {
+    pub(super) fn run_one(&self, op: Op, task: Option<TaskId>) {
+        self.begin_op(op, task);
+        self.run_op(op, task);
+        self.end_op(task);
+    }
+
+    /// The start of an operation: counted, traced, and the context's place.
+    pub(super) fn begin_op(&self, op: Op, task: Option<TaskId>) {
         self.outcome.borrow_mut().stats.ops += 1;
         let start = Place {
             op: Some(op),
@@ -171,10 +198,22 @@ impl Machine {
         };
         self.set_place(task, start);
         self.trace(What::Op(op));
-        self.run_op(op, task);
+    }
+
+    /// The end of an operation: the context is between operations, and a task migrates if
+    /// it asked to and now may.
+    pub(super) fn end_op(&self, task: Option<TaskId>) {
         self.set_place(task, Place::default());
         if let Some(task) = task {
             self.migrate_if_pending(task);
+        }
+    }
+
+    /// The program counter of the context moves to the next operation.
+    pub(super) fn next_pc(&self, task: Option<TaskId>) {
+        match task {
+            Some(task) => self.task(task).pc += 1,
+            None => self.with_handler(|handler| handler.pc += 1),
         }
     }
 
@@ -194,7 +233,11 @@ impl Machine {
     }
 
     /// The mappings of the context: the task `task`, or the innermost handler.
-    fn with_held<R>(&self, task: Option<TaskId>, f: impl FnOnce(&mut Vec<Held>) -> R) -> R {
+    pub(super) fn with_held<R>(
+        &self,
+        task: Option<TaskId>,
+        f: impl FnOnce(&mut Vec<Held>) -> R,
+    ) -> R {
         match task {
             Some(task) => f(&mut self.task(task).mappings),
             None => f(self.this_cpu().innermost_mappings()),
@@ -277,6 +320,9 @@ impl Machine {
             Op::IrqOff | Op::IrqOn => {
                 self.this_cpu().set_irqs_off(op == Op::IrqOff);
             }
+            // Only a program in the safe API leaks, and only its innermost guard: reached here,
+            // it holds none.
+            Op::Leak => self.refuse("`leak` with nothing mapped in this context".into(), true),
             Op::PreemptOff => self.count(Counter::Preempt, 1),
             Op::PreemptOn => {
                 if self.this_cpu().preempt_count() == 0 {
@@ -290,32 +336,52 @@ impl Machine {
 
     fn map(&self, task: Option<TaskId>, frame: Frame, kind: MapKind) {
         self.outcome.borrow_mut().stats.kmap_ops += 1;
-        let pfn = frame.pfn();
         let caller = self.view_before_call(task);
         let mapped = self.kmap.map(self, frame, kind);
         let before = self.view_after_call(caller);
         match mapped {
-            Ok(addr) => self.with_held(task, |held| {
-                held.push(Held {
-                    frame,
-                    addr,
-                    atomic: kind == MapKind::Atomic,
+            Ok(addr) => {
+                if kind == MapKind::Atomic {
+                    self.check_atomic_map(frame);
+                }
+                self.with_held(task, |held| {
+                    held.push(Held {
+                        frame,
+                        addr,
+                        atomic: kind == MapKind::Atomic,
+                        base: None,
+                    })
                 })
-            }),
+            }
+            Err(refused) => self.map_refused(task, frame, refused, before),
+        }
+    }
+
+    /// The crate refused to map `frame` for `task` (or the innermost handler); `before` is
+    /// the view of the CPU taken before the call.
+    pub(super) fn map_refused(
+        &self,
+        task: Option<TaskId>,
+        frame: Frame,
+        refused: MapError,
+        before: Option<CpuView>,
+    ) {
+        let pfn = frame.pfn();
+        match refused {
             // A task's own overflow is its program's misuse, refused before any state changes.
             // A handler's is a crash: it cannot do its work without the mapping, and could not
             // have known (Linux: BUG_ON(idx >= KM_MAX_IDX)).
-            Err(refused @ MapError::Overflow { .. }) if task.is_some() => {
+            MapError::Overflow { .. } if task.is_some() => {
                 self.refuse(format!("map {pfn}: {refused}"), true);
                 self.check_refusal_undone(&format!("map {pfn}"), before);
             }
-            Err(overflow @ MapError::Overflow { .. }) => self.violate(
+            MapError::Overflow { .. } => self.violate(
                 ViolationKind::Crash,
-                format!("map {pfn} in a handler: {overflow} (Linux: BUG_ON(idx >= KM_MAX_IDX))"),
+                format!("map {pfn} in a handler: {refused} (Linux: BUG_ON(idx >= KM_MAX_IDX))"),
             ),
-            Err(broken @ MapError::SlotNotEmpty { .. }) => self.violate(
+            MapError::SlotNotEmpty { .. } => self.violate(
                 ViolationKind::Crash,
-                format!("map {pfn}: {broken} (Linux: BUG_ON(!pte_none))"),
+                format!("map {pfn}: {refused} (Linux: BUG_ON(!pte_none))"),
             ),
         }
     }
@@ -331,6 +397,7 @@ impl Machine {
             held.addr
         };
         let caller = self.view_before_call(task);
+        let counts = self.atomic_counts();
         let released = if any_order {
             self.kmap.unmap_any_order(self, addr)
         } else {
@@ -338,12 +405,17 @@ impl Machine {
         };
         let before = self.view_after_call(caller);
         match released {
-            Ok(()) => self.with_held(task, |list| {
-                let at = list
-                    .iter()
-                    .rposition(|h| h.addr == held.addr && h.frame == held.frame);
-                list.remove(at.expect("held"));
-            }),
+            Ok(()) => {
+                if held.atomic {
+                    self.check_atomic_release(held.frame, counts);
+                }
+                self.with_held(task, |list| {
+                    let at = list
+                        .iter()
+                        .rposition(|h| h.addr == held.addr && h.frame == held.frame);
+                    list.remove(at.expect("held"));
+                })
+            }
             Err(refused) => {
                 let what = format!("unmap of frame {}", held.frame.pfn());
                 self.refuse(format!("{what}: {refused}"), true);
@@ -359,7 +431,7 @@ impl Machine {
     /// view, even along a path a search retraces: a run may have stopped inside the call
     /// before its end. Calls of different contexts interleave (a preemption inside one, a
     /// switch of the executing CPU), so each view is kept under its caller.
-    fn view_before_call(&self, task: Option<TaskId>) -> Caller {
+    pub(super) fn view_before_call(&self, task: Option<TaskId>) -> Caller {
         let caller = match task {
             Some(task) => Caller::Task(task),
             None => Caller::Handler(self.cpu(), self.this_cpu().nesting()),
@@ -370,7 +442,7 @@ impl Machine {
     }
 
     /// The view [`view_before_call`](Self::view_before_call) kept for `caller`.
-    fn view_after_call(&self, caller: Caller) -> Option<CpuView> {
+    pub(super) fn view_after_call(&self, caller: Caller) -> Option<CpuView> {
         let mut views = self.views_before_calls.borrow_mut();
         let at = views.iter().rposition(|(c, _)| *c == caller)?;
         Some(views.remove(at).1)

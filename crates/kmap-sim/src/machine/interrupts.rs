@@ -4,6 +4,7 @@
 use super::Machine;
 use crate::config::HandlerKind;
 use crate::outcome::Rule;
+use crate::program::Api;
 use crate::trace::What;
 
 impl Machine {
@@ -34,7 +35,10 @@ impl Machine {
         // Nothing that owns memory is kept in a local while the handler's code runs (it may
         // be suspended there for good, see `driver.rs`): the CPU as the handler found it is
         // kept in the handler's record, and where it runs is asked again when it returns.
-        self.run_ops(self.handler_program(kind), None);
+        match self.handler_program(kind) {
+            (ops, Api::Raw) => self.run_ops(ops, None),
+            (ops, Api::Guard) => self.run_guarded_program(ops, None),
+        }
         let (_, context) = self.where_now();
         let left = self
             .this_cpu()
@@ -75,7 +79,7 @@ impl Machine {
     /// within its bound.
     pub(super) fn handler_may_arrive(&self, kind: HandlerKind) -> bool {
         let cpu = self.this_cpu();
-        let program = self.handler_program(kind);
+        let (program, _) = self.handler_program(kind);
         let bound = match kind {
             HandlerKind::Irq => self.config.bounds.irq_depth,
             HandlerKind::Nmi => self.config.bounds.nmi_depth,

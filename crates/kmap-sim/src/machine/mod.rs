@@ -34,6 +34,7 @@ mod access;
 mod arrival;
 mod cpu;
 mod driver;
+mod guarded;
 mod interpreter;
 mod interrupts;
 mod memory;
@@ -65,7 +66,7 @@ use crate::choice::{Chooser, TaskId};
 use crate::config::Config;
 use crate::outcome::{Outcome, ViolationKind};
 use crate::platform::{Counter, DynStack, Hardware, KmapOps, Layout};
-use crate::program::{Alphabet, Op};
+use crate::program::{Alphabet, Api, Op};
 use crate::trace::Label;
 
 /// What a task's coroutine tells the driver when it gives up the host thread.
@@ -268,25 +269,26 @@ impl Machine {
     }
 
     /// A task's program: its operations, or the pages and the alphabet of its endless
-    /// nondeterministic program.
+    /// nondeterministic program, and the API it maps through.
     /// Borrowed from the configuration, which lives as long as the machine.
-    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame], Alphabet) {
+    pub(crate) fn program(&self, task: TaskId) -> (&[Op], &[kmap::Frame], Alphabet, Api) {
         let code = self.tasks.borrow()[task.0].code;
         match code {
-            Code::Idle => (&[], &[], Alphabet::default()),
+            Code::Idle => (&[], &[], Alphabet::default(), Api::Raw),
             Code::Config(n) => {
                 let task = &self.config.program.tasks[n];
-                (&task.ops, &task.any, task.alphabet)
+                (&task.ops, &task.any, task.alphabet, task.api)
             }
-            Code::ForkChild => (&FORK_CHILD, &[], Alphabet::default()),
+            Code::ForkChild => (&FORK_CHILD, &[], Alphabet::default(), Api::Raw),
         }
     }
 
-    /// What every handler of `kind` runs.
-    pub(crate) fn handler_program(&self, kind: crate::config::HandlerKind) -> &[Op] {
+    /// What every handler of `kind` runs, and the API it maps through.
+    pub(crate) fn handler_program(&self, kind: crate::config::HandlerKind) -> (&[Op], Api) {
+        let program = &self.config.program;
         match kind {
-            crate::config::HandlerKind::Irq => &self.config.program.irq,
-            crate::config::HandlerKind::Nmi => &self.config.program.nmi,
+            crate::config::HandlerKind::Irq => (&program.irq, program.irq_api),
+            crate::config::HandlerKind::Nmi => (&program.nmi, program.nmi_api),
         }
     }
 

@@ -321,6 +321,45 @@ impl Machine {
         self.outcome.borrow().refusals.iter().all(|r| r.survived)
     }
 
+    /// Rule A-1: a `kmap_atomic` of `frame` that succeeded returned with preemption and
+    /// page faults disabled.
+    pub(crate) fn check_atomic_map(&self, frame: kmap::Frame) {
+        let counts = self.atomic_counts();
+        let enabled = counts_named(counts.map(|count| count <= 0));
+        if !enabled.is_empty() {
+            self.hazard(
+                Rule::Atomic,
+                format!(
+                    "kmap_atomic of frame {} returned with {enabled} enabled",
+                    frame.pfn()
+                ),
+            );
+        }
+    }
+
+    /// The preemption and page-fault counts of the executing CPU, for
+    /// [`check_atomic_release`](Self::check_atomic_release).
+    pub(crate) fn atomic_counts(&self) -> [i32; 2] {
+        let counters = self.this_cpu().counters();
+        [counters.preempt, counters.pagefault]
+    }
+
+    /// Rules A-2 and U-2: the release of an atomic mapping of `frame` (fast path or slot)
+    /// enabled preemption and page faults once each: the counts are one less than `before`.
+    pub(crate) fn check_atomic_release(&self, frame: kmap::Frame, before: [i32; 2]) {
+        let after = self.atomic_counts();
+        let kept = counts_named([after[0] != before[0] - 1, after[1] != before[1] - 1]);
+        if !kept.is_empty() {
+            self.hazard(
+                Rule::Atomic,
+                format!(
+                    "the unmap of an atomic mapping of frame {} did not enable {kept} once",
+                    frame.pfn()
+                ),
+            );
+        }
+    }
+
     /// A crate's refusal must leave everything as it found it (`before`, taken just before the
     /// call): otherwise the refused operation left something behind, a leak.
     pub(crate) fn check_refusal_undone(&self, what: &str, before: Option<CpuView>) {
@@ -368,6 +407,16 @@ impl Machine {
         self.violate(ViolationKind::Leak, message);
         true
     }
+}
+
+/// "preemption", "page faults" or both, for the counts `which` names (preemption, page faults).
+fn counts_named(which: [bool; 2]) -> String {
+    let names: Vec<&str> = ["preemption", "page faults"]
+        .into_iter()
+        .zip(which)
+        .filter_map(|(name, named)| named.then_some(name))
+        .collect();
+    names.join(" and ")
 }
 
 #[cfg(test)]

@@ -98,6 +98,7 @@ impl Symmetry {
                 other.any.len() == task.any.len()
                     && other.pinned == task.pinned
                     && other.alphabet == task.alphabet
+                    && other.api == task.api
             };
             match classes.iter_mut().find(|class| like(class)) {
                 Some(class) => class.push(id),

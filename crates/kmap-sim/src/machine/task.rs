@@ -20,6 +20,9 @@ pub(crate) struct Held {
     pub(crate) frame: Frame,
     pub(crate) addr: VirtAddr,
     pub(crate) atomic: bool,
+    /// A guard of the safe API: the stack depth it was made at, which it keeps and releases
+    /// down to (`None`: a raw mapping, which keeps nothing).
+    pub(crate) base: Option<usize>,
 }
 
 /// Where a task is in its life.
@@ -236,6 +239,7 @@ mod tests {
             frame: Frame::new(20),
             addr: VirtAddr::new(0x1000),
             atomic: false,
+            base: None,
         });
         let (a, b) = (encoding(&empty), encoding(&holding));
         assert!(!b.starts_with(&a) && !a.starts_with(&b), "{a:?} / {b:?}");
