@@ -33,8 +33,7 @@ pub struct Scope {
 }
 
 /// The syntax of a scope, for messages.
-const SYNTAX: &str =
-    "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep][:guard]";
+const SYNTAX: &str = "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep][:lowmem][:guard]";
 
 /// Why a scope cannot be proved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +97,8 @@ impl Scope {
     /// odd cell and the guard below it) and one more at the top, rounded up to a stack size the
     /// simulator is built for.
     pub fn cells(&self, guard_cells: bool) -> usize {
-        let mappings = self.depth + 2 * self.handler_pages;
+        // A lowmem page takes a cell under force-map.
+        let mappings = self.depth + usize::from(self.alphabet.lowmem) + 2 * self.handler_pages;
         let needed = if guard_cells {
             2 * mappings + 1
         } else {
@@ -112,7 +112,8 @@ impl Scope {
     }
 
     /// The configuration of this scope: with `h` handler pages, task `t` starts on CPU
-    /// `t % cpus` and maps the pages `lowmem + 2h + t * depth + j`; the interrupt maps
+    /// `t % cpus` and maps the pages `lowmem + 2h + t * depth + j` (and, with the lowmem
+    /// addition, the lowmem frame `t`); the interrupt maps
     /// `lowmem + 2i` and the NMI `lowmem + 2i + 1`, for `i` below `h`.
     pub fn config(&self) -> Config {
         let mut config = Config::default();
@@ -133,7 +134,10 @@ impl Scope {
                 .map(|t| Task {
                     name: format!("T{t}"),
                     cpu: CpuId((t % self.cpus) as u32),
-                    any: (0..self.depth).map(|j| page(t, j)).collect(),
+                    any: (0..self.depth)
+                        .map(|j| page(t, j))
+                        .chain(self.alphabet.lowmem.then(|| Frame::new(t as u64)))
+                        .collect(),
                     alphabet: self.alphabet,
                     api: self.api,
                     ..Task::default()
@@ -314,6 +318,7 @@ mod tests {
             "scope:1/2/1:none:nested:atomic",
             "scope:1/3/2:write:irq-off",
             "scope:2/2/1:irq:atomic:write:irq-off:sleep",
+            "scope:1/2/1:sleep:lowmem",
             "scope:1/2/2:guard",
             "scope:1/2/1:nested:write:guard",
         ] {
@@ -331,7 +336,8 @@ mod tests {
             "scope:1/2/1:write:write",
             "scope:1/2/1:write:nested",
             "scope:1/2/1:nested:irq",
-            "scope:1/2/1:lowmem",
+            "scope:1/2/1:highmem",
+            "scope:1/2/1:guard:write",
         ] {
             assert!(
                 matches!(bad.parse::<Scope>(), Err(ScopeError::Syntax { .. })),

@@ -108,7 +108,7 @@ fn a_pinned_task_that_asks_to_migrate() {
 
 #[test]
 fn an_alphabet_key_on_a_fixed_program() {
-    for key in ["atomic", "write", "irq_off", "sleep"] {
+    for key in ["atomic", "write", "irq_off", "sleep", "lowmem"] {
         let e = error(&format!(
             "[[task]]\nname = \"A\"\n{key} = true\nops = [\"map 20\"]\n"
         ));

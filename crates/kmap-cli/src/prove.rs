@@ -36,7 +36,8 @@ pub struct Args {
     /// What the tasks of the scope may do besides map, check, unmap, release and yield, a comma
     /// list: `atomic` (map through kmap_atomic: preemption and page faults off until that
     /// mapping's unmap), `write` (a fresh value through the most recent mapping), `irq-off`
-    /// (interrupts off and on again around any steps), `sleep`; or `base` for none of them (the
+    /// (interrupts off and on again around any steps), `sleep`, `lowmem` (a lowmem page of the
+    /// task's own besides its highmem ones); or `base` for none of them (the
     /// alphabet of the SPIN model). The default is each addition that costs under twice the
     /// base alphabet's time on 1/3/2. A scenario file names its tasks' alphabets itself.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_ALPHABET, conflicts_with = "scenarios")]
@@ -104,6 +105,8 @@ pub enum Letter {
     IrqOff,
     /// Sleep.
     Sleep,
+    /// A lowmem page.
+    Lowmem,
 }
 
 /// The alphabet `letters` name (`base` adds nothing).
@@ -116,6 +119,7 @@ fn alphabet(letters: &[Letter]) -> Alphabet {
             Letter::Write => alphabet.write = true,
             Letter::IrqOff => alphabet.irq_off = true,
             Letter::Sleep => alphabet.sleep = true,
+            Letter::Lowmem => alphabet.lowmem = true,
         }
     }
     alphabet

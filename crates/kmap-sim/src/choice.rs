@@ -52,13 +52,14 @@ impl Choice {
 }
 
 /// The choices that take no number, by name.
-const NAMED: [(&str, Choice); 13] = [
+const NAMED: [(&str, Choice); 14] = [
     ("continue", Choice::Continue),
     ("irq", Choice::Irq),
     ("nmi", Choice::Nmi),
     ("preempt", Choice::Preempt),
     ("map", Choice::Do(AnyOp::Map)),
     ("map-atomic", Choice::Do(AnyOp::MapAtomic)),
+    ("map-lowmem", Choice::Do(AnyOp::MapLowmem)),
     ("check", Choice::Do(AnyOp::Check)),
     ("unmap", Choice::Do(AnyOp::Unmap)),
     ("yield", Choice::Do(AnyOp::Yield)),
@@ -322,6 +323,7 @@ mod tests {
             Choice::Cpu(CpuId(2)),
             Choice::Do(AnyOp::Map),
             Choice::Do(AnyOp::MapAtomic),
+            Choice::Do(AnyOp::MapLowmem),
             Choice::Do(AnyOp::Check),
             Choice::Do(AnyOp::Unmap),
             Choice::Do(AnyOp::Release(1)),

@@ -185,7 +185,7 @@ pub enum ConfigError {
     },
     /// An endless program has more pages than its stack has cells.
     #[error(
-        "task {name}: an endless program of {pages} pages needs as many cells, and a stack has {cells}"
+        "task {name}: an endless program of {pages} pages in slots needs as many cells, and a stack has {cells}"
     )]
     AnyDepth {
         /// The task's position.
@@ -343,11 +343,17 @@ impl Config {
                     },
                 });
             }
-            if task.any.len() > m.cells {
+            // Pages on the fast path take no cell.
+            let pages = task
+                .any
+                .iter()
+                .filter(|f| f.pfn() >= m.lowmem || m.force_map)
+                .count();
+            if pages > m.cells {
                 return Err(ConfigError::AnyDepth {
                     task: t,
                     name: task.name.clone(),
-                    pages: task.any.len(),
+                    pages,
                     cells: m.cells,
                 });
             }

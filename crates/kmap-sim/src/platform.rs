@@ -248,12 +248,7 @@ pub trait Guard {
     /// Map `frame` on top of this guard, run `then` with the address (or the refusal) and the
     /// new mapping's own guard (this one again if refused), and end the mapping as `then` says
     /// once it returns.
-    fn map(
-        &mut self,
-        frame: Frame,
-        kind: MapKind,
-        then: &mut Then<'_>,
-    );
+    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>);
 }
 
 /// The page of `frame`, for a guard to borrow.
@@ -282,12 +277,7 @@ fn then_end<P: Platform>(
 }
 
 impl<P: Platform> Guard for kmap::Local<'_, P> {
-    fn map(
-        &mut self,
-        frame: Frame,
-        kind: MapKind,
-        then: &mut Then<'_>,
-    ) {
+    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
         let mut page = page(frame);
         let made = match kind {
             MapKind::Page => self.try_map(&mut page),
@@ -301,12 +291,7 @@ impl<P: Platform> Guard for kmap::Local<'_, P> {
 }
 
 impl<P: Platform> Guard for kmap::Mapping<'_, P> {
-    fn map(
-        &mut self,
-        frame: Frame,
-        kind: MapKind,
-        then: &mut Then<'_>,
-    ) {
+    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
         let mut page = page(frame);
         let made = match kind {
             MapKind::Page => self.try_map(&mut page),

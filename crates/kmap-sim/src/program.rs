@@ -319,6 +319,10 @@ pub struct Alphabet {
     pub irq_off: bool,
     /// Sleep: block until the scheduler wakes the task (at any preemption point of its CPU).
     pub sleep: bool,
+    /// The last page of the task's list is a lowmem frame of its own: mapped on the fast path
+    /// (its direct-map address, no cell), or in a slot under `force_map`. A task with one is
+    /// interchangeable with no other (its page's address is its own).
+    pub lowmem: bool,
 }
 
 impl Alphabet {
@@ -328,6 +332,7 @@ impl Alphabet {
         write: true,
         irq_off: true,
         sleep: true,
+        lowmem: true,
     };
 
     /// Whether anything is added.
@@ -336,13 +341,14 @@ impl Alphabet {
     }
 
     /// The additions by name, as scope strings and flags write them (`atomic`, `write`,
-    /// `irq-off`, `sleep`), in that order.
+    /// `irq-off`, `sleep`, `lowmem`), in that order.
     pub fn names(self) -> Vec<&'static str> {
         [
             (self.atomic, "atomic"),
             (self.write, "write"),
             (self.irq_off, "irq-off"),
             (self.sleep, "sleep"),
+            (self.lowmem, "lowmem"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -356,6 +362,7 @@ impl Alphabet {
             "write" => self.write = true,
             "irq-off" => self.irq_off = true,
             "sleep" => self.sleep = true,
+            "lowmem" => self.lowmem = true,
             _ => return false,
         }
         true
@@ -391,6 +398,8 @@ pub enum AnyOp {
     Map,
     /// Map the next page of the list through `kmap_atomic` ([`Alphabet::atomic`] only).
     MapAtomic,
+    /// Map the task's lowmem page ([`Alphabet::lowmem`] only).
+    MapLowmem,
     /// Read through every mapping held.
     Check,
     /// Unmap the top mapping.
@@ -421,6 +430,7 @@ impl fmt::Display for AnyOp {
         match self {
             AnyOp::Map => f.write_str("map"),
             AnyOp::MapAtomic => f.write_str("map-atomic"),
+            AnyOp::MapLowmem => f.write_str("map-lowmem"),
             AnyOp::Check => f.write_str("check"),
             AnyOp::Unmap => f.write_str("unmap"),
             AnyOp::Release(at) => write!(f, "release{at}"),

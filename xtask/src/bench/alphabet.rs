@@ -17,8 +17,9 @@ const ALPHABETS: &[Option<&str>] = &[
     Some("write"),
     Some("irq-off"),
     Some("sleep"),
+    Some("lowmem"),
     None,
-    Some("atomic,write,irq-off,sleep"),
+    Some("atomic,write,irq-off,sleep,lowmem"),
 ];
 
 /// Runs of each alphabet; the cheapest counts (the machine is shared).

@@ -175,6 +175,9 @@ struct TaskSection {
     /// The nondeterministic program may also sleep.
     #[serde(default)]
     sleep: bool,
+    /// The nondeterministic program also maps a lowmem page of its own.
+    #[serde(default)]
+    lowmem: bool,
     /// The crate's API the task maps through (`raw`, the default, or `guard`).
     #[serde(default)]
     api: Api,
@@ -320,11 +323,12 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
                 write: task.write,
                 irq_off: task.irq_off,
                 sleep: task.sleep,
+                lowmem: task.lowmem,
             },
             api: task.api,
             ops,
             any: if task.any {
-                vec![Frame::new(0); depth]
+                vec![Frame::new(0); depth + usize::from(task.lowmem)]
             } else {
                 Vec::new()
             },
@@ -383,15 +387,23 @@ fn assign_pages(program: &mut Program, machine: &Settings) -> Result<(), Problem
         .filter_map(|op| op.frame())
         .collect();
     let mut next = machine.frames;
+    let mut next_low = machine.lowmem;
     for task in program.tasks.iter_mut().filter(|t| t.is_any()) {
-        for page in task.any.iter_mut() {
-            next = next
+        let highmem = task.any.len() - usize::from(task.alphabet.lowmem);
+        for (at, page) in task.any.iter_mut().enumerate() {
+            let (next, floor) = if at < highmem {
+                (&mut next, machine.lowmem)
+            } else {
+                // The lowmem page, from the top of lowmem down.
+                (&mut next_low, 0)
+            };
+            *next = next
                 .checked_sub(1)
-                .filter(|&f| f >= machine.lowmem && !named.contains(&Frame::new(f)))
+                .filter(|&f| f >= floor && !named.contains(&Frame::new(f)))
                 .ok_or_else(|| Problem::NoPagesLeft {
                     task: task.name.clone(),
                 })?;
-            *page = Frame::new(next);
+            *page = Frame::new(*next);
         }
     }
     Ok(())

@@ -87,8 +87,23 @@ impl Machine {
             } else {
                 1
             };
-            let room = self.stack(task).depth() + step <= pages.len() * step;
-            let unheld = pages.iter().copied().find(|page| !held.contains(page));
+            // A lowmem page (`Alphabet::lowmem`) has a step of its own, and on the fast path
+            // takes no cell: it is in the budget only under force-map.
+            let m = &self.config.machine;
+            let low = |page: &Frame| page.pfn() < m.lowmem;
+            let budget = pages.iter().filter(|p| !low(p) || m.force_map).count();
+            let room = self.stack(task).depth() + step <= budget * step;
+            let unheld = pages
+                .iter()
+                .copied()
+                .find(|page| !held.contains(page) && !low(page));
+            let lowmem = pages
+                .iter()
+                .copied()
+                .find(|page| !held.contains(page) && low(page));
+            if lowmem.is_some() && (room || !m.force_map) {
+                steps.push(Choice::Do(AnyOp::MapLowmem));
+            }
             if unheld.is_some() && room {
                 steps.push(Choice::Do(AnyOp::Map));
                 if alphabet.atomic {
@@ -132,6 +147,7 @@ impl Machine {
             let op = match step {
                 Choice::Do(AnyOp::Map) => Op::Map(unheld.expect("offered only then")),
                 Choice::Do(AnyOp::MapAtomic) => Op::MapAtomic(unheld.expect("offered only then")),
+                Choice::Do(AnyOp::MapLowmem) => Op::Map(lowmem.expect("offered only then")),
                 Choice::Do(AnyOp::Check) => Op::Check,
                 Choice::Do(AnyOp::Unmap) => Op::Unmap,
                 Choice::Do(AnyOp::Write) => Op::Write(*held.last().expect("offered only then")),

@@ -204,6 +204,7 @@ fn encode(choice: Choice) -> (u8, u64) {
             AnyOp::IrqOff => (14, 0),
             AnyOp::IrqOn => (15, 0),
             AnyOp::Sleep => (16, 0),
+            AnyOp::MapLowmem => (17, 0),
         },
     }
 }
@@ -228,6 +229,7 @@ fn decode(tag: u8, payload: u64) -> Choice {
         14 => Choice::Do(AnyOp::IrqOff),
         15 => Choice::Do(AnyOp::IrqOn),
         16 => Choice::Do(AnyOp::Sleep),
+        17 => Choice::Do(AnyOp::MapLowmem),
         _ => panic!("choice tag {tag} is not one this search writes"),
     }
 }
@@ -256,6 +258,7 @@ mod tests {
             Choice::Do(AnyOp::IrqOff),
             Choice::Do(AnyOp::IrqOn),
             Choice::Do(AnyOp::Sleep),
+            Choice::Do(AnyOp::MapLowmem),
         ];
         let steps: Vec<Step> = choices
             .iter()
