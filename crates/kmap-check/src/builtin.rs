@@ -31,6 +31,7 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ),
     ("guard-cells", include_str!("../scenarios/guard-cells.toml")),
     ("guard-api", include_str!("../scenarios/guard-api.toml")),
+    ("scope-api", include_str!("../scenarios/scope-api.toml")),
     ("force-map", include_str!("../scenarios/force-map.toml")),
     ("overflow", include_str!("../scenarios/overflow.toml")),
     (

@@ -90,6 +90,10 @@ fn workload() {
     for config in &scopes {
         let mut bfs = Bfs {
             max_states: Some(400),
+            // One thread: the count is the whole process's, and worker threads' own blocks
+            // (their start and exit, timed by the system) made it differ between rounds in
+            // about one run in six on two cores, with no frame of a task's stack involved.
+            threads: Some(1),
             ..Bfs::default()
         };
         explore(config, &mut bfs, whole, |_| {});

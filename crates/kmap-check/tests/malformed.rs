@@ -126,7 +126,7 @@ fn an_operation_outside_the_program_s_api() {
     let e = error("[[task]]\nname = \"A\"\nops = [\"map 20\", \"leak\"]\n");
     assert_eq!(
         e,
-        "bad.toml:3: field `task[0].ops[1]`: `leak` is not in the raw API (only a guard of the safe API is leaked: api = \"guard\")"
+        "bad.toml:3: field `task[0].ops[1]`: `leak` is not in the raw API (only a guard of the safe API is leaked: api = \"guard\" or \"scope\")"
     );
     let e = error("[[task]]\nname = \"A\"\napi = \"guard\"\nops = [\"map 20\", \"unmap 20\"]\n");
     assert_eq!(
@@ -137,5 +137,29 @@ fn an_operation_outside_the_program_s_api() {
     assert!(
         e.starts_with("bad.toml:5: field `irq.api`: unknown variant `guarded`"),
         "{e}"
+    );
+}
+
+#[test]
+fn the_scope_api_where_it_cannot_run() {
+    let e = error("[[task]]\nname = \"A\"\napi = \"scope\"\nops = [\"map 20\"]\n");
+    assert_eq!(
+        e,
+        "bad.toml:3: field `task[0].api`: api = \"scope\" needs release = \"any\" (a Scope is for platforms that release in any order)"
+    );
+    let any = "[machine]\nrelease = \"any\"\n";
+    let e = error(&format!(
+        "{any}[[task]]\nname = \"A\"\napi = \"scope\"\nany = true\ndepth = 1\n"
+    ));
+    assert_eq!(
+        e,
+        "bad.toml:5: field `task[0].api`: api = \"scope\" is for a fixed program (ops), not an endless one"
+    );
+    let e = error(&format!(
+        "{any}[[task]]\nname = \"A\"\napi = \"scope\"\nops = [\"map_atomic 20\"]\n"
+    ));
+    assert_eq!(
+        e,
+        "bad.toml:6: field `task[0].ops[0]`: `map_atomic 20` is not in the scope API (a Scope maps with kmap_local_page only)"
     );
 }

@@ -228,17 +228,20 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
             exploration,
         };
         all_ok &= checked.ok() && checked.exploration.complete;
-        if !speaks {
-            continue;
+        let mut written = Ok(());
+        if speaks {
+            if args.json {
+                results.push(proof_json(&checked));
+            } else {
+                print_proof(&checked);
+            }
+            if let (Some(path), Some(ce)) = (&args.svg, &checked.exploration.counterexample) {
+                written = write_svg(path, &checked, ce);
+            }
         }
-        if args.json {
-            results.push(proof_json(&checked));
-        } else {
-            print_proof(&checked);
-        }
-        if let (Some(path), Some(ce)) = (&args.svg, &checked.exploration.counterexample) {
-            write_svg(path, &checked, ce)?;
-        }
+        // Only the first rank writes the picture; if it cannot, no rank goes on to the next
+        // scenario's search without it.
+        agreed(&ranks, written)?;
     }
     if !speaks {
         return Ok(all_ok);

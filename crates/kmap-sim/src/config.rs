@@ -115,6 +115,10 @@ pub enum Field {
     TaskOp(usize, usize),
     /// An operation of a handler's program.
     HandlerOp(HandlerKind, usize),
+    /// A task's API.
+    TaskApi(usize),
+    /// A handler's API.
+    HandlerApi(HandlerKind),
 }
 
 impl fmt::Display for Field {
@@ -129,6 +133,8 @@ impl fmt::Display for Field {
             Field::TaskAlphabet(task, key) => write!(f, "task[{task}].{key}"),
             Field::TaskOp(task, op) => write!(f, "task[{task}].ops[{op}]"),
             Field::HandlerOp(kind, op) => write!(f, "{kind}.ops[{op}]"),
+            Field::TaskApi(task) => write!(f, "task[{task}].api"),
+            Field::HandlerApi(kind) => write!(f, "{kind}.api"),
         }
     }
 }
@@ -238,8 +244,9 @@ pub enum ConfigError {
     /// An operation the program's API has not: `leak` in the raw API, `unmap F` in the safe
     /// one.
     #[error("`{op}` is not in the {api} API ({})", match api {
-        Api::Raw => "only a guard of the safe API is leaked: api = \"guard\"",
+        Api::Raw => "only a guard of the safe API is leaked: api = \"guard\" or \"scope\"",
         Api::Guard => "a guard is released from the inside out: `unmap` drops the innermost",
+        Api::Scope => "a Scope maps with kmap_local_page only",
     })]
     NotInApi {
         /// Where.
@@ -248,6 +255,14 @@ pub enum ConfigError {
         op: Op,
         /// The API.
         api: Api,
+    },
+    /// The scope API where it cannot run.
+    #[error("api = \"scope\" {why}")]
+    ScopeApi {
+        /// Where.
+        at: Field,
+        /// Why not.
+        why: &'static str,
     },
 }
 
@@ -266,7 +281,8 @@ impl ConfigError {
             | ConfigError::MigrateCpu { at, .. }
             | ConfigError::PinnedMigrate { at, .. }
             | ConfigError::TaskOnly { at, .. }
-            | ConfigError::NotInApi { at, .. } => at.clone(),
+            | ConfigError::NotInApi { at, .. }
+            | ConfigError::ScopeApi { at, .. } => at.clone(),
         }
     }
 }
@@ -289,6 +305,7 @@ impl Config {
             let in_api = match api {
                 Api::Raw => op != Op::Leak,
                 Api::Guard => !matches!(op, Op::UnmapFrame(_)),
+                Api::Scope => !matches!(op, Op::MapAtomic(_) | Op::MapPfn(_)),
             };
             if !in_api {
                 return Err(ConfigError::NotInApi { at, op, api });
@@ -316,7 +333,25 @@ impl Config {
             }
             Ok(())
         };
+        let scope_api = |at: Field, endless: bool| -> Result<(), ConfigError> {
+            if !m.any_order() {
+                return Err(ConfigError::ScopeApi {
+                    at,
+                    why: "needs release = \"any\" (a Scope is for platforms that release in any order)",
+                });
+            }
+            if endless {
+                return Err(ConfigError::ScopeApi {
+                    at,
+                    why: "is for a fixed program (ops), not an endless one",
+                });
+            }
+            Ok(())
+        };
         for (t, task) in self.program.tasks.iter().enumerate() {
+            if task.api == Api::Scope {
+                scope_api(Field::TaskApi(t), task.is_any())?;
+            }
             if task.cpu.0 as usize >= m.cpus {
                 return Err(ConfigError::TaskCpu {
                     task: t,
@@ -375,6 +410,9 @@ impl Config {
             (HandlerKind::Irq, &self.program.irq, self.program.irq_api),
             (HandlerKind::Nmi, &self.program.nmi, self.program.nmi_api),
         ] {
+            if api == Api::Scope {
+                scope_api(Field::HandlerApi(kind), false)?;
+            }
             for (i, &op) in ops.iter().enumerate() {
                 check_op(Field::HandlerOp(kind, i), op, true, api)?;
             }

@@ -14,6 +14,11 @@ use kmap::{
     Report, Slot, UnmapError, VirtAddr,
 };
 
+mod guards;
+
+pub(crate) use guards::{End, NoneHeld};
+pub use guards::{Guard, Release, ScopeMap};
+
 /// A counter the platform keeps for the crate.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Counter {
@@ -225,83 +230,15 @@ pub trait KmapOps {
     /// Run `body` with a [`kmap::Local`] of the current context (the safe API), dropped when
     /// `body` returns.
     fn with_local(&self, m: &dyn Hardware, body: &mut dyn FnMut(&mut dyn Guard));
-}
-
-/// What a guard of the safe API was asked to do with the mapping it made, once the code that
-/// holds it is done with it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum End {
-    /// Drop it: the mapping is released.
-    Drop,
-    /// Leak it (`mem::forget`): its cell stays until a guard below it, or the context's
-    /// `Local`, is released.
-    Leak,
-}
-
-/// What runs while a guard's new mapping is held: given its address (or the refusal) and its
-/// own guard, it says how the mapping ends.
-pub type Then<'a> = dyn FnMut(Result<VirtAddr, MapError>, &mut dyn Guard) -> End + 'a;
-
-/// A guard of the safe API under which the next mapping is made: the context's
-/// [`kmap::Local`] or its innermost [`kmap::Mapping`].
-pub trait Guard {
-    /// Map `frame` on top of this guard, run `then` with the address (or the refusal) and the
-    /// new mapping's own guard (this one again if refused), and end the mapping as `then` says
-    /// once it returns.
-    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>);
-}
-
-/// The page of `frame`, for a guard to borrow.
-fn page(frame: Frame) -> kmap::Page {
-    // SAFETY: the simulator never dereferences an address the crate hands out (see the
-    // Platform impl), so no code accesses the frame's memory through the page or otherwise.
-    unsafe { kmap::Page::from_frame(frame) }
-}
-
-/// Run `then` on the mapping a guard made, and end it as `then` says; a refusal is handed
-/// back, for `then` to run under the guard that was asked (the mapping borrows it, so the
-/// refusal is taken out of the result first).
-fn then_end<P: Platform>(
-    made: Result<kmap::Mapping<'_, P>, MapError>,
-    then: &mut Then<'_>,
-) -> Option<MapError> {
-    let mut mapping = match made {
-        Ok(mapping) => mapping,
-        Err(refused) => return Some(refused),
-    };
-    let addr = mapping.addr();
-    if then(Ok(addr), &mut mapping) == End::Leak {
-        std::mem::forget(mapping);
-    }
-    None
-}
-
-impl<P: Platform> Guard for kmap::Local<'_, P> {
-    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
-        let mut page = page(frame);
-        let made = match kind {
-            MapKind::Page => self.try_map(&mut page),
-            MapKind::Pfn => self.try_map_slot(&mut page),
-            MapKind::Atomic => self.try_map_atomic(&mut page),
-        };
-        if let Some(refused) = then_end(made, then) {
-            then(Err(refused), self);
-        }
-    }
-}
-
-impl<P: Platform> Guard for kmap::Mapping<'_, P> {
-    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
-        let mut page = page(frame);
-        let made = match kind {
-            MapKind::Page => self.try_map(&mut page),
-            MapKind::Pfn => self.try_map_slot(&mut page),
-            MapKind::Atomic => self.try_map_atomic(&mut page),
-        };
-        if let Some(refused) = then_end(made, then) {
-            then(Err(refused), self);
-        }
-    }
+    /// Run `body` in a [`kmap::Scope`] of a [`kmap::Local`] of the current context, both
+    /// dropped when `body` returns, and `between` after the `Scope`'s drop and before the
+    /// `Local`'s (only in a run that releases in any order).
+    fn with_scope(
+        &self,
+        m: &dyn Hardware,
+        body: &mut dyn FnMut(&dyn ScopeMap),
+        between: &mut dyn FnMut(),
+    );
 }
 
 /// The machine as a `Platform` with `C` cells, guard cells `G`, force-map `F` and release in
@@ -490,6 +427,15 @@ impl<const C: usize, const G: bool, const F: bool, const A: bool> KmapOps for Op
         // (a task's exit, a handler's return), in that context.
         let mut local = unsafe { kmap::Local::new(&p) };
         body(&mut local);
+    }
+
+    fn with_scope(
+        &self,
+        m: &dyn Hardware,
+        body: &mut dyn FnMut(&dyn ScopeMap),
+        between: &mut dyn FnMut(),
+    ) {
+        guards::with_scope::<C, G, F, A>(m, body, between)
     }
 }
 

@@ -176,6 +176,12 @@ impl<P: Platform> ScopedMapping<'_, P> {
         self.bytes_mut().fill(0);
     }
 
+    /// The address the page is mapped at (a slot, or the direct map): the value, as
+    /// [`Mapping::addr`](crate::Mapping::addr) gives it.
+    pub fn addr(&self) -> VirtAddr {
+        self.addr
+    }
+
     /// Whether the page is in a kmap slot (else it is reached through the direct map).
     pub fn is_slot(&self) -> bool {
         self.slot

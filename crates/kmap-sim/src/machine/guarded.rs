@@ -12,10 +12,11 @@
 
 use kmap::Frame;
 
-use super::Machine;
 use super::task::Held;
+use super::{Machine, Yield};
 use crate::choice::TaskId;
-use crate::platform::{End, Guard, MapKind};
+use crate::outcome::ViolationKind;
+use crate::platform::{End, Guard, MapKind, NoneHeld, Release, ScopeMap};
 use crate::program::{Alphabet, Op};
 use crate::trace::Label;
 
@@ -23,10 +24,23 @@ impl Machine {
     /// Run a fixed program in the safe API, for `task` (or, with `None`, the innermost
     /// handler of the executing CPU).
     pub(crate) fn run_guarded_program(&self, ops: &[Op], task: Option<TaskId>) {
+        let base = self.stack(self.current_task()).depth();
         self.kmap.with_local(self, &mut |local| {
             let (_, at) = self.run_guarded(ops, 0, task, local);
             debug_assert_eq!(at, ops.len());
+            self.end_in_unmap(task, base);
         });
+        self.end_op(task);
+    }
+
+    /// At a program's end in a safe API: if forgotten mappings left cells above `base`, the
+    /// drop of the `Local` (or the `Scope`) that releases them runs as an `unmap` in progress,
+    /// so that its points are not taken for the context's quiet between operations.
+    fn end_in_unmap(&self, task: Option<TaskId>, base: usize) {
+        if self.stack(self.current_task()).depth() > base {
+            self.begin_op(Op::Unmap, task);
+            self.outcome.borrow_mut().stats.kmap_ops += 1;
+        }
     }
 
     /// Run `ops` from `at` under `guard` (the context's `Local`, or the mapping made by the
@@ -185,14 +199,15 @@ impl Machine {
                     });
                     self.end_op(task);
                     let end = inside(child);
+                    if self.aborted() {
+                        // The execution is over: nothing more of it runs, the release neither
+                        // (guards own no memory, see `driver.rs`).
+                        self.suspend(Yield::Abort);
+                    }
                     if end == End::Drop {
                         self.outcome.borrow_mut().stats.kmap_ops += 1;
                         release_counts = Some(self.atomic_counts());
                     }
-                    // Released (or forgotten) when this returns: the context holds it no more.
-                    self.with_held(task, |held| {
-                        held.pop();
-                    });
                     end
                 }
                 Err(refused) => {
@@ -201,10 +216,166 @@ impl Machine {
                 }
             }
         });
-        if let Some(counts) = release_counts.filter(|_| kind == MapKind::Atomic && !self.aborted())
-        {
+        if made {
+            // Released (or forgotten) now, as a raw unmap's record goes once the crate returns:
+            // while the release runs, the context still holds the mapping.
+            self.with_held(task, |held| {
+                held.pop();
+            });
+        }
+        if let Some(counts) = release_counts.filter(|_| kind == MapKind::Atomic) {
+            // `counts` is rebuilt from the counters and the place by the state key (the release
+            // runs with the unmap in progress): a copy, kept across the release's points.
             self.check_atomic_release(frame, counts);
         }
         made
+    }
+
+    /// Run a fixed program in the scope API ([`Api::Scope`](crate::Api::Scope)), for `task`
+    /// (or, with `None`, the innermost handler of the executing CPU).
+    pub(crate) fn run_scoped_program(&self, ops: &[Op], task: Option<TaskId>) {
+        let base = self.stack(self.current_task()).depth();
+        self.kmap.with_scope(
+            self,
+            &mut |scope| {
+                self.run_scoped(ops, 0, task, scope, &mut NoneHeld);
+                self.end_in_unmap(task, base);
+            },
+            &mut || {
+                // The Scope's drop releases what its forgotten mappings left: the stack is as
+                // the program found it, before the Local's drop would hide it.
+                let depth = self.stack(self.current_task()).depth();
+                if depth != base {
+                    self.violate(
+                        ViolationKind::Leak,
+                        format!(
+                            "the Scope's drop left idx at {depth}, not {base} as it found it: \
+                             the cells of its forgotten mappings stay in use"
+                        ),
+                    );
+                }
+            },
+        );
+        self.end_op(task);
+    }
+
+    /// Run `ops` from `at` in `scope`, with the scoped mappings of `held` (made by the `map`s
+    /// before, each in its own call frame): every `map` runs the rest of the program inside
+    /// the frame that holds its mapping, and drops the mapping when the program ends, if
+    /// nothing ended it before.
+    fn run_scoped(
+        &self,
+        ops: &[Op],
+        mut at: usize,
+        task: Option<TaskId>,
+        scope: &dyn ScopeMap,
+        held: &mut dyn Release,
+    ) {
+        while at < ops.len() {
+            let op = ops[at];
+            self.arrive(Label::BeforeOp(op));
+            if self.aborted() {
+                return;
+            }
+            match op {
+                Op::Map(frame) => {
+                    self.begin_op(op, task);
+                    self.outcome.borrow_mut().stats.kmap_ops += 1;
+                    let caller = self.view_before_call(task);
+                    let mut made = false;
+                    // The mapping, if the program's end is what releases it.
+                    let mut dropped_at_end = None;
+                    scope.map(frame, held, &mut |result, inner| {
+                        let before = self.view_after_call(caller);
+                        match result {
+                            Ok(addr) => {
+                                // Owns memory: not kept while the program runs (`driver.rs`).
+                                drop(before);
+                                made = true;
+                                let mapping = Held {
+                                    frame,
+                                    addr,
+                                    atomic: false,
+                                    base: None,
+                                };
+                                self.with_held(task, |held| held.push(mapping));
+                                self.end_op(task);
+                                self.next_pc(task);
+                                self.run_scoped(ops, at + 1, task, scope, inner);
+                                if self.aborted() {
+                                    // Over: nothing more runs (see `guarded_map`).
+                                    self.suspend(Yield::Abort);
+                                }
+                                // The program's end drops what is still held, most recent first.
+                                let still = self.with_held(task, |held| held.contains(&mapping));
+                                if still {
+                                    self.begin_op(Op::Unmap, task);
+                                    self.outcome.borrow_mut().stats.kmap_ops += 1;
+                                    dropped_at_end = Some(mapping);
+                                }
+                            }
+                            Err(refused) => self.map_refused(task, frame, refused, before),
+                        }
+                    });
+                    if let Some(mapping) = dropped_at_end {
+                        // Released now: while the release ran, the context still held it.
+                        self.forget_held(task, mapping);
+                    }
+                    self.end_op(task);
+                    if made {
+                        // The rest of the program ran inside the mapping's frame.
+                        return;
+                    }
+                    self.next_pc(task);
+                    at += 1;
+                }
+                Op::Unmap | Op::UnmapFrame(_) | Op::Leak => {
+                    let named = match op {
+                        Op::UnmapFrame(frame) => Some(frame),
+                        _ => None,
+                    };
+                    let mapping = self.with_held(task, |held| {
+                        held.iter()
+                            .rev()
+                            .find(|h| named.is_none_or(|f| f == h.frame))
+                            .copied()
+                    });
+                    match mapping {
+                        // Nothing to release: refused, as in the raw API.
+                        None => self.run_one(op, task),
+                        Some(mapping) => {
+                            self.begin_op(op, task);
+                            let end = if op == Op::Leak {
+                                End::Leak
+                            } else {
+                                self.outcome.borrow_mut().stats.kmap_ops += 1;
+                                End::Drop
+                            };
+                            let found = held.release(mapping.frame, end);
+                            debug_assert!(found, "every mapping held is in a frame");
+                            // Released (or forgotten) now, as after a raw unmap.
+                            self.forget_held(task, mapping);
+                            self.end_op(task);
+                        }
+                    }
+                    self.next_pc(task);
+                    at += 1;
+                }
+                _ => {
+                    self.run_one(op, task);
+                    self.next_pc(task);
+                    at += 1;
+                }
+            }
+        }
+    }
+
+    /// Take `mapping` off the context's list (the most recent of that frame); whether it was
+    /// there.
+    fn forget_held(&self, task: Option<TaskId>, mapping: Held) -> bool {
+        self.with_held(task, |held| {
+            let at = held.iter().rposition(|h| *h == mapping);
+            at.map(|at| held.remove(at)).is_some()
+        })
     }
 }

@@ -35,8 +35,13 @@ impl Machine {
                 self.run_guarded_program(ops, Some(task));
                 self.exit(task);
             }
+            (true, Api::Scope) => {
+                self.run_scoped_program(ops, Some(task));
+                self.exit(task);
+            }
             (false, Api::Raw) => self.run_any(task, any, alphabet),
             (false, Api::Guard) => self.run_any_guarded(task, any, alphabet),
+            (false, Api::Scope) => unreachable!("validated: the scope API runs fixed programs"),
         }
     }
 

@@ -38,6 +38,7 @@ impl Machine {
         match self.handler_program(kind) {
             (ops, Api::Raw) => self.run_ops(ops, None),
             (ops, Api::Guard) => self.run_guarded_program(ops, None),
+            (ops, Api::Scope) => self.run_scoped_program(ops, None),
         }
         let (_, context) = self.where_now();
         let left = self

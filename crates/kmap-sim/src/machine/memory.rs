@@ -19,15 +19,6 @@ pub(crate) struct Memory {
     next_tag: u64,
 }
 
-/// A read found another tag than its owner last wrote.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Overwritten {
-    /// What the frame holds.
-    pub(crate) seen: u64,
-    /// What its owner last wrote.
-    pub(crate) expected: u64,
-}
-
 impl Memory {
     /// `frames` frames, each holding a tag of its own.
     pub(crate) fn new(frames: u64) -> Memory {
@@ -50,17 +41,6 @@ impl Memory {
         }
     }
 
-    /// A read of `frame` by its owner: what it holds must be what the owner last wrote.
-    pub(crate) fn read(&self, frame: Frame) -> Result<(), Overwritten> {
-        let at = frame.pfn() as usize;
-        let (seen, expected) = (self.tags[at], self.expected[at]);
-        if seen == expected {
-            Ok(())
-        } else {
-            Err(Overwritten { seen, expected })
-        }
-    }
-
     /// Hash the contents as a future can tell them apart: for each frame (in the order
     /// `relabel` gives the frames), whether it holds what its owner last wrote there. Not the
     /// tags themselves, nor the next fresh tag: a tag is written into one frame only, and a read
@@ -76,7 +56,7 @@ impl Memory {
         }
     }
 
-    /// Whether `frame` holds what its owner last wrote there.
+    /// Whether `frame` holds what its owner last wrote there (what a read by its owner checks).
     pub(crate) fn intact(&self, frame: Frame) -> bool {
         let at = frame.pfn() as usize;
         self.tags[at] == self.expected[at]
