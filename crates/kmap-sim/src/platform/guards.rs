@@ -55,33 +55,28 @@ fn then_end<P: Platform>(
     None
 }
 
-impl<P: Platform> Guard for kmap::Local<'_, P> {
-    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
-        let mut page = page(frame);
-        let made = match kind {
-            MapKind::Page => self.try_map(&mut page),
-            MapKind::Pfn => self.try_map_slot(&mut page),
-            MapKind::Atomic => self.try_map_atomic(&mut page),
-        };
-        if let Some(refused) = then_end(made, then) {
-            then(Err(refused), self);
+/// `Guard` for the crate's two LIFO guards, whose maps have the same names: the context's
+/// `Local` and a `Mapping` (nested on top of it).
+macro_rules! lifo_guard {
+    ($guard:ident) => {
+        impl<P: Platform> Guard for kmap::$guard<'_, P> {
+            fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
+                let mut page = page(frame);
+                let made = match kind {
+                    MapKind::Page => self.try_map(&mut page),
+                    MapKind::Pfn => self.try_map_slot(&mut page),
+                    MapKind::Atomic => self.try_map_atomic(&mut page),
+                };
+                if let Some(refused) = then_end(made, then) {
+                    then(Err(refused), self);
+                }
+            }
         }
-    }
+    };
 }
 
-impl<P: Platform> Guard for kmap::Mapping<'_, P> {
-    fn map(&mut self, frame: Frame, kind: MapKind, then: &mut Then<'_>) {
-        let mut page = page(frame);
-        let made = match kind {
-            MapKind::Page => self.try_map(&mut page),
-            MapKind::Pfn => self.try_map_slot(&mut page),
-            MapKind::Atomic => self.try_map_atomic(&mut page),
-        };
-        if let Some(refused) = then_end(made, then) {
-            then(Err(refused), self);
-        }
-    }
-}
+lifo_guard!(Local);
+lifo_guard!(Mapping);
 
 /// The mappings of a [`kmap::Scope`] held so far, innermost first, each in the call frame that
 /// made it: releasing one drops (or forgets) it there, while the code inside goes on.
