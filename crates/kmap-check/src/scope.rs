@@ -75,6 +75,20 @@ pub enum ScopeError {
         /// What was given.
         given: usize,
     },
+    /// A depth too deep beside a lowmem page, which takes a cell under force-map.
+    #[error("with a lowmem page the depth must be 1 to {most}, not {given}")]
+    LowmemDepth {
+        /// What was given.
+        given: usize,
+        /// The deepest that fits.
+        most: usize,
+    },
+    /// The scope API, which runs fixed programs only: a scope's tasks are endless.
+    #[error(
+        "a scope's tasks run endless programs, and the scope API runs fixed ones only \
+         (api = \"scope\" in a scenario file): use --api raw or guard"
+    )]
+    ScopeApi,
 }
 
 impl Scope {
@@ -169,6 +183,16 @@ impl Scope {
         }
         if self.handler_pages == 2 && self.depth > 12 {
             return Err(ScopeError::NestedDepth { given: self.depth });
+        }
+        let most = if self.handler_pages == 2 { 11 } else { 13 };
+        if self.alphabet.lowmem && self.depth > most {
+            return Err(ScopeError::LowmemDepth {
+                given: self.depth,
+                most,
+            });
+        }
+        if self.api == Api::Scope {
+            return Err(ScopeError::ScopeApi);
         }
         Ok(())
     }
@@ -290,17 +314,21 @@ mod tests {
     /// Every scope `check` accepts has stacks that fit, with and without guard cells.
     #[test]
     fn every_scope_that_checks_has_stacks_that_fit() {
-        for handler_pages in 1..=2 {
-            for depth in 1..=14 {
-                let scope = Scope {
-                    handler_pages,
-                    ..Scope::new(1, 1, depth)
-                };
-                if scope.check().is_ok() {
-                    assert!(scope.cells(true) > 2 * (depth + 2 * handler_pages));
-                    assert!(scope.cells(false) >= depth + 2 * handler_pages);
-                } else {
-                    assert_eq!((handler_pages, depth > 12), (2, true));
+        for lowmem in [false, true] {
+            for handler_pages in 1..=2 {
+                for depth in 1..=14 {
+                    let mut scope = Scope {
+                        handler_pages,
+                        ..Scope::new(1, 1, depth)
+                    };
+                    scope.alphabet.lowmem = lowmem;
+                    let pages = depth + usize::from(lowmem);
+                    if scope.check().is_ok() {
+                        assert!(scope.cells(true) > 2 * (pages + 2 * handler_pages));
+                        assert!(scope.cells(false) >= pages + 2 * handler_pages);
+                    } else {
+                        assert!(pages + 2 * handler_pages > 16, "{scope}");
+                    }
                 }
             }
         }

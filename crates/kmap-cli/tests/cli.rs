@@ -232,6 +232,10 @@ fn a_scenario_with_endless_tasks_is_for_prove_not_check() {
     let out = kmap(&["prove", "--cpus", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cpus must be 1 to 8"));
+    // A scope's tasks are endless, which the scope API does not run: refused, not proved raw.
+    let out = kmap(&["prove", "--api", "scope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("the scope API runs fixed ones only"));
 }
 
 #[test]

@@ -307,8 +307,9 @@ impl Machine {
                                     self.suspend(Yield::Abort);
                                 }
                                 // The program's end drops what is still held, most recent first.
-                                let still = self.with_held(task, |held| held.contains(&mapping));
-                                if still {
+                                // Asked of the frame itself: two fast-path mappings of one
+                                // lowmem frame have equal records.
+                                if inner.holds() {
                                     self.begin_op(Op::Unmap, task);
                                     self.outcome.borrow_mut().stats.kmap_ops += 1;
                                     dropped_at_end = Some(mapping);

@@ -83,6 +83,8 @@ lifo_guard!(Mapping);
 pub trait Release {
     /// End the mapping of `frame` held here or further out, as `end` says; whether one was.
     fn release(&mut self, frame: Frame, end: End) -> bool;
+    /// Whether the innermost frame still holds its own mapping.
+    fn holds(&self) -> bool;
 }
 
 /// What runs while a scoped mapping is held: given its address (or the refusal) and the
@@ -101,6 +103,10 @@ pub(crate) struct NoneHeld;
 
 impl Release for NoneHeld {
     fn release(&mut self, _: Frame, _: End) -> bool {
+        false
+    }
+
+    fn holds(&self) -> bool {
         false
     }
 }
@@ -123,6 +129,10 @@ impl<P: Platform> Release for Scoped<'_, '_, P> {
             return true;
         }
         self.outer.release(frame, end)
+    }
+
+    fn holds(&self) -> bool {
+        self.mapping.is_some()
     }
 }
 
