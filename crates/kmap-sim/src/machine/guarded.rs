@@ -12,6 +12,7 @@
 
 use kmap::Frame;
 
+use super::interpreter::map_kind;
 use super::task::Held;
 use super::{Machine, Yield};
 use crate::choice::TaskId;
@@ -63,11 +64,7 @@ impl Machine {
             }
             match op {
                 Op::Map(frame) | Op::MapAtomic(frame) | Op::MapPfn(frame) => {
-                    let kind = match op {
-                        Op::Map(_) => MapKind::Page,
-                        Op::MapAtomic(_) => MapKind::Atomic,
-                        _ => MapKind::Pfn,
-                    };
+                    let kind = map_kind(op).expect("a map");
                     let mut after = at + 1;
                     self.begin_op(op, task);
                     let made = self.guarded_map(task, frame, kind, guard, &mut |child| {
@@ -135,11 +132,7 @@ impl Machine {
             };
             match op {
                 Op::Map(frame) | Op::MapAtomic(frame) => {
-                    let kind = if matches!(op, Op::Map(_)) {
-                        MapKind::Page
-                    } else {
-                        MapKind::Atomic
-                    };
+                    let kind = map_kind(op).expect("a map");
                     self.begin_op(op, Some(task));
                     self.guarded_map(Some(task), frame, kind, guard, &mut |child| {
                         self.run_any_under(task, pages, alphabet, child);
@@ -186,17 +179,7 @@ impl Machine {
                     // rest of the program runs (see `driver.rs`).
                     drop(before);
                     made = true;
-                    if kind == MapKind::Atomic {
-                        self.check_atomic_map(frame);
-                    }
-                    self.with_held(task, |held| {
-                        held.push(Held {
-                            frame,
-                            addr,
-                            atomic: kind == MapKind::Atomic,
-                            base: Some(base),
-                        })
-                    });
+                    self.hold_new(task, frame, addr, kind, Some(base));
                     self.end_op(task);
                     let end = inside(child);
                     if self.aborted() {
@@ -292,13 +275,7 @@ impl Machine {
                                 // Owns memory: not kept while the program runs (`driver.rs`).
                                 drop(before);
                                 made = true;
-                                let mapping = Held {
-                                    frame,
-                                    addr,
-                                    atomic: false,
-                                    base: None,
-                                };
-                                self.with_held(task, |held| held.push(mapping));
+                                let mapping = self.hold_new(task, frame, addr, MapKind::Page, None);
                                 self.end_op(task);
                                 self.next_pc(task);
                                 self.run_scoped(ops, at + 1, task, scope, inner);

@@ -291,9 +291,9 @@ impl Machine {
 
     fn run_op(&self, op: Op, task: Option<TaskId>) {
         match op {
-            Op::Map(frame) => self.map(task, frame, MapKind::Page),
-            Op::MapAtomic(frame) => self.map(task, frame, MapKind::Atomic),
-            Op::MapPfn(frame) => self.map(task, frame, MapKind::Pfn),
+            Op::Map(frame) | Op::MapAtomic(frame) | Op::MapPfn(frame) => {
+                self.map(task, frame, map_kind(op).expect("a map"))
+            }
             Op::Unmap => {
                 let top = self.with_held(task, |held| held.last().copied());
                 match top {
@@ -362,20 +362,34 @@ impl Machine {
         let before = self.view_after_call(caller);
         match mapped {
             Ok(addr) => {
-                if kind == MapKind::Atomic {
-                    self.check_atomic_map(frame);
-                }
-                self.with_held(task, |held| {
-                    held.push(Held {
-                        frame,
-                        addr,
-                        atomic: kind == MapKind::Atomic,
-                        base: None,
-                    })
-                })
+                self.hold_new(task, frame, addr, kind, None);
             }
             Err(refused) => self.map_refused(task, frame, refused, before),
         }
+    }
+
+    /// What a map of `frame` that the crate made at `addr` leaves: its record in the
+    /// context's list (`base`: a guard's depth, `None` for the raw API and a scope), checked
+    /// first against rule A-1 if it is atomic. Returns the record.
+    pub(super) fn hold_new(
+        &self,
+        task: Option<TaskId>,
+        frame: Frame,
+        addr: VirtAddr,
+        kind: MapKind,
+        base: Option<usize>,
+    ) -> Held {
+        if kind == MapKind::Atomic {
+            self.check_atomic_map(frame);
+        }
+        let mapping = Held {
+            frame,
+            addr,
+            atomic: kind == MapKind::Atomic,
+            base,
+        };
+        self.with_held(task, |held| held.push(mapping));
+        mapping
     }
 
     /// The crate refused to map `frame` for `task` (or the innermost handler); `before` is
@@ -418,7 +432,8 @@ impl Machine {
             held.addr
         };
         let caller = self.view_before_call(task);
-        let counts = self.atomic_counts();
+        // Only an atomic mapping's release is checked against the counts (rules A-2, U-2).
+        let counts = held.atomic.then(|| self.atomic_counts());
         let released = if any_order {
             self.kmap.unmap_any_order(self, addr)
         } else {
@@ -427,7 +442,7 @@ impl Machine {
         let before = self.view_after_call(caller);
         match released {
             Ok(()) => {
-                if held.atomic {
+                if let Some(counts) = counts {
                     self.check_atomic_release(held.frame, counts);
                 }
                 self.with_held(task, |list| {
@@ -502,5 +517,15 @@ impl Machine {
                 self.schedule(Reason::Migrate(to));
             }
         }
+    }
+}
+
+/// The kind of a map operation (`None` for any other operation).
+pub(super) fn map_kind(op: Op) -> Option<MapKind> {
+    match op {
+        Op::Map(_) => Some(MapKind::Page),
+        Op::MapAtomic(_) => Some(MapKind::Atomic),
+        Op::MapPfn(_) => Some(MapKind::Pfn),
+        _ => None,
     }
 }
