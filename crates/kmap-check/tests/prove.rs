@@ -212,12 +212,14 @@ fn guard_cells_with_release_in_any_order_change_no_state() {
     assert_eq!(states(&guarded), states(&plain));
 }
 
-/// Task symmetry loses nothing: with and without it, 1/2/1, 1/2/2 and 1/3/1 under every switch,
-/// 2/2/1 and 2/3/1 under split, 1/2/2 and 2/2/2 with release in any order, and 1/2/1, 2/2/1 and
-/// 1/3/1 with every addition to the alphabet but lowmem get the same verdict, and the states
-/// the symmetric search remembers are exactly the classes of the states the whole search
-/// reaches (their canonical keys are the same set), one state per class; the scopes of three
-/// tasks keep under a quarter of the states.
+/// Task and CPU symmetry lose nothing: with and without them, 1/2/1, 1/2/2, 2/2/1 and 1/3/1
+/// under every switch, 2/3/1 under split, 1/2/2 and 2/2/2 with release in any order, 1/2/1,
+/// 2/2/1 and 1/3/1 with every addition to the alphabet but lowmem, and 2/2/1 with a lowmem page
+/// (tasks interchangeable with none: the CPUs' symmetry alone) get the same verdict, and the
+/// states the symmetric search remembers are exactly the classes of the states the whole
+/// search reaches (their canonical keys are the same set), one state per class; the scopes of
+/// three tasks keep under a quarter of the states, and the lowmem one, by the CPUs alone, under
+/// two thirds.
 #[test]
 fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
     let run = |config: &Config, symmetry| {
@@ -236,7 +238,7 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
     let mut scopes = Vec::new();
     for (cpus, tasks, depth) in [(1, 2, 1), (1, 2, 2), (2, 2, 1), (1, 3, 1), (2, 3, 1)] {
         for &protocol in Protocol::value_variants() {
-            if cpus == 1 || protocol == Protocol::Split {
+            if cpus == 1 || tasks == 2 || protocol == Protocol::Split {
                 scopes.push((
                     format!("{cpus}/{tasks}/{depth} {protocol}"),
                     scope(cpus, tasks, depth, protocol),
@@ -260,6 +262,14 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
         };
         scopes.push((wide.to_string(), under(wide, Protocol::Split)));
     }
+    let lowmem = Scope {
+        alphabet: kmap_sim::Alphabet {
+            lowmem: true,
+            ..kmap_sim::Alphabet::default()
+        },
+        ..Scope::new(2, 2, 1)
+    };
+    scopes.push((lowmem.to_string(), under(lowmem, Protocol::Split)));
     for (name, config) in &scopes {
         let (whole, symmetric) = (run(config, false), run(config, true));
         assert!(whole.complete && symmetric.complete, "{name}");
@@ -282,7 +292,56 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
                 states(&whole)
             );
         }
+        if name.ends_with(":lowmem") {
+            assert!(
+                states(&symmetric) * 3 < states(&whole) * 2,
+                "{name}: {} states with symmetry, {} without",
+                states(&symmetric),
+                states(&whole)
+            );
+        }
     }
+}
+
+/// CPU symmetry: a fixed scenario and its mirror (every task started on the other CPU) reach
+/// the same classes of states, which the symmetric search counts once (the two tasks run
+/// different programs, so the CPUs' symmetry alone merges states). A scenario whose program
+/// names a CPU (`migrate 1`) gets no rotation: with and without symmetry, the same states.
+#[test]
+fn cpu_symmetry_merges_a_scenario_with_its_mirror_and_only_where_it_holds() {
+    let run = |config: &Config, symmetry| {
+        let mut bfs = Bfs {
+            symmetry,
+            collect_orbits: true,
+            ..Bfs::default()
+        };
+        explore(config, &mut bfs, Options::default(), |_| {})
+    };
+    let base = resolve("migrate-on-preempt").unwrap().config;
+    assert!(base.program.tasks.iter().all(|t| t.cpu.0 == 0 && !t.pinned));
+    let mut mirror = base.clone();
+    for task in &mut mirror.program.tasks {
+        task.cpu = kmap::CpuId(1);
+    }
+    let (here, there) = (run(&base, true), run(&mirror, true));
+    assert_eq!(here.verdict, Verdict::Pass);
+    assert_eq!(there.verdict, Verdict::Pass);
+    let orbits = |proof: &Exploration| proof.states.clone().unwrap_or_default().orbits;
+    assert_eq!(orbits(&here), orbits(&there));
+    let whole = run(&base, false);
+    assert!(
+        states(&here) * 3 < states(&whole) * 2,
+        "{} states with symmetry, {} without",
+        states(&here),
+        states(&whole)
+    );
+    let named = resolve("migrate-while-holding").unwrap().config;
+    assert!(named.program.tasks.iter().any(|t| {
+        t.ops
+            .iter()
+            .any(|op| matches!(op, kmap_sim::Op::Migrate(_)))
+    }));
+    assert_eq!(states(&run(&named, true)), states(&run(&named, false)));
 }
 
 /// The threads of a proof change nothing it reports: with one, two or three threads, every

@@ -54,9 +54,10 @@ pub struct Args {
     /// Switch the executing CPU anywhere, not only before a program's step (no reduction).
     #[arg(long)]
     pub no_reduce: bool,
-    /// Remember every state as it is, not by its canonical form under task symmetry (tasks
-    /// that run the same nondeterministic program over pages of their own are
-    /// interchangeable: of states that differ only in which is which, one is explored).
+    /// Remember every state as it is, not by its canonical form under task and CPU symmetry
+    /// (tasks that run the same nondeterministic program over pages of their own are
+    /// interchangeable, and so are the CPUs by rotation where no program names one: of states
+    /// that differ only in which is which, one is explored).
     #[arg(long)]
     pub no_symmetry: bool,
     /// Threads that run executions (default: one per core). Every figure, the verdict and the

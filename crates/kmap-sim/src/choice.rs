@@ -184,7 +184,7 @@ pub struct StateKey {
     /// handler in progress anywhere. A reduction that orders the CPUs' steps must reach every
     /// such state that the full interleaving reaches.
     pub quiescent: bool,
-    /// The key of the state's canonical form under task symmetry, when
+    /// The key of the state's canonical form under task and CPU symmetry, when
     /// [`RunOptions::orbits`](crate::RunOptions::orbits) asks for it (equal to `key` with
     /// [`RunOptions::symmetry`](crate::RunOptions::symmetry)).
     pub orbit: Option<u128>,

@@ -331,7 +331,7 @@ fn baseline(root: &Path, row: &Row, now: &Measured) -> Result<String, ProveBench
         "Throughput on {scope} against commit {BASELINE} (built from a worktree and run in this \
          run, same command): {BASELINE} found {} states in {} of CPU ({} states/s per core); this \
          commit {} states in {} of CPU ({} states/s per core): {ratio} the states per second per \
-         core. This commit counts states up to task symmetry (`--no-symmetry` counts every \
+         core. This commit counts states up to task and CPU symmetry (`--no-symmetry` counts every \
          permutation, as {BASELINE} did).",
         old.states,
         cpu_text(&old),

@@ -192,7 +192,8 @@ pub struct States {
     pub quiescent: FxHashSet<u128>,
     /// The canonical keys of the states remembered, when collected ([`Bfs::collect_orbits`]).
     pub orbits: FxHashSet<u128>,
-    /// States were remembered by their canonical form under task symmetry ([`Bfs::symmetry`]).
+    /// States were remembered by their canonical form under task and CPU symmetry
+    /// ([`Bfs::symmetry`]).
     pub symmetric: bool,
     /// The states each rank owned, by rank, in a partitioned search ([`Partitioned`]); empty
     /// otherwise.

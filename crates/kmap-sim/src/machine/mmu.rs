@@ -233,20 +233,24 @@ impl Mmu {
 
     /// Hash the page table, every TLB (in slot order) and the unflushed slots (in order).
     pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
-        for &pte in &self.page_table {
+        let layout = self.layout;
+        for new in 0..self.page_table.len() {
+            let pte = self.page_table[relabel.old_slot_index(layout, new)];
             relabel.pte(pte).raw().hash(hasher);
         }
-        for cpu in 0..self.layout.cpus {
-            let tlb = self.tlb(CpuId(cpu as u32));
+        for new in 0..layout.cpus {
+            // A rotation keeps the order of a CPU's cells, so the entries stay in slot order.
+            let tlb = self.tlb(CpuId(relabel.old_cpu(new) as u32));
             tlb.len().hash(hasher);
             for (slot, frame) in tlb {
-                (self.layout.index(slot), relabel.frame(frame).pfn()).hash(hasher);
+                let index = relabel.slot_index(layout, layout.index(slot));
+                (index, relabel.frame(frame).pfn()).hash(hasher);
             }
         }
         let mut unflushed: Vec<usize> = self
             .unflushed
             .iter()
-            .map(|&s| self.layout.index(s))
+            .map(|&s| relabel.slot_index(layout, layout.index(s)))
             .collect();
         unflushed.sort_unstable();
         unflushed.hash(hasher);
@@ -254,16 +258,23 @@ impl Mmu {
 
     /// Hash where `frame` is mapped: the slots whose PTE maps it (with the PTE's flags) and
     /// the TLB entries that translate to it (for a task's signature, see `symmetry.rs`).
-    pub(crate) fn hash_references(&self, frame: Frame, hasher: &mut impl Hasher) {
-        for (index, &pte) in self.page_table.iter().enumerate() {
+    pub(crate) fn hash_references(
+        &self,
+        frame: Frame,
+        relabel: &Relabel,
+        hasher: &mut impl Hasher,
+    ) {
+        let layout = self.layout;
+        for new in 0..self.page_table.len() {
+            let pte = self.page_table[relabel.old_slot_index(layout, new)];
             if pte != Pte::EMPTY && pte != Pte::HOLE && pte_frame(pte) == frame {
-                (index, pte_flags(pte)).hash(hasher);
+                (new, pte_flags(pte)).hash(hasher);
             }
         }
-        for cpu in 0..self.layout.cpus {
-            for (slot, to) in self.tlb(CpuId(cpu as u32)) {
+        for new in 0..layout.cpus {
+            for (slot, to) in self.tlb(CpuId(relabel.old_cpu(new) as u32)) {
                 if to == frame {
-                    (cpu, self.layout.index(slot)).hash(hasher);
+                    (new, slot.cell.0).hash(hasher);
                 }
             }
         }

@@ -120,8 +120,9 @@ pub struct RunOptions {
     /// `kmap prove` section and `arrival::isolated` for why that loses nothing that matters).
     pub reduce: bool,
     /// For a stateful search: the key of a state is its canonical form under the relabelling
-    /// of interchangeable tasks and their pages (see `machine/symmetry.rs`), so the search
-    /// remembers one state of each class of states that differ only in which task is which.
+    /// of interchangeable tasks and their pages and the rotations of the CPUs where they hold
+    /// (see `machine/symmetry.rs`), so the search remembers one state of each class of states
+    /// that differ only in which task or CPU is which.
     pub symmetry: bool,
     /// For a stateful search: every state also carries its canonical key
     /// ([`StateKey::orbit`](crate::StateKey::orbit)), with or without `symmetry` (to compare
@@ -171,7 +172,7 @@ pub struct Machine {
     /// With the reduction, the CPUs are isolated: one runs until it has nothing left to do
     /// before the next runs (see `arrival::isolated`).
     isolated: bool,
-    /// The interchangeable tasks (see `symmetry.rs`), when the key is canonical.
+    /// The interchangeable tasks and CPUs (see `symmetry.rs`), for canonical keys.
     symmetry: Symmetry,
 }
 
@@ -216,11 +217,7 @@ impl Machine {
             cells: m.cells,
             lowmem: m.lowmem,
         };
-        let symmetry = if options.symmetry || options.orbits {
-            Symmetry::of(config)
-        } else {
-            Symmetry::default()
-        };
+        let symmetry = Symmetry::of(config);
         let isolated = options.reduce && arrival::isolated(config);
         Machine {
             config: config.clone(),
@@ -388,7 +385,7 @@ impl Hardware for Machine {
     }
     fn read_cpu(&self) -> CpuId {
         let cpu = Machine::read_cpu(self);
-        self.record_read(Read::Value(cpu.0 as u64));
+        self.record_read(Read::Cpu(cpu));
         cpu
     }
     fn current_stack(&self) -> &dyn DynStack {

@@ -77,44 +77,53 @@ impl Machine {
         }
     }
 
-    /// The key of the state's canonical form: every class of interchangeable tasks in the
-    /// order of their signatures (see `symmetry.rs`).
+    /// The key of the state's canonical form: the least, over the rotations of the CPUs (the
+    /// identity alone where CPU symmetry does not hold), of the key of the rotated state with
+    /// every class of interchangeable tasks in the order of their signatures (see
+    /// `symmetry.rs`).
     fn orbit_key(&self, question: Label, step: bool) -> u128 {
         let tasks = self.tasks.borrow().len();
         let frames = self.config.machine.frames;
-        let order: Vec<Vec<TaskId>> = self
-            .symmetry
-            .classes()
-            .iter()
-            .map(|class| {
-                let mut signed: Vec<(u128, TaskId)> = class
+        self.symmetry
+            .rotations(tasks, frames)
+            .map(|rotation| {
+                let order: Vec<Vec<TaskId>> = self
+                    .symmetry
+                    .classes()
                     .iter()
-                    .map(|&task| (self.signature(class, task, tasks, frames), task))
+                    .map(|class| {
+                        let mut signed: Vec<(u128, TaskId)> = class
+                            .iter()
+                            .map(|&task| (self.signature(class, task, &rotation), task))
+                            .collect();
+                        signed.sort_unstable();
+                        signed.into_iter().map(|(_, task)| task).collect()
+                    })
                     .collect();
-                signed.sort_unstable();
-                signed.into_iter().map(|(_, task)| task).collect()
+                let relabel = self.symmetry.relabel(&order, &rotation);
+                let mut hasher = Xxh3::new();
+                self.hash_state(question, step, &relabel, &mut hasher);
+                hasher.digest128()
             })
-            .collect();
-        let relabel = self.symmetry.relabel(&order, tasks, frames);
-        let mut hasher = Xxh3::new();
-        self.hash_state(question, step, &relabel, &mut hasher);
-        hasher.digest128()
+            .min()
+            .expect("the identity is a rotation")
     }
 
-    /// Everything of the state that concerns `task`, its pages named by their place in its
-    /// list (see `symmetry.rs`).
-    fn signature(&self, class: &[TaskId], task: TaskId, tasks: usize, frames: u64) -> u128 {
-        let local = self.symmetry.local(class, task, tasks, frames);
+    /// Everything of the state, its CPUs renamed by `rotation`, that concerns `task`, its
+    /// pages named by their place in its list (see `symmetry.rs`).
+    fn signature(&self, class: &[TaskId], task: TaskId, rotation: &Relabel) -> u128 {
+        let local = self.symmetry.local(class, task, rotation);
         let mut hasher = Xxh3::new();
         self.tasks.borrow()[task.0].hash_contents(&local, &mut hasher);
         hash_stack(self.stack(task), &local, &mut hasher);
-        for cpu in self.cpus.borrow().iter() {
-            cpu.hash_standing(task, &mut hasher);
+        let cpus = self.cpus.borrow();
+        for new in 0..cpus.len() {
+            cpus[local.old_cpu(new)].hash_standing(task, &mut hasher);
         }
         let (memory, mmu) = (self.memory.borrow(), self.mmu.borrow());
         for &page in self.symmetry.pages(task) {
             memory.intact(page).hash(&mut hasher);
-            mmu.hash_references(page, &mut hasher);
+            mmu.hash_references(page, &local, &mut hasher);
             0xffu8.hash(&mut hasher);
         }
         hasher.digest128()
@@ -129,13 +138,13 @@ impl Machine {
         })
     }
 
-    /// Hash the state at the current choice point.
     /// Hash the state at the current choice point, renamed by `relabel`.
     fn hash_state(&self, question: Label, step: bool, relabel: &Relabel, hasher: &mut impl Hasher) {
         // Where the question is asked: the executing CPU, the arrival point (or a program's
         // step) and the nesting depth there.
         let question = relabel.label(question);
-        (self.cpu(), question, step, self.this_cpu().nesting()).hash(hasher);
+        let here = relabel.cpu(self.cpu());
+        (here, question, step, self.this_cpu().nesting()).hash(hasher);
         self.arrivals
             .borrow()
             .hash_used(&self.config.bounds, hasher);
@@ -144,7 +153,9 @@ impl Machine {
         self.memory.borrow().hash_contents(relabel, hasher);
         self.mmu.borrow().hash_contents(relabel, hasher);
         let tasks = self.tasks.borrow();
-        for cpu in self.cpus.borrow().iter() {
+        let cpus = self.cpus.borrow();
+        for new in 0..cpus.len() {
+            let cpu = &cpus[relabel.old_cpu(new)];
             cpu.hash_contents(relabel, hasher);
             if let Some(snapshot) = cpu.snapshot() {
                 let ran = tasks[snapshot.prev.0].runs != snapshot.prev_runs;
@@ -195,7 +206,7 @@ impl Machine {
 /// Hash a stack: `idx`, the CPU its cells were mapped on, every saved PTE (renamed by
 /// `relabel`).
 fn hash_stack(stack: &dyn DynStack, relabel: &Relabel, hasher: &mut impl Hasher) {
-    (stack.depth(), stack.home()).hash(hasher);
+    (stack.depth(), stack.home().map(|cpu| relabel.cpu(cpu))).hash(hasher);
     for cell in 0..stack.cells() {
         relabel.pte(stack.saved(Cell(cell))).raw().hash(hasher);
     }

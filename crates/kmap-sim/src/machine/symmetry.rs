@@ -1,56 +1,88 @@
-//! Task symmetry: which tasks are interchangeable, and the relabelling of tasks and frames
-//! that puts a state in a canonical form, so that a stateful search remembers one state of
-//! each class of states that differ only in which of those tasks is which.
+//! Task and CPU symmetry: which tasks are interchangeable, whether the CPUs are, and the
+//! relabelling of tasks, frames and CPUs that puts a state in a canonical form, so that a
+//! stateful search remembers one state of each class of states that differ only in which of
+//! those tasks or CPUs is which.
 //!
-//! The argument. Two tasks are interchangeable when they run the same endless nondeterministic
-//! program, each over a list of pages of its own, of the same length, that nothing else names
-//! (no other task, no handler), all of them highmem, with the same alphabet
-//! ([`Alphabet`](crate::Alphabet)), and either all pinned to their CPUs or none; where each starts does not matter (a task's CPU is part of its state, and moves with
-//! it when tasks are relabelled). Let π be
-//! a permutation of such tasks (within their classes) and σ the renaming of frames it
-//! induces: the `j`-th page of task `t` becomes the `j`-th page of task `π(t)`. Apply both to
-//! a state, everywhere a task or a frame is named in it (`current`, the run queues, a switch
-//! in progress, a task's stack, mappings and place, PTEs in the page table, the TLBs and the
-//! stacks, the values the crate read, memory): the result is a state from which the machine
-//! does the same as from the first, up to π and σ. Nothing the machine does depends on a
-//! task's number or a frame's number except through equality, with three exceptions, each
-//! handled: the order of a run queue (a preemption may pick any queued task, a yield the
-//! first; the queue is relabelled in place, so its order is kept), a frame's direct-map
-//! address (lowmem frames are never interchangeable) and the tags memory holds (a tag
-//! matters only by whether a frame holds what its owner last wrote there, so that bit is what
-//! is remembered of memory, not the tags; a tag is written into one frame only). A violation
-//! is a violation whatever the names, so a state and its relabelling are both safe or both
-//! not, and a search that explores one state per class reaches a violation iff the search
-//! of every state does. Each state the search expands is a state it really reached: only the
-//! key is canonical, so every counterexample is a real run that replays.
+//! The argument for tasks. Two tasks are interchangeable when they run the same endless
+//! nondeterministic program, each over a list of pages of its own, of the same length, that
+//! nothing else names (no other task, no handler), all of them highmem, with the same alphabet
+//! ([`Alphabet`](crate::Alphabet)) and API, and either all pinned to their CPUs or none; where
+//! each starts does not matter (a task's CPU is part of its state, and moves with it when
+//! tasks are relabelled). Let π be a permutation of such tasks (within their classes) and σ
+//! the renaming of frames it induces: the `j`-th page of task `t` becomes the `j`-th page of
+//! task `π(t)`. Apply both to a state, everywhere a task or a frame is named in it (`current`,
+//! the run queues, a switch in progress, a task's stack, mappings and place, PTEs in the page
+//! table, the TLBs and the stacks, the values the crate read, memory): the result is a state
+//! from which the machine does the same as from the first, up to π and σ. Nothing the machine
+//! does depends on a task's number or a frame's number except through equality, with three
+//! exceptions, each handled: the order of a run queue (a preemption may pick any queued task,
+//! a yield the first; the queue is relabelled in place, so its order is kept), a frame's
+//! direct-map address (lowmem frames are never interchangeable) and the tags memory holds (a
+//! tag matters only by whether a frame holds what its owner last wrote there, so that bit is
+//! what is remembered of memory, not the tags; a tag is written into one frame only).
 //!
-//! The canonical form. Each interchangeable task gets a signature: everything of the state
-//! that concerns it, with its pages named by their position in its list (its status, CPU,
-//! program position, place, mappings, stack, where it stands in every CPU's `current`, run
-//! queue and switch, which slots and TLB entries map each of its pages, and the memory bit of
-//! each). Sorted by signature, the tasks of a class take the class's numbers in order. Two
-//! tasks with the same signature are interchangeable in that state, so either order gives
-//! the same relabelled state, and the key depends only on the class of the state.
+//! The argument for CPUs. The CPUs are interchangeable by rotation when no program names one
+//! (`migrate C`). Let ρ rename CPU `c` as `c + r` (mod the number of CPUs), and with it its
+//! idle task (task `c`) and its slots (slot `(c, i)` becomes `(ρ(c), i)`, every address in it
+//! moving with it), everywhere a CPU is named in a state: the executing CPU, each CPU's part
+//! (current, run queue, counters, switch, handlers: hashed in the new order), a task's CPU and
+//! pending migration, a stack's home, the CPU numbers the crate read
+//! ([`Read::Cpu`](super::task::Read)), the addresses of mappings, the page table's slots, each
+//! TLB and the unflushed slots. The handlers are the same on every CPU, the bounds count
+//! events and not CPUs, and nothing the machine does depends on a CPU's number except through
+//! equality and two orders, both kept by a rotation: the window is laid out CPU after CPU (a
+//! rotation moves whole blocks and keeps the order of the cells in each), and a CPU with
+//! nothing to do hands over to the first CPU after it that has work (a rotation of the circle
+//! keeps "after"). The choices that name another CPU (`Choice::Cpu`, `Choice::Migrate`) are
+//! offered for every other CPU. So ρ maps the machine's steps onto its steps, as π and σ do.
+//! With two CPUs the one rotation is the swap. Where every task is pinned and none can stand
+//! for another, a state and its rotation are never both reached, and no rotation is tried.
+//!
+//! What follows. A violation is a violation whatever the names, so a state and its
+//! relabelling are both safe or both not, and their futures are the same up to the renaming
+//! (the initial state need not be symmetric for that): a search that explores one state per
+//! class reaches a violation iff the search of every state does. Each state the search
+//! expands is a state it really reached: only the key is canonical, so every counterexample is
+//! a real run that replays.
+//!
+//! The canonical form. For each rotation of the CPUs (the identity alone where they are not
+//! interchangeable), each interchangeable task of the rotated state gets a signature:
+//! everything of the state that concerns it, with its pages named by their position in its
+//! list (its status, CPU, program position, place, mappings, stack, where it stands in every
+//! CPU's `current`, run queue and switch, which slots and TLB entries map each of its pages,
+//! and the memory bit of each). Sorted by signature, the tasks of a class take the class's
+//! numbers in order. Two tasks with the same signature are interchangeable in that state, so
+//! either order gives the same relabelled state. The key is the least, over the rotations,
+//! of the key of the state so relabelled. Task relabellings and rotations rename different
+//! things (an idle task is in no class) and commute, so every state of a class gives the same
+//! set of keys, one per rotation, and the least depends only on the class.
 
 use std::hash::{Hash, Hasher};
 
-use kmap::{Frame, Pte};
+use kmap::{CpuId, Frame, Pte, Slot, VirtAddr};
 
 use super::cpu::StackImage;
 use super::task::{Held, Place, Read};
 use crate::choice::TaskId;
 use crate::config::Config;
-use crate::platform::{pte_flags, pte_frame};
+use crate::platform::{Layout, pte_flags, pte_frame};
 use crate::program::Op;
 use crate::trace::Label;
 
 /// The classes of interchangeable tasks of a configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Symmetry {
     /// Each class (two tasks or more), by task number, in increasing order.
     classes: Vec<Vec<TaskId>>,
     /// The pages of every task of a class, by task number.
     pages: Vec<Vec<Frame>>,
+    /// How many rotations of the CPUs leave the machine's behaviour the same up to renaming:
+    /// all of them (the number of CPUs) where CPU symmetry holds, else only the identity.
+    rotations: usize,
+    /// The number of CPUs.
+    cpus: usize,
+    /// The window, whose slots a rotation renames.
+    layout: Layout,
 }
 
 impl Symmetry {
@@ -106,7 +138,23 @@ impl Symmetry {
             }
         }
         classes.retain(|class| class.len() > 1);
-        Symmetry { classes, pages }
+        let classed = |n: usize| classes.iter().flatten().any(|t| t.0 == first + n);
+        let rotations = if cpus_rotate(config, classed) {
+            m.cpus
+        } else {
+            1
+        };
+        Symmetry {
+            classes,
+            pages,
+            rotations,
+            cpus: m.cpus,
+            layout: Layout {
+                cpus: m.cpus,
+                cells: m.cells,
+                lowmem: m.lowmem,
+            },
+        }
     }
 
     /// The classes, each in increasing order of task number.
@@ -119,27 +167,31 @@ impl Symmetry {
         self.pages.get(task.0).map_or(&[], |p| p.as_slice())
     }
 
-    /// The relabelling that names `task`'s pages as the first task of its class names its
-    /// own, and changes nothing else (for signatures).
-    pub(crate) fn local(
-        &self,
-        class: &[TaskId],
-        task: TaskId,
-        tasks: usize,
-        frames: u64,
-    ) -> Relabel {
-        let mut relabel = Relabel::identity(tasks, frames);
+    /// The renamings of the CPUs to try, each with their idle tasks and slots: the identity
+    /// first, then, where CPU symmetry holds, every other rotation.
+    pub(crate) fn rotations(&self, tasks: usize, frames: u64) -> impl Iterator<Item = Relabel> {
+        let (cpus, layout) = (self.cpus, self.layout);
+        (0..self.rotations as u32).map(move |by| {
+            let to: Vec<u32> = (0..cpus as u32).map(|c| (c + by) % cpus as u32).collect();
+            Relabel::of_cpus(&to, tasks, frames, layout)
+        })
+    }
+
+    /// `base` with `task`'s pages named as the first task of its class names its own (for
+    /// signatures).
+    pub(crate) fn local(&self, class: &[TaskId], task: TaskId, base: &Relabel) -> Relabel {
+        let mut relabel = base.clone();
         for (&from, &to) in self.pages(task).iter().zip(self.pages(class[0])) {
             relabel.frames[from.pfn() as usize] = to.pfn();
         }
         relabel
     }
 
-    /// The relabelling that gives each task of every class the number `order` assigns it: the
-    /// `k`-th task of `order[c]` becomes the `k`-th task of class `c`, and its pages the pages
-    /// of that task.
-    pub(crate) fn relabel(&self, order: &[Vec<TaskId>], tasks: usize, frames: u64) -> Relabel {
-        let mut relabel = Relabel::identity(tasks, frames);
+    /// `base` with each task of every class given the number `order` assigns it: the `k`-th
+    /// task of `order[c]` becomes the `k`-th task of class `c`, and its pages the pages of that
+    /// task.
+    pub(crate) fn relabel(&self, order: &[Vec<TaskId>], base: &Relabel) -> Relabel {
+        let mut relabel = base.clone();
         for (class, sorted) in self.classes.iter().zip(order) {
             for (&to, &from) in class.iter().zip(sorted) {
                 relabel.tasks[from.0] = to;
@@ -154,6 +206,24 @@ impl Symmetry {
     }
 }
 
+/// Whether to rotate `config`'s CPUs (see the module doc): more than one CPU, no program names
+/// one (`migrate C`), and every task may migrate or is interchangeable with another (`classed`,
+/// by position in the program). Without the last condition a rotation is still sound but
+/// useless: a pinned task that no other task can stand for stays on its CPU, so a state and
+/// its rotation are never both reached, and each key would cost a hash per CPU for nothing.
+fn cpus_rotate(config: &Config, classed: impl Fn(usize) -> bool) -> bool {
+    let program = &config.program;
+    let names_cpu = |op: &Op| matches!(op, Op::Migrate(_));
+    config.machine.cpus > 1
+        && !program.irq.iter().chain(&program.nmi).any(names_cpu)
+        && !program.tasks.iter().any(|t| t.ops.iter().any(names_cpu))
+        && program
+            .tasks
+            .iter()
+            .enumerate()
+            .all(|(n, t)| !t.pinned || classed(n))
+}
+
 /// The frame an operation names, if it names one.
 fn op_frame(op: Op) -> Option<Frame> {
     match op {
@@ -162,7 +232,7 @@ fn op_frame(op: Op) -> Option<Frame> {
     }
 }
 
-/// A renaming of tasks and frames, applied to a state as it is hashed.
+/// A renaming of tasks, frames and CPUs, applied to a state as it is hashed.
 #[derive(Clone, Debug)]
 pub(crate) struct Relabel {
     /// Old task number to new.
@@ -173,6 +243,12 @@ pub(crate) struct Relabel {
     frames: Vec<u64>,
     /// New frame number to old.
     inverse: Vec<u64>,
+    /// Old CPU number to new (empty: no CPU renamed).
+    cpus: Vec<u32>,
+    /// New CPU number to old.
+    cpu_order: Vec<u32>,
+    /// The window, to rename a slot with its CPU (`None`: no CPU renamed).
+    layout: Option<Layout>,
 }
 
 impl Relabel {
@@ -182,17 +258,30 @@ impl Relabel {
         order: Vec::new(),
         frames: Vec::new(),
         inverse: Vec::new(),
+        cpus: Vec::new(),
+        cpu_order: Vec::new(),
+        layout: None,
     };
 
-    /// The relabelling that changes nothing, with room to change `tasks` tasks and `frames`
-    /// frames.
-    pub(crate) fn identity(tasks: usize, frames: u64) -> Relabel {
-        Relabel {
+    /// The relabelling that gives CPU `c` the number `cpus[c]`, and with it its idle task
+    /// (task `c`) and its slots, and changes no other task and no frame; with room to change
+    /// `tasks` tasks and `frames` frames.
+    pub(crate) fn of_cpus(cpus: &[u32], tasks: usize, frames: u64, layout: Layout) -> Relabel {
+        let mut relabel = Relabel {
             tasks: (0..tasks).map(TaskId).collect(),
             order: (0..tasks).map(TaskId).collect(),
             frames: (0..frames).collect(),
             inverse: (0..frames).collect(),
+            cpus: cpus.to_vec(),
+            cpu_order: cpus.to_vec(),
+            layout: Some(layout),
+        };
+        for (old, &new) in cpus.iter().enumerate() {
+            relabel.cpu_order[new as usize] = old as u32;
+            relabel.tasks[old] = TaskId(new as usize);
+            relabel.order[new as usize] = TaskId(old);
         }
+        relabel
     }
 
     /// A task's new number.
@@ -218,6 +307,52 @@ impl Relabel {
     /// The frame that gets number `new`.
     pub(crate) fn old_frame(&self, new: u64) -> u64 {
         self.inverse.get(new as usize).copied().unwrap_or(new)
+    }
+
+    /// A CPU's new number.
+    pub(crate) fn cpu(&self, cpu: CpuId) -> CpuId {
+        CpuId(self.cpus.get(cpu.0 as usize).copied().unwrap_or(cpu.0))
+    }
+
+    /// The CPU that gets number `new`.
+    pub(crate) fn old_cpu(&self, new: usize) -> usize {
+        self.cpu_order.get(new).map_or(new, |&old| old as usize)
+    }
+
+    /// The new place in the window (and the page table) of the slot at place `index`.
+    pub(crate) fn slot_index(&self, layout: Layout, index: usize) -> usize {
+        let slot = layout.slot(index);
+        layout.index(Slot {
+            cpu: self.cpu(slot.cpu),
+            ..slot
+        })
+    }
+
+    /// The place in the window of the slot that gets place `new`.
+    pub(crate) fn old_slot_index(&self, layout: Layout, new: usize) -> usize {
+        let slot = layout.slot(new);
+        layout.index(Slot {
+            cpu: CpuId(self.old_cpu(slot.cpu.0 as usize) as u32),
+            ..slot
+        })
+    }
+
+    /// An address with the slot it lies in renamed with its CPU (any other address is kept).
+    pub(crate) fn addr(&self, addr: VirtAddr) -> VirtAddr {
+        let Some(layout) = self.layout else {
+            return addr;
+        };
+        match layout.slot_of(addr) {
+            Some(slot) => {
+                let offset = addr.as_usize() - layout.slot_address(slot).as_usize();
+                let moved = Slot {
+                    cpu: self.cpu(slot.cpu),
+                    ..slot
+                };
+                VirtAddr::new(layout.slot_address(moved).as_usize() + offset)
+            }
+            None => addr,
+        }
     }
 
     /// A PTE with its frame renamed (empty and hole values are no frame's).
@@ -253,6 +388,7 @@ impl Relabel {
     pub(crate) fn held(&self, held: Held) -> Held {
         Held {
             frame: self.frame(held.frame),
+            addr: self.addr(held.addr),
             ..held
         }
     }
@@ -277,6 +413,7 @@ impl Relabel {
         for &read in &place.reads {
             match read {
                 Read::Pte(pte) => Read::Pte(self.pte(pte)),
+                Read::Cpu(cpu) => Read::Cpu(self.cpu(cpu)),
                 other => other,
             }
             .hash(hasher);

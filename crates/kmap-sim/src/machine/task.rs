@@ -53,10 +53,13 @@ pub(crate) struct Place {
 }
 
 /// A value the platform answered one of the crate's reads with (see [`Place::reads`]): a PTE
-/// names a frame (and is renamed with it, see `symmetry.rs`), anything else is a number.
+/// names a frame and a CPU number a CPU (each renamed with what it names, see `symmetry.rs`),
+/// anything else is a number.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) enum Read {
-    /// A CPU number or a yes-or-no answer.
+    /// The executing CPU.
+    Cpu(CpuId),
+    /// A yes-or-no answer.
     Value(u64),
     /// A slot's PTE.
     Pte(Pte),
@@ -136,11 +139,11 @@ impl TaskState {
     pub(crate) fn hash_contents(&self, relabel: &Relabel, hasher: &mut impl Hasher) {
         (
             self.status,
-            self.cpu,
+            relabel.cpu(self.cpu),
             self.pinned,
             self.pc,
             self.migrate,
-            self.pending_migration,
+            self.pending_migration.map(|cpu| relabel.cpu(cpu)),
         )
             .hash(hasher);
         relabel.hash_place(&self.place, hasher);

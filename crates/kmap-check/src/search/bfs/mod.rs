@@ -53,11 +53,12 @@ pub struct Bfs {
     /// Stop when the process's resident memory passes this many bytes (the search is then
     /// incomplete): never an out-of-memory kill.
     pub max_memory: Option<u64>,
-    /// Task symmetry: a state is remembered by its canonical form under the relabelling of
-    /// interchangeable tasks and their pages (tasks that run the same nondeterministic program
-    /// over pages of their own, wherever they start), so that of states that differ only
-    /// in which of those tasks is which, one is explored. The argument is in `kmap_sim`'s
-    /// `machine/symmetry.rs`.
+    /// Task and CPU symmetry: a state is remembered by its canonical form under the
+    /// relabelling of interchangeable tasks and their pages (tasks that run the same
+    /// nondeterministic program over pages of their own, wherever they start) and the
+    /// rotations of the CPUs (where no program names a CPU), so that of states that differ only
+    /// in which of those tasks or CPUs is which, one is explored. The argument is in
+    /// `kmap_sim`'s `machine/symmetry.rs`.
     pub symmetry: bool,
     /// Keep the canonical key of every state remembered ([`States::orbits`]), with or without
     /// `symmetry`.
@@ -91,9 +92,9 @@ impl Bfs {
     /// The hash scheme of remembered states, in words.
     pub const HASH_SCHEME: &'static str = "XXH3-128 of the whole state";
 
-    /// The hash scheme with task symmetry, in words.
+    /// The hash scheme with task and CPU symmetry, in words.
     pub const SYMMETRIC_HASH_SCHEME: &'static str =
-        "XXH3-128 of the whole state in canonical form (task symmetry)";
+        "XXH3-128 of the whole state in canonical form (task and CPU symmetry)";
 }
 
 /// An upper bound on the probability that two of `states` remembered states were taken for one
