@@ -290,7 +290,8 @@ pub struct Outcome {
     /// The chooser ended the execution early ([`Decision::Stop`](crate::Decision::Stop)).
     pub stopped: bool,
     /// A fingerprint of the machine's final state (memory, page table, TLBs, stacks, tasks,
-    /// the verdict), for comparing the final states of two searches.
+    /// the verdict), for comparing the final states of two searches; 0 when the chooser
+    /// stopped the execution (`stopped`).
     pub final_state: u64,
 }
 

@@ -83,7 +83,9 @@ pub fn run(
     // Every coroutine ends before the machine its code points to.
     tasks.into_iter().flatten().for_each(give_back);
     machine.check_end();
-    let final_state = machine.final_state();
+    // A stopped execution has no final state (and a stateful search stops every one).
+    let stopped = machine.outcome.borrow().stopped;
+    let final_state = if stopped { 0 } else { machine.final_state() };
     let mut outcome = machine.take_outcome();
     outcome.final_state = final_state;
     Ok(outcome)

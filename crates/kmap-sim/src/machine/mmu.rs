@@ -5,7 +5,6 @@
 use std::hash::{Hash, Hasher};
 
 use kmap::{Cell, CpuId, Frame, Pte, Slot, VirtAddr};
-use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::symmetry::Relabel;
 use crate::platform::{Layout, PAGE_SIZE, pte_flags, pte_frame};
@@ -33,8 +32,8 @@ pub(crate) enum Leftover {
 /// One CPU's part of the MMU, as a handler found it (see [`Mmu::save`]).
 pub(crate) struct SavedMmu {
     page_table: Vec<Pte>,
-    tlb: FxHashMap<Slot, Frame>,
-    unflushed: FxHashSet<Slot>,
+    tlb: Vec<Option<Frame>>,
+    unflushed: Vec<bool>,
 }
 
 /// What a handler on a CPU may touch of the MMU, and must leave as it found it (INV-3).
@@ -55,10 +54,11 @@ pub(crate) struct Mmu {
     tlb_model: bool,
     /// The slots' PTEs, by [`Layout::index`].
     page_table: Vec<Pte>,
-    /// Each CPU's TLB: the slots it translates, and to which frame.
-    tlbs: Vec<FxHashMap<Slot, Frame>>,
-    /// Slots cleared and not yet invalidated on their own CPU (INV-6).
-    unflushed: FxHashSet<Slot>,
+    /// Each CPU's TLB: the frame it translates each slot to, if any, by [`Layout::index`]
+    /// (a CPU may translate another CPU's slot: a task moved after it read its CPU).
+    tlbs: Vec<Vec<Option<Frame>>>,
+    /// Slots cleared and not yet invalidated on their own CPU (INV-6), by [`Layout::index`].
+    unflushed: Vec<bool>,
 }
 
 impl Mmu {
@@ -68,8 +68,8 @@ impl Mmu {
             layout,
             tlb_model,
             page_table: vec![Pte::EMPTY; layout.cpus * layout.cells],
-            tlbs: vec![FxHashMap::default(); layout.cpus],
-            unflushed: FxHashSet::default(),
+            tlbs: vec![vec![None; layout.cpus * layout.cells]; layout.cpus],
+            unflushed: vec![false; layout.cpus * layout.cells],
         }
     }
 
@@ -85,12 +85,12 @@ impl Mmu {
 
     /// Whether a slot was cleared and not yet invalidated on its CPU.
     pub(crate) fn is_unflushed(&self, slot: Slot) -> bool {
-        self.unflushed.contains(&slot)
+        self.unflushed[self.layout.index(slot)]
     }
 
     /// The frame `cpu`'s TLB translates `slot` to, if it has an entry.
     pub(crate) fn tlb_entry(&self, cpu: CpuId, slot: Slot) -> Option<Frame> {
-        self.tlbs[cpu.0 as usize].get(&slot).copied()
+        self.tlbs[cpu.0 as usize][self.layout.index(slot)]
     }
 
     /// Write a slot's PTE.
@@ -103,7 +103,7 @@ impl Mmu {
     pub(crate) fn clear(&mut self, slot: Slot) {
         let index = self.layout.index(slot);
         self.page_table[index] = Pte::EMPTY;
-        self.unflushed.insert(slot);
+        self.unflushed[index] = true;
     }
 
     /// `invlpg` on `cpu` for the page of `addr` (a slot's): returns the slot.
@@ -112,9 +112,10 @@ impl Mmu {
             .layout
             .slot_of(addr.align_down(PAGE_SIZE))
             .expect("the crate invalidates only slot addresses");
-        self.tlbs[cpu.0 as usize].remove(&slot);
+        let index = self.layout.index(slot);
+        self.tlbs[cpu.0 as usize][index] = None;
         if slot.cpu == cpu {
-            self.unflushed.remove(&slot);
+            self.unflushed[index] = false;
         }
         slot
     }
@@ -134,16 +135,17 @@ impl Mmu {
                 tlb_hit: false,
             };
         };
+        let index = self.layout.index(slot);
         let tlb = &mut self.tlbs[cpu.0 as usize];
         if self.tlb_model
-            && let Some(&frame) = tlb.get(&slot)
+            && let Some(frame) = tlb[index]
         {
             return Translation {
                 frame: Some(frame),
                 tlb_hit: true,
             };
         }
-        let pte = self.page_table[self.layout.index(slot)];
+        let pte = self.page_table[index];
         if pte.is_empty() {
             return Translation {
                 frame: None,
@@ -152,7 +154,7 @@ impl Mmu {
         }
         let frame = pte_frame(pte);
         if self.tlb_model {
-            tlb.insert(slot, frame);
+            tlb[index] = Some(frame);
         }
         Translation {
             frame: Some(frame),
@@ -167,20 +169,19 @@ impl Mmu {
     }
 
     /// `cpu`'s TLB entries, in slot order.
-    pub(crate) fn tlb(&self, cpu: CpuId) -> Vec<(Slot, Frame)> {
-        let mut entries: Vec<(Slot, Frame)> = self.tlbs[cpu.0 as usize]
+    pub(crate) fn tlb(&self, cpu: CpuId) -> impl Iterator<Item = (Slot, Frame)> + Clone + '_ {
+        let layout = self.layout;
+        self.tlbs[cpu.0 as usize]
             .iter()
-            .map(|(&slot, &frame)| (slot, frame))
-            .collect();
-        entries.sort_unstable();
-        entries
+            .enumerate()
+            .filter_map(move |(index, frame)| frame.map(|frame| (layout.slot(index), frame)))
     }
 
     /// `cpu`'s slots cleared and not yet invalidated, by cell.
     pub(crate) fn unflushed(&self, cpu: CpuId) -> Vec<Cell> {
         (0..self.layout.cells)
             .map(Cell)
-            .filter(|&cell| self.unflushed.contains(&Slot { cpu, cell }))
+            .filter(|&cell| self.unflushed[self.layout.index(Slot { cpu, cell })])
             .collect()
     }
 
@@ -188,7 +189,7 @@ impl Mmu {
     pub(crate) fn view(&self, cpu: CpuId) -> MmuView {
         MmuView {
             slots: self.slots(cpu).to_vec(),
-            tlb: self.tlb(cpu),
+            tlb: self.tlb(cpu).collect(),
             unflushed: self.unflushed(cpu),
         }
     }
@@ -221,14 +222,13 @@ impl Mmu {
         }
         let translated = (0..self.layout.cpus)
             .map(|cpu| CpuId(cpu as u32))
-            .flat_map(|cpu| self.tlb(cpu).into_iter().map(move |(s, f)| (cpu, s, f)))
+            .flat_map(|cpu| self.tlb(cpu).map(move |(s, f)| (cpu, s, f)))
             .next();
         if let Some((cpu, slot, frame)) = translated {
             return Some(Leftover::Translated(cpu, slot, frame));
         }
-        let mut unflushed: Vec<Slot> = self.unflushed.iter().copied().collect();
-        unflushed.sort_unstable();
-        unflushed.first().map(|&slot| Leftover::Unflushed(slot))
+        let first = self.unflushed.iter().position(|&unflushed| unflushed);
+        first.map(|index| Leftover::Unflushed(self.layout.slot(index)))
     }
 
     /// Hash the page table, every TLB (in slot order) and the unflushed slots (in order).
@@ -241,19 +241,18 @@ impl Mmu {
         for new in 0..layout.cpus {
             // A rotation keeps the order of a CPU's cells, so the entries stay in slot order.
             let tlb = self.tlb(CpuId(relabel.old_cpu(new) as u32));
-            tlb.len().hash(hasher);
+            tlb.clone().count().hash(hasher);
             for (slot, frame) in tlb {
                 let index = relabel.slot_index(layout, layout.index(slot));
                 (index, relabel.frame(frame).pfn()).hash(hasher);
             }
         }
-        let mut unflushed: Vec<usize> = self
-            .unflushed
-            .iter()
-            .map(|&s| relabel.slot_index(layout, layout.index(s)))
-            .collect();
-        unflushed.sort_unstable();
-        unflushed.hash(hasher);
+        let unflushed = (0..self.unflushed.len())
+            .filter(|&new| self.unflushed[relabel.old_slot_index(layout, new)]);
+        unflushed.clone().count().hash(hasher);
+        for new in unflushed {
+            new.hash(hasher);
+        }
     }
 
     /// Hash where `frame` is mapped: the slots whose PTE maps it (with the PTE's flags) and
@@ -274,7 +273,7 @@ impl Mmu {
         for new in 0..layout.cpus {
             for (slot, to) in self.tlb(CpuId(relabel.old_cpu(new) as u32)) {
                 if to == frame {
-                    (new, slot.cell.0).hash(hasher);
+                    (new, relabel.slot_index(layout, layout.index(slot))).hash(hasher);
                 }
             }
         }

@@ -158,6 +158,8 @@ pub struct Machine {
     driver: RefCell<Driver>,
     /// Room for building probe keys (see `probe::probe_key`), reused.
     probe_scratch: RefCell<Vec<u64>>,
+    /// Room for the bytes of a state key (see `Machine::digest`), reused.
+    key_scratch: RefCell<Vec<u8>>,
     /// Hazards met so far in this execution, each time, listed or not (a probe that met one
     /// is not remembered as clean: see `Machine::probe_handlers`).
     hazards_met: cell::Cell<u64>,
@@ -240,6 +242,7 @@ impl Machine {
                 yielders: vec![std::ptr::null(); capacity],
             }),
             probe_scratch: RefCell::new(Vec::with_capacity(256)),
+            key_scratch: RefCell::new(Vec::new()),
             hazards_met: cell::Cell::new(0),
             probes: RefCell::new(Vec::new()),
             views_before_calls: RefCell::new(Vec::new()),

@@ -42,7 +42,8 @@
 use std::hash::{Hash, Hasher};
 
 use kmap::Cell;
-use xxhash_rust::xxh3::Xxh3;
+use rustc_hash::FxHasher;
+use xxhash_rust::xxh3::xxh3_128;
 
 use super::symmetry::Relabel;
 use super::{Label, Machine};
@@ -64,11 +65,7 @@ impl Machine {
             (self.options.symmetry || self.options.orbits).then(|| self.orbit_key(question, step));
         let key = match orbit {
             Some(orbit) if self.options.symmetry => orbit,
-            _ => {
-                let mut hasher = Xxh3::new();
-                self.hash_state(question, step, &Relabel::IDENTITY, &mut hasher);
-                hasher.digest128()
-            }
+            _ => self.digest(|hasher| self.hash_state(question, step, &Relabel::IDENTITY, hasher)),
         };
         StateKey {
             key,
@@ -87,35 +84,44 @@ impl Machine {
         self.symmetry
             .rotations(tasks, frames)
             .map(|rotation| {
+                // One relabelling, made local to each task in turn and put back after.
+                let mut local = rotation.clone();
                 let order: Vec<Vec<TaskId>> = self
                     .symmetry
                     .classes()
                     .iter()
                     .map(|class| {
-                        let mut signed: Vec<(u128, TaskId)> = class
+                        let mut signed: Vec<(u64, TaskId)> = class
                             .iter()
-                            .map(|&task| (self.signature(class, task, &rotation), task))
+                            .map(|&task| {
+                                self.symmetry.localize(&mut local, class, task);
+                                let signature = self.signature(task, &local);
+                                self.symmetry.unlocalize(&mut local, &rotation, task);
+                                (signature, task)
+                            })
                             .collect();
                         signed.sort_unstable();
                         signed.into_iter().map(|(_, task)| task).collect()
                     })
                     .collect();
                 let relabel = self.symmetry.relabel(&order, &rotation);
-                let mut hasher = Xxh3::new();
-                self.hash_state(question, step, &relabel, &mut hasher);
-                hasher.digest128()
+                self.digest(|hasher| self.hash_state(question, step, &relabel, hasher))
             })
             .min()
             .expect("the identity is a rotation")
     }
 
-    /// Everything of the state, its CPUs renamed by `rotation`, that concerns `task`, its
-    /// pages named by their place in its list (see `symmetry.rs`).
-    fn signature(&self, class: &[TaskId], task: TaskId, rotation: &Relabel) -> u128 {
-        let local = self.symmetry.local(class, task, rotation);
-        let mut hasher = Xxh3::new();
-        self.tasks.borrow()[task.0].hash_contents(&local, &mut hasher);
-        hash_stack(self.stack(task), &local, &mut hasher);
+    /// Everything of the state, renamed by `local` (a rotation of the CPUs, with `task`'s
+    /// pages named by their place in its list), that concerns `task` (see `symmetry.rs`).
+    ///
+    /// A signature only orders the tasks of a class, so it is a 64-bit hash: two tasks whose
+    /// signatures collide are put in either order, which may leave a class two keys (a
+    /// state explored twice), never two classes one key (the key itself is the 128-bit hash
+    /// of a relabelled state).
+    fn signature(&self, task: TaskId, local: &Relabel) -> u64 {
+        let mut hasher = FxHasher::default();
+        self.tasks.borrow()[task.0].hash_contents(local, &mut hasher);
+        hash_stack(self.stack(task), local, &mut hasher);
         let cpus = self.cpus.borrow();
         for new in 0..cpus.len() {
             cpus[local.old_cpu(new)].hash_standing(task, &mut hasher);
@@ -123,10 +129,21 @@ impl Machine {
         let (memory, mmu) = (self.memory.borrow(), self.mmu.borrow());
         for &page in self.symmetry.pages(task) {
             memory.intact(page).hash(&mut hasher);
-            mmu.hash_references(page, &local, &mut hasher);
+            mmu.hash_references(page, local, &mut hasher);
             0xffu8.hash(&mut hasher);
         }
-        hasher.digest128()
+        hasher.finish()
+    }
+
+    /// The XXH3-128 of the bytes `hash` writes, gathered first in the machine's scratch buffer
+    /// and hashed in one call (cheaper than feeding the hasher field by field).
+    fn digest(&self, hash: impl FnOnce(&mut Bytes)) -> u128 {
+        let mut bytes = Bytes(std::mem::take(&mut *self.key_scratch.borrow_mut()));
+        bytes.0.clear();
+        hash(&mut bytes);
+        let digest = xxh3_128(&bytes.0);
+        *self.key_scratch.borrow_mut() = bytes.0;
+        digest
     }
 
     /// Whether no CPU runs a handler, a switch or an operation of the crate.
@@ -209,5 +226,19 @@ fn hash_stack(stack: &dyn DynStack, relabel: &Relabel, hasher: &mut impl Hasher)
     (stack.depth(), stack.home().map(|cpu| relabel.cpu(cpu))).hash(hasher);
     for cell in 0..stack.cells() {
         relabel.pte(stack.saved(Cell(cell))).raw().hash(hasher);
+    }
+}
+
+/// A hasher that only gathers the bytes written to it (see [`Machine::digest`]).
+struct Bytes(Vec<u8>);
+
+impl Hasher for Bytes {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Never asked: the bytes are hashed as a whole.
+    fn finish(&self) -> u64 {
+        unreachable!("the bytes are digested by `Machine::digest`")
     }
 }

@@ -177,14 +177,20 @@ impl Symmetry {
         })
     }
 
-    /// `base` with `task`'s pages named as the first task of its class names its own (for
-    /// signatures).
-    pub(crate) fn local(&self, class: &[TaskId], task: TaskId, base: &Relabel) -> Relabel {
-        let mut relabel = base.clone();
+    /// Name `task`'s pages in `relabel` as the first task of its class names its own (for
+    /// its signature); [`unlocalize`](Self::unlocalize) puts them back.
+    pub(crate) fn localize(&self, relabel: &mut Relabel, class: &[TaskId], task: TaskId) {
         for (&from, &to) in self.pages(task).iter().zip(self.pages(class[0])) {
             relabel.frames[from.pfn() as usize] = to.pfn();
         }
-        relabel
+    }
+
+    /// Name `task`'s pages in `relabel` as `base` names them.
+    pub(crate) fn unlocalize(&self, relabel: &mut Relabel, base: &Relabel, task: TaskId) {
+        for &page in self.pages(task) {
+            let at = page.pfn() as usize;
+            relabel.frames[at] = base.frames[at];
+        }
     }
 
     /// `base` with each task of every class given the number `order` assigns it: the `k`-th
