@@ -239,11 +239,11 @@ impl Mmu {
             relabel.pte(pte).raw().hash(hasher);
         }
         for new in 0..layout.cpus {
-            // A rotation keeps the order of a CPU's cells, so the entries stay in slot order.
-            let tlb = self.tlb(CpuId(relabel.old_cpu(new) as u32));
+            // In the new slot order: a TLB may translate other CPUs' slots, whose blocks a
+            // rotation moves around.
+            let tlb = self.renamed_tlb(new, relabel);
             tlb.clone().count().hash(hasher);
-            for (slot, frame) in tlb {
-                let index = relabel.slot_index(layout, layout.index(slot));
+            for (index, frame) in tlb {
                 (index, relabel.frame(frame).pfn()).hash(hasher);
             }
         }
@@ -271,11 +271,25 @@ impl Mmu {
             }
         }
         for new in 0..layout.cpus {
-            for (slot, to) in self.tlb(CpuId(relabel.old_cpu(new) as u32)) {
+            for (index, to) in self.renamed_tlb(new, relabel) {
                 if to == frame {
-                    (new, relabel.slot_index(layout, layout.index(slot))).hash(hasher);
+                    (new, index).hash(hasher);
                 }
             }
         }
+    }
+
+    /// The TLB of the CPU that `relabel` numbers `new`: its entries by new slot index, in that
+    /// order.
+    fn renamed_tlb<'a>(
+        &'a self,
+        new: usize,
+        relabel: &'a Relabel,
+    ) -> impl Iterator<Item = (usize, Frame)> + Clone + 'a {
+        let layout = self.layout;
+        let tlb = &self.tlbs[relabel.old_cpu(new)];
+        (0..tlb.len()).filter_map(move |index| {
+            tlb[relabel.old_slot_index(layout, index)].map(|frame| (index, frame))
+        })
     }
 }

@@ -387,9 +387,8 @@ impl Hardware for Machine {
         Machine::call(self, name)
     }
     fn read_cpu(&self) -> CpuId {
-        let cpu = Machine::read_cpu(self);
-        self.record_read(Read::Cpu(cpu));
-        cpu
+        // Recorded as it is read (see `Machine::read_cpu`).
+        Machine::read_cpu(self)
     }
     fn current_stack(&self) -> &dyn DynStack {
         Machine::current_stack(self)

@@ -8,6 +8,7 @@ use kmap::{Cell, CpuId, Pte, Report, Slot};
 use super::Machine;
 use super::mmu::Leftover;
 use super::probe::CpuView;
+use super::task::Read;
 use crate::choice::TaskId;
 use crate::config::HandlerKind;
 use crate::outcome::{Hazard, Refusal, Rule, Violation, ViolationKind};
@@ -125,8 +126,11 @@ impl Machine {
                 && self.tasks.borrow()[cpu.current().0].migrate == 0
         };
         // The answer is read now: what the crate then does with it, after whatever the arrival
-        // point below let happen, is what the explorer must see.
+        // point below let happen, is what the explorer must see. It is recorded in the
+        // context's place before that point (the crate holds it across it: a state key taken
+        // there must tell it from the CPU the task is moved to).
         let cpu = self.cpu();
+        self.record_read(Read::Cpu(cpu));
         if migratable {
             self.hazard(
                 Rule::DebugPreempt,

@@ -325,15 +325,6 @@ impl Relabel {
         self.cpu_order.get(new).map_or(new, |&old| old as usize)
     }
 
-    /// The new place in the window (and the page table) of the slot at place `index`.
-    pub(crate) fn slot_index(&self, layout: Layout, index: usize) -> usize {
-        let slot = layout.slot(index);
-        layout.index(Slot {
-            cpu: self.cpu(slot.cpu),
-            ..slot
-        })
-    }
-
     /// The place in the window of the slot that gets place `new`.
     pub(crate) fn old_slot_index(&self, layout: Layout, new: usize) -> usize {
         let slot = layout.slot(new);
