@@ -83,12 +83,11 @@ pub enum ScopeError {
         /// The deepest that fits.
         most: usize,
     },
-    /// The scope API, which runs fixed programs only: a scope's tasks are endless.
+    /// The scope API with `map_atomic` in the alphabet.
     #[error(
-        "a scope's tasks run endless programs, and the scope API runs fixed ones only \
-         (api = \"scope\" in a scenario file): use --api raw or guard"
+        "the scope API maps with kmap_local_page only: no `atomic` in the alphabet of --api scope"
     )]
-    ScopeApi,
+    ScopeAtomic,
 }
 
 impl Scope {
@@ -191,8 +190,8 @@ impl Scope {
                 most,
             });
         }
-        if self.api == Api::Scope {
-            return Err(ScopeError::ScopeApi);
+        if self.api == Api::Scope && self.alphabet.atomic {
+            return Err(ScopeError::ScopeAtomic);
         }
         Ok(())
     }
@@ -227,8 +226,10 @@ impl fmt::Display for Scope {
         for name in self.alphabet.names() {
             write!(f, ":{name}")?;
         }
-        if self.api == Api::Guard {
-            f.write_str(":guard")?;
+        match self.api {
+            Api::Raw => {}
+            Api::Guard => f.write_str(":guard")?,
+            Api::Scope => f.write_str(":scope")?,
         }
         Ok(())
     }
@@ -238,7 +239,8 @@ impl FromStr for Scope {
     type Err = ScopeError;
 
     /// `scope:C/T/D` and then, each at most once and in this order, the handlers (`irq`,
-    /// `nmi` or `none`), `nested`, the additions to the alphabet (in any order), and `guard`.
+    /// `nmi` or `none`), `nested`, the additions to the alphabet (in any order), and `guard`
+    /// or `scope`.
     fn from_str(text: &str) -> Result<Scope, ScopeError> {
         let syntax = || ScopeError::Syntax { text: text.into() };
         let rest = text.strip_prefix("scope:").ok_or_else(syntax)?;
@@ -267,12 +269,14 @@ impl FromStr for Scope {
         };
         let mut alphabet = Alphabet::default();
         let mut words: Vec<&str> = words.collect();
-        let api = if words.last() == Some(&"guard") {
-            words.pop();
-            Api::Guard
-        } else {
-            Api::Raw
+        let api = match words.last() {
+            Some(&"guard") => Api::Guard,
+            Some(&"scope") => Api::Scope,
+            _ => Api::Raw,
         };
+        if api != Api::Raw {
+            words.pop();
+        }
         for word in words {
             let before = alphabet;
             if !alphabet.add(word) || alphabet == before {

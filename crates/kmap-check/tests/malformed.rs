@@ -149,11 +149,11 @@ fn the_scope_api_where_it_cannot_run() {
     );
     let any = "[machine]\nrelease = \"any\"\n";
     let e = error(&format!(
-        "{any}[[task]]\nname = \"A\"\napi = \"scope\"\nany = true\ndepth = 1\n"
+        "{any}[[task]]\nname = \"A\"\napi = \"scope\"\nany = true\ndepth = 1\natomic = true\n"
     ));
     assert_eq!(
         e,
-        "bad.toml:5: field `task[0].api`: api = \"scope\" is for a fixed program (ops), not an endless one"
+        "bad.toml:5: field `task[0].api`: api = \"scope\" maps with kmap_local_page only: no `atomic` in an endless program's alphabet"
     );
     let e = error(&format!(
         "{any}[[task]]\nname = \"A\"\napi = \"scope\"\nops = [\"map_atomic 20\"]\n"
@@ -161,5 +161,24 @@ fn the_scope_api_where_it_cannot_run() {
     assert_eq!(
         e,
         "bad.toml:6: field `task[0].ops[0]`: `map_atomic 20` is not in the scope API (a Scope maps with kmap_local_page only)"
+    );
+}
+
+/// Pages an endless program cannot be given: the error names the kind of frame missing.
+#[test]
+fn no_frame_left_for_an_endless_program() {
+    let e = error(
+        "[machine]\nlowmem = 0\n[[task]]\nname = \"A\"\nany = true\ndepth = 1\nlowmem = true\n",
+    );
+    assert_eq!(
+        e,
+        "bad.toml: field `task`: no lowmem frame left for the lowmem page of task A: the `any` tasks with `lowmem = true` take the highest frames below `machine.lowmem` (0), which the programs must not name"
+    );
+    let e = error(
+        "[machine]\nframes = 32\nlowmem = 31\n[[task]]\nname = \"A\"\nany = true\ndepth = 2\n",
+    );
+    assert_eq!(
+        e,
+        "bad.toml: field `task`: no highmem frame left for the pages of task A: the `any` tasks take the highest frames, which the programs must not name"
     );
 }

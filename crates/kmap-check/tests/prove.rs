@@ -213,7 +213,8 @@ fn guard_cells_with_release_in_any_order_change_no_state() {
 }
 
 /// Task and CPU symmetry lose nothing: with and without them, 1/2/1, 1/2/2, 2/2/1 and 1/3/1
-/// under every switch, 2/3/1 under split, 1/2/2 and 2/2/2 with release in any order, 1/2/1,
+/// under every switch, 2/3/1 under split, 1/2/2 and 2/2/2 with release in any order (and 1/2/2 in
+/// the scope API), 1/2/1,
 /// 2/2/1 and 1/3/1 with every addition to the alphabet but lowmem, and 2/2/1 with a lowmem page
 /// (tasks interchangeable with none: the CPUs' symmetry alone) get the same verdict, and the
 /// states the symmetric search remembers are exactly the classes of the states the whole
@@ -251,6 +252,15 @@ fn symmetry_keeps_verdicts_and_every_state_up_to_relabelling() {
         any.machine.release = kmap_sim::Release::Any;
         scopes.push((format!("{cpus}/{tasks}/{depth} --release any"), any));
     }
+    let mut scoped = under(
+        Scope {
+            api: kmap_sim::Api::Scope,
+            ..Scope::new(1, 2, 2)
+        },
+        Protocol::Split,
+    );
+    scoped.machine.release = kmap_sim::Release::Any;
+    scopes.push(("1/2/2:scope --release any".into(), scoped));
     for (cpus, tasks, depth) in [(1, 2, 1), (2, 2, 1), (1, 3, 1)] {
         // Every addition but the lowmem page, which makes a task interchangeable with none.
         let wide = Scope {
@@ -587,6 +597,51 @@ fn the_guard_api_is_proved_as_the_raw_one_is() {
                 );
             } else {
                 refuted_and_replayed(&guarded, proof, &name);
+            }
+        }
+    }
+}
+
+/// The scope API (`--api scope`, `scope:…:scope`, release in any order): a proof whose endless
+/// tasks map through `kmap::Scope` (each map a `ScopedMapping` in a frame of its own, released
+/// most recent first or in any order) and whose handlers do too passes under split with exactly
+/// the quiescent states of the raw API (every task between steps, each holding the same
+/// mappings at the same addresses), and refutes both RFC designs with a counterexample that
+/// replays.
+#[test]
+fn the_scope_api_is_proved_as_the_raw_one_is() {
+    let run = |config: &Config| {
+        let mut bfs = Bfs {
+            collect_quiescent: true,
+            ..Bfs::default()
+        };
+        explore(config, &mut bfs, Options::default(), |_| {})
+    };
+    let quiescent = |proof: &Exploration| proof.states.clone().unwrap_or_default().quiescent;
+    for (cpus, tasks, depth) in [(1, 2, 2), (2, 2, 2), (1, 3, 2)] {
+        for &protocol in Protocol::value_variants() {
+            let scope = |api| {
+                let mut config = under(
+                    Scope {
+                        api,
+                        ..Scope::new(cpus, tasks, depth)
+                    },
+                    protocol,
+                );
+                config.machine.release = kmap_sim::Release::Any;
+                config
+            };
+            let name = format!("{cpus}/{tasks}/{depth}:scope --release any {protocol}");
+            let scoped = scope(kmap_sim::Api::Scope);
+            let proof = run(&scoped);
+            if protocol == Protocol::Split {
+                assert_eq!(proof.verdict, Verdict::Pass, "{name}");
+                assert!(proof.complete, "{name}");
+                let raw = run(&scope(kmap_sim::Api::Raw));
+                assert!(!quiescent(&proof).is_empty(), "{name}");
+                assert_eq!(quiescent(&proof), quiescent(&raw), "{name}");
+            } else if cpus == 1 {
+                refuted_and_replayed(&scoped, proof, &name);
             }
         }
     }

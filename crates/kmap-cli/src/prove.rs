@@ -42,9 +42,10 @@ pub struct Args {
     /// base alphabet's time on 1/3/2. A scenario file names its tasks' alphabets itself.
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_ALPHABET, conflicts_with = "scenarios")]
     pub alphabet: Vec<Letter>,
-    /// The crate's API the tasks and the handlers of the scope map through: `raw` (kmap::raw)
-    /// or `guard` (the safe API: a Local per context, each map a Mapping nested in the one
-    /// before, unmap drops the innermost; no release in any order).
+    /// The crate's API the tasks and the handlers of the scope map through: `raw` (kmap::raw),
+    /// `guard` (the safe API: a Local per context, each map a Mapping nested in the one
+    /// before, unmap drops the innermost; no release in any order) or `scope` (with
+    /// `--release any`: a Scope per context, each map a ScopedMapping, released in any order).
     #[arg(long, value_enum, default_value_t = Api::Raw, conflicts_with = "scenarios")]
     pub api: Api,
     /// The machine's settings (for a scope, `--cpus` is its CPUs), changed from each

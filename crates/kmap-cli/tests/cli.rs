@@ -232,10 +232,41 @@ fn a_scenario_with_endless_tasks_is_for_prove_not_check() {
     let out = kmap(&["prove", "--cpus", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cpus must be 1 to 8"));
-    // A scope's tasks are endless, which the scope API does not run: refused, not proved raw.
+    // The scope API is for release in any order, and has no kmap_atomic: refused, not proved
+    // raw; with both right, the scope's endless tasks map through it.
     let out = kmap(&["prove", "--api", "scope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("the scope API runs fixed ones only"));
+    assert!(
+        text(&out.stderr).contains("needs release = \"any\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kmap(&[
+        "prove",
+        "--api",
+        "scope",
+        "--release",
+        "any",
+        "--alphabet",
+        "atomic",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no `atomic` in the alphabet of --api scope"));
+    let out = kmap(&[
+        "prove",
+        "--api",
+        "scope",
+        "--release",
+        "any",
+        "--depth",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(":scope ") && stdout.contains("(complete)"),
+        "{stdout}"
+    );
 }
 
 #[test]

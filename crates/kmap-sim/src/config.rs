@@ -333,24 +333,24 @@ impl Config {
             }
             Ok(())
         };
-        let scope_api = |at: Field, endless: bool| -> Result<(), ConfigError> {
+        let scope_api = |at: Field, atomic: bool| -> Result<(), ConfigError> {
             if !m.any_order() {
                 return Err(ConfigError::ScopeApi {
                     at,
                     why: "needs release = \"any\" (a Scope is for platforms that release in any order)",
                 });
             }
-            if endless {
+            if atomic {
                 return Err(ConfigError::ScopeApi {
                     at,
-                    why: "is for a fixed program (ops), not an endless one",
+                    why: "maps with kmap_local_page only: no `atomic` in an endless program's alphabet",
                 });
             }
             Ok(())
         };
         for (t, task) in self.program.tasks.iter().enumerate() {
             if task.api == Api::Scope {
-                scope_api(Field::TaskApi(t), task.is_any())?;
+                scope_api(Field::TaskApi(t), task.alphabet.atomic)?;
             }
             if task.cpu.0 as usize >= m.cpus {
                 return Err(ConfigError::TaskCpu {

@@ -295,11 +295,12 @@ pub enum Api {
     /// forgets it; what is held when the program ends is dropped innermost first, then the
     /// `Local`. No `unmap F`: a guard is released only from the inside out.
     Guard,
-    /// The safe API for releasing in any order (`release = "any"` only, fixed programs only):
-    /// a `Local` and its `Scope`; each `map F` is a `ScopedMapping` held side by side with the
-    /// others; `unmap` drops the most recent, `unmap F` that frame's, `leak` forgets the most
-    /// recent; what is held at the program's end is dropped most recent first, then the
-    /// `Scope` (which releases what was leaked) and the `Local`. No `map_atomic`, `map_pfn`.
+    /// The safe API for releasing in any order (`release = "any"` only): a `Local` and its
+    /// `Scope`; each `map F` is a `ScopedMapping` held side by side with the others; `unmap`
+    /// drops the most recent, `unmap F` (or an endless program's release in any order) that
+    /// frame's, `leak` forgets the most recent; what is held at a fixed program's end is
+    /// dropped most recent first, then the `Scope` (which releases what was leaked) and the
+    /// `Local`. No `map_atomic`, `map_pfn` (nor `atomic` in an endless program's alphabet).
     Scope,
 }
 

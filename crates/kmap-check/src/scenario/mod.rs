@@ -86,6 +86,18 @@ pub enum Problem {
         /// The task.
         task: String,
     },
+    /// No lowmem frame is left for an endless program's lowmem page.
+    #[error(
+        "no lowmem frame left for the lowmem page of task {task}: the `any` tasks with \
+         `lowmem = true` take the highest frames below `machine.lowmem` ({lowmem}), which the \
+         programs must not name"
+    )]
+    NoLowmemLeft {
+        /// The task.
+        task: String,
+        /// The machine's lowmem frames.
+        lowmem: u64,
+    },
     /// A `scope:` name that is not a scope.
     #[error("{0}")]
     Scope(#[from] crate::scope::ScopeError),
@@ -391,7 +403,8 @@ fn assign_pages(program: &mut Program, machine: &Settings) -> Result<(), Problem
     for task in program.tasks.iter_mut().filter(|t| t.is_any()) {
         let highmem = task.any.len() - usize::from(task.alphabet.lowmem);
         for (at, page) in task.any.iter_mut().enumerate() {
-            let (next, floor) = if at < highmem {
+            let high = at < highmem;
+            let (next, floor) = if high {
                 (&mut next, machine.lowmem)
             } else {
                 // The lowmem page, from the top of lowmem down.
@@ -400,8 +413,16 @@ fn assign_pages(program: &mut Program, machine: &Settings) -> Result<(), Problem
             *next = next
                 .checked_sub(1)
                 .filter(|&f| f >= floor && !named.contains(&Frame::new(f)))
-                .ok_or_else(|| Problem::NoPagesLeft {
-                    task: task.name.clone(),
+                .ok_or_else(|| {
+                    let task = task.name.clone();
+                    if high {
+                        Problem::NoPagesLeft { task }
+                    } else {
+                        Problem::NoLowmemLeft {
+                            task,
+                            lowmem: machine.lowmem,
+                        }
+                    }
                 })?;
             *page = Frame::new(*next);
         }

@@ -348,6 +348,118 @@ impl Machine {
         }
     }
 
+    /// An endless nondeterministic program in the scope API: one `Scope` for the whole
+    /// program (made on an empty stack, so the depth it keeps is always 0 and the state key
+    /// needs none of it); each `map` is a `ScopedMapping` held side by side with the others,
+    /// in a call frame of its own that runs the rest of the program; `unmap` drops the most
+    /// recent and a release in any order that frame's. No `map_atomic` (refused by the
+    /// configuration: a Scope maps with kmap_local_page only).
+    pub(super) fn run_any_scoped(&self, task: TaskId, pages: &[Frame], alphabet: Alphabet) {
+        self.kmap.with_scope(
+            self,
+            &mut |scope| {
+                self.run_any_in_scope(task, pages, alphabet, scope, &mut NoneHeld, false);
+            },
+            // An endless program's execution is over before its Scope would be dropped.
+            &mut || {},
+        );
+    }
+
+    /// The steps of an endless program in `scope`, in the frame of the most recent live
+    /// mapping (`own`: this frame has one; `held` reaches it and every live mapping before).
+    /// Returns `true` when this frame's mapping is to end here (a release of the most recent
+    /// mapping, begun: the `ScopedMapping`'s drop as the frame returns releases it) or has
+    /// ended already (a release in any order from a frame further in), `false` when the
+    /// execution is over. So the frames on the stack are always exactly the live mappings,
+    /// in the order they were made, which `Task::mappings` records: the state key needs no
+    /// more of them.
+    fn run_any_in_scope(
+        &self,
+        task: TaskId,
+        pages: &[Frame],
+        alphabet: Alphabet,
+        scope: &dyn ScopeMap,
+        held: &mut dyn Release,
+        own: bool,
+    ) -> bool {
+        loop {
+            self.arrive(Label::BeforeStep);
+            let Some(op) = self.any_step(task, pages, alphabet, true) else {
+                return false;
+            };
+            // The most recent live mapping is this frame's own (a frame whose mapping ended
+            // returns at once), so releasing it ends this frame.
+            let newest = self.with_held(Some(task), |held| held.last().copied());
+            match op {
+                Op::Map(frame) => {
+                    self.begin_op(op, Some(task));
+                    self.outcome.borrow_mut().stats.kmap_ops += 1;
+                    let caller = self.view_before_call(Some(task));
+                    // The mapping made, once its frame has returned (released, or ended before).
+                    let mut made = None;
+                    scope.map(frame, held, &mut |result, inner| {
+                        let before = self.view_after_call(caller);
+                        match result {
+                            Ok(addr) => {
+                                // Owns memory: not kept while the program runs (`driver.rs`).
+                                drop(before);
+                                let mapping =
+                                    self.hold_new(Some(task), frame, addr, MapKind::Page, None);
+                                self.end_op(Some(task));
+                                if !self.run_any_in_scope(task, pages, alphabet, scope, inner, true)
+                                {
+                                    // Over: nothing more of it runs, the release neither (see
+                                    // `guarded_map`).
+                                    self.suspend(Yield::Abort);
+                                }
+                                made = Some(mapping);
+                            }
+                            Err(refused) => self.map_refused(Some(task), frame, refused, before),
+                        }
+                    });
+                    if self.aborted() {
+                        return false;
+                    }
+                    if let Some(mapping) = made {
+                        // Released as its frame returned (if it was still live), as after a
+                        // raw unmap; nothing is in progress if it had ended before.
+                        if self.forget_held(Some(task), mapping) {
+                            self.end_op(Some(task));
+                        }
+                        if own && !held.holds() {
+                            // This frame's mapping ended too, from further in.
+                            return true;
+                        }
+                    } else {
+                        // Refused: the map is over, and the program goes on.
+                        self.end_op(Some(task));
+                    }
+                }
+                Op::Unmap | Op::UnmapFrame(_) => {
+                    let mapping = match op {
+                        Op::UnmapFrame(frame) => self.with_held(Some(task), |held| {
+                            held.iter().rev().find(|h| h.frame == frame).copied()
+                        }),
+                        _ => newest,
+                    };
+                    let mapping = mapping.expect("a release is offered only of a mapping held");
+                    self.begin_op(op, Some(task));
+                    self.outcome.borrow_mut().stats.kmap_ops += 1;
+                    if own && Some(mapping) == newest {
+                        // This frame's: released by its drop as the frame returns.
+                        return true;
+                    }
+                    let found = held.release(mapping.frame, End::Drop);
+                    debug_assert!(found, "every mapping held is in a frame");
+                    // Released now, as after a raw unmap.
+                    self.forget_held(Some(task), mapping);
+                    self.end_op(Some(task));
+                }
+                _ => self.run_one(op, Some(task)),
+            }
+        }
+    }
+
     /// Take `mapping` off the context's list (the most recent of that frame); whether it was
     /// there.
     fn forget_held(&self, task: Option<TaskId>, mapping: Held) -> bool {

@@ -41,7 +41,7 @@ impl Machine {
             }
             (false, Api::Raw) => self.run_any(task, any, alphabet),
             (false, Api::Guard) => self.run_any_guarded(task, any, alphabet),
-            (false, Api::Scope) => unreachable!("validated: the scope API runs fixed programs"),
+            (false, Api::Scope) => self.run_any_scoped(task, any, alphabet),
         }
     }
 
