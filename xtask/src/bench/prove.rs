@@ -203,7 +203,7 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
     );
     let mut baseline_row = None;
     for row in rows() {
-        let kmap_run = run_kmap(&kmap, &row, true)?;
+        let kmap_run = run_kmap(&kmap, &row, true, None)?;
         let spin_run = match (&row.spin, spin_ready, &models) {
             (Some(spin), true, Some(models)) => run_spin(models, spin),
             (Some(_), _, _) => Measured {
@@ -261,11 +261,11 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
             && row.protocol == "split"
             && row.release == "lifo"
         {
-            baseline_row = Some((row, kmap_run));
+            baseline_row = Some(row);
         }
     }
-    if let Some((row, now)) = baseline_row {
-        let _ = writeln!(out, "\n{}", baseline(root, &kmap, &row, now)?);
+    if let Some(row) = baseline_row {
+        let _ = writeln!(out, "\n{}", baseline(root, &kmap, &row)?);
     }
     let _ = writeln!(
         out,
@@ -290,17 +290,12 @@ fn cpu_text(m: &Measured) -> String {
     m.cpu_seconds.map_or("—".into(), |c| format!("{c:.2} s"))
 }
 
-/// The throughput of [`BASELINE`]'s `kmap prove` on `row`, beside this commit's (`kmap`, whose
-/// first run is `now`), both from this run: the least CPU time of three runs each, one after
-/// the other in turn (`/usr/bin/time` counts hundredths, and the machine is shared). The
+/// The throughput of [`BASELINE`]'s `kmap prove` on `row`, beside this commit's (`kmap`, on one
+/// thread: the baseline has one), both from this run: the least CPU time of three runs each,
+/// one after the other in turn (`/usr/bin/time` counts hundredths, and the machine is shared). The
 /// baseline is built from a git worktree under `target/` (its own target folder, so this
 /// build is untouched). A line saying why when it cannot be built.
-fn baseline(
-    root: &Path,
-    kmap: &Path,
-    row: &Row,
-    mut now: Measured,
-) -> Result<String, ProveBenchError> {
+fn baseline(root: &Path, kmap: &Path, row: &Row) -> Result<String, ProveBenchError> {
     let scope = format!("{}/{}/{}", row.cpus, row.tasks, row.depth);
     let tree = root.join("target/bench-baseline/src");
     let target = root.join("target/bench-baseline/target");
@@ -334,13 +329,14 @@ fn baseline(
         &[("CARGO_TARGET_DIR", target_dir.as_str())],
     )?;
     let cpu = |m: &Measured| m.cpu_seconds.unwrap_or(f64::INFINITY);
-    let mut old = run_kmap(&target.join("release/kmap"), row, false)?;
+    let mut old = run_kmap(&target.join("release/kmap"), row, false, None)?;
+    let mut now = run_kmap(kmap, row, true, Some(1))?;
     for _ in 0..2 {
-        let again = run_kmap(kmap, row, true)?;
+        let again = run_kmap(kmap, row, true, Some(1))?;
         if cpu(&again) < cpu(&now) {
             now = again;
         }
-        let again = run_kmap(&target.join("release/kmap"), row, false)?;
+        let again = run_kmap(&target.join("release/kmap"), row, false, None)?;
         if cpu(&again) < cpu(&old) {
             old = again;
         }
@@ -351,7 +347,7 @@ fn baseline(
     };
     Ok(format!(
         "Throughput on {scope} against commit {BASELINE} (built from a worktree and run in this \
-         run, same command, the least CPU time of three runs each, in turn): {BASELINE} found {} states in {} of CPU ({} states/s per core); this \
+         run, same command, this commit with `--threads 1`, the least CPU time of three runs each, in turn): {BASELINE} found {} states in {} of CPU ({} states/s per core); this \
          commit {} states in {} of CPU ({} states/s per core): {ratio} the states per second per \
          core. This commit counts states up to task and CPU symmetry (`--no-symmetry` counts every \
          permutation, as {BASELINE} did).",
@@ -425,7 +421,12 @@ pub(super) fn timed(command: Command) -> Result<Timed, ProveBenchError> {
 
 /// `kmap prove` of `row`; with `base`, told the SPIN model's alphabet (`--alphabet base`: the
 /// baseline commit knows no other, and takes no such flag).
-fn run_kmap(kmap: &Path, row: &Row, base: bool) -> Result<Measured, ProveBenchError> {
+fn run_kmap(
+    kmap: &Path,
+    row: &Row,
+    base: bool,
+    threads: Option<u32>,
+) -> Result<Measured, ProveBenchError> {
     let mut command = Command::new(kmap);
     command.args([
         "prove",
@@ -446,6 +447,9 @@ fn run_kmap(kmap: &Path, row: &Row, base: bool) -> Result<Measured, ProveBenchEr
     }
     if base {
         command.args(["--alphabet", "base"]);
+    }
+    if let Some(threads) = threads {
+        command.args(["--threads", &threads.to_string()]);
     }
     let Timed {
         stdout,
