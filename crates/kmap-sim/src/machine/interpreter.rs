@@ -2,6 +2,7 @@
 //! arrival point, and calls the crate's real code through the platform.
 
 use kmap::{Checkpoint, Frame, MapError, VirtAddr};
+use smallvec::SmallVec;
 
 use super::cpu::Counters;
 use super::probe::CpuView;
@@ -73,7 +74,8 @@ impl Machine {
         {
             // Read after the arrival point, so that no list is alive while the code may be
             // suspended there (see `driver.rs`): what the task holds, only its own code changes.
-            let (held, atomic): (Vec<Frame>, Vec<bool>) = self
+            // On the stack (a step is taken at every choice point of an endless program).
+            let (held, atomic): (SmallVec<[Frame; 8]>, SmallVec<[bool; 8]>) = self
                 .task(task)
                 .mappings
                 .iter()
@@ -83,7 +85,7 @@ impl Machine {
             // Interrupts are off only by this task's own `irq-off` (a handler returns with
             // them as it found them, and a task that sleeps or yields has them on).
             let irqs_off = self.this_cpu().counters().irqs_off;
-            let mut steps = Vec::new();
+            let mut steps: SmallVec<[Choice; 16]> = SmallVec::new();
             // A task's budget is one cell per page of its list: a hole uses a cell until the
             // mapping above it is released, so with holes the task maps fewer pages (the stack
             // stays bounded, and the cells above the budget stay free for handlers).
