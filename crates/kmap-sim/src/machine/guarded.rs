@@ -308,17 +308,7 @@ impl Machine {
                     at += 1;
                 }
                 Op::Unmap | Op::UnmapFrame(_) | Op::Leak => {
-                    let named = match op {
-                        Op::UnmapFrame(frame) => Some(frame),
-                        _ => None,
-                    };
-                    let mapping = self.with_held(task, |held| {
-                        held.iter()
-                            .rev()
-                            .find(|h| named.is_none_or(|f| f == h.frame))
-                            .copied()
-                    });
-                    match mapping {
+                    match self.newest_held(task, op) {
                         // Nothing to release: refused, as in the raw API.
                         None => self.run_one(op, task),
                         Some(mapping) => {
@@ -389,7 +379,7 @@ impl Machine {
             };
             // The most recent live mapping is this frame's own (a frame whose mapping ended
             // returns at once), so releasing it ends this frame.
-            let newest = self.with_held(Some(task), |held| held.last().copied());
+            let newest = self.newest_held(Some(task), Op::Unmap);
             match op {
                 Op::Map(frame) => {
                     self.begin_op(op, Some(task));
@@ -436,13 +426,9 @@ impl Machine {
                     }
                 }
                 Op::Unmap | Op::UnmapFrame(_) => {
-                    let mapping = match op {
-                        Op::UnmapFrame(frame) => self.with_held(Some(task), |held| {
-                            held.iter().rev().find(|h| h.frame == frame).copied()
-                        }),
-                        _ => newest,
-                    };
-                    let mapping = mapping.expect("a release is offered only of a mapping held");
+                    let mapping = self
+                        .newest_held(Some(task), op)
+                        .expect("a release is offered only of a mapping held");
                     self.begin_op(op, Some(task));
                     self.outcome.borrow_mut().stats.kmap_ops += 1;
                     if own && Some(mapping) == newest {
@@ -458,6 +444,21 @@ impl Machine {
                 _ => self.run_one(op, Some(task)),
             }
         }
+    }
+
+    /// The mapping a release in the scope API ends: for `unmap F` the most recent of frame
+    /// `F`, for `unmap` (or `leak`) the most recent of all.
+    fn newest_held(&self, task: Option<TaskId>, op: Op) -> Option<Held> {
+        let named = match op {
+            Op::UnmapFrame(frame) => Some(frame),
+            _ => None,
+        };
+        self.with_held(task, |held| {
+            held.iter()
+                .rev()
+                .find(|h| named.is_none_or(|f| f == h.frame))
+                .copied()
+        })
     }
 
     /// Take `mapping` off the context's list (the most recent of that frame); whether it was
