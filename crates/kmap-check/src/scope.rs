@@ -28,12 +28,13 @@ pub struct Scope {
     /// What the tasks may do besides map, check, unmap, release and yield.
     pub alphabet: Alphabet,
     /// The crate's API the tasks and the handlers map through (`:guard`: the safe API, whose
-    /// tasks release only their innermost mapping).
+    /// tasks release only their innermost mapping; `:scope`: a `Scope` per context, for
+    /// release in any order).
     pub api: Api,
 }
 
 /// The syntax of a scope, for messages.
-const SYNTAX: &str = "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep][:lowmem][:guard]";
+const SYNTAX: &str = "scope:CPUS/TASKS/DEPTH[:irq|:nmi|:none][:nested][:atomic][:write][:irq-off][:sleep][:lowmem][:guard|:scope]";
 
 /// Why a scope cannot be proved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -353,6 +354,8 @@ mod tests {
             "scope:1/2/1:sleep:lowmem",
             "scope:1/2/2:guard",
             "scope:1/2/1:nested:write:guard",
+            "scope:1/2/2:scope",
+            "scope:2/2/1:write:sleep:scope",
         ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }
@@ -370,6 +373,8 @@ mod tests {
             "scope:1/2/1:nested:irq",
             "scope:1/2/1:highmem",
             "scope:1/2/1:guard:write",
+            "scope:1/2/1:scope:write",
+            "scope:1/2/1:guard:scope",
         ] {
             assert!(
                 matches!(bad.parse::<Scope>(), Err(ScopeError::Syntax { .. })),
@@ -379,6 +384,10 @@ mod tests {
         assert_eq!(
             "scope:0/2/1".parse::<Scope>(),
             Err(ScopeError::Cpus { given: 0 })
+        );
+        assert_eq!(
+            "scope:1/2/1:atomic:scope".parse::<Scope>(),
+            Err(ScopeError::ScopeAtomic)
         );
     }
 }

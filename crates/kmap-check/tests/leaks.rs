@@ -84,6 +84,16 @@ fn workload() {
     any.machine.guard_cells = true;
     any.machine.cells = 16;
     scopes.push(any);
+    // Endless programs in the safe APIs: guards and scoped mappings live in call frames.
+    for api in [kmap_sim::Api::Guard, kmap_sim::Api::Scope] {
+        let mut config = Scope {
+            api,
+            ..Scope::new(1, 2, 2)
+        }
+        .config();
+        config.machine.release = Release::Any;
+        scopes.push(config);
+    }
     let mut largest = scope(1, 2, 2);
     largest.machine.cells = kmap_sim::MAX_CELLS;
     scopes.push(largest);

@@ -180,8 +180,8 @@ pub fn section(root: &Path) -> Result<String, ProveBenchError> {
          model of `reference/spin/` (built as its `run.sh` builds it, capped at 8 GB and a time \
          limit); `kmap prove` checks the crate's real code. Both ran one after the other in this \
          run, on this machine; for both, the wall time by the bench's clock around the process \
-         (microseconds; times under a second are shown to the millisecond), the peak memory by \
-         `/usr/bin/time`. The two count \
+         (start-up included, a few milliseconds: most of the smallest rows' time; shown to the \
+         millisecond under a second), the peak memory by `/usr/bin/time`. The two count \
          states at different grains (SPIN: every statement of the model; kmap: every choice point \
          of the real code, with interrupts probed at every arrival point instead of interleaved), \
          so the state counts are not comparable; the verdicts and the costs are.\n"
@@ -292,7 +292,7 @@ fn cpu_text(m: &Measured) -> String {
 
 /// The throughput of [`BASELINE`]'s `kmap prove` on `row`, beside this commit's (`kmap`, on one
 /// thread: the baseline has one), both from this run: the least CPU time of three runs each,
-/// one after the other in turn (`/usr/bin/time` counts hundredths, and the machine is shared). The
+/// interleaved (`/usr/bin/time` counts hundredths, and the machine is shared). The
 /// baseline is built from a git worktree under `target/` (its own target folder, so this
 /// build is untouched). A line saying why when it cannot be built.
 fn baseline(root: &Path, kmap: &Path, row: &Row) -> Result<String, ProveBenchError> {
@@ -347,7 +347,7 @@ fn baseline(root: &Path, kmap: &Path, row: &Row) -> Result<String, ProveBenchErr
     };
     Ok(format!(
         "Throughput on {scope} against commit {BASELINE} (built from a worktree and run in this \
-         run, same command, this commit with `--threads 1`, the least CPU time of three runs each, in turn): {BASELINE} found {} states in {} of CPU ({} states/s per core); this \
+         run, same command, this commit with `--threads 1`, the least CPU time of three runs each, interleaved): {BASELINE} found {} states in {} of CPU ({} states/s per core); this \
          commit {} states in {} of CPU ({} states/s per core): {ratio} the states per second per \
          core. This commit counts states up to task and CPU symmetry (`--no-symmetry` counts every \
          permutation, as {BASELINE} did).",
@@ -378,8 +378,9 @@ pub(super) struct Timed {
     pub(super) peak_mib: Option<f64>,
 }
 
-/// `/usr/bin/time -f "%e %M"` around `command`: its output, the wall time and the peak memory
-/// (`/usr/bin/time`'s report, read from its file: an external tool's output).
+/// `/usr/bin/time -f "%e %M %U %S"` around `command`: its output, the wall time (by this
+/// process's clock around it), and the peak memory and the CPU time (`/usr/bin/time`'s report,
+/// read from its file: an external tool's output).
 pub(super) fn timed(command: Command) -> Result<Timed, ProveBenchError> {
     let times = std::env::temp_dir().join(format!("kmap-time-{}", std::process::id()));
     let program = command.get_program().to_owned();

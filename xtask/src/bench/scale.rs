@@ -89,7 +89,7 @@ pub fn section(root: &Path, kmap: &Path) -> Result<String, ProveBenchError> {
          NMI mapping everywhere), under the split switch: `kmap prove FILE` (no bound on \
          preemption), `kmap check FILE` (within the file's bounds; the engine it chose) and \
          `kmap check FILE --engine stateless` (cut off after {STATELESS_LIMIT} s), wall time by \
-         `/usr/bin/time`, one after the other in this run.\n"
+         the bench's clock around each process, one after the other in this run.\n"
     );
     let _ = writeln!(
         out,

@@ -360,9 +360,12 @@ impl Machine {
     /// Returns `true` when this frame's mapping is to end here (a release of the most recent
     /// mapping, begun: the `ScopedMapping`'s drop as the frame returns releases it) or has
     /// ended already (a release in any order from a frame further in), `false` when the
-    /// execution is over. So the frames on the stack are always exactly the live mappings,
-    /// in the order they were made, which `Task::mappings` records: the state key needs no
-    /// more of them.
+    /// execution is over. So the frames on the stack that still hold a mapping are exactly the
+    /// live mappings, in the order they were made, which `Task::mappings` records; a frame
+    /// emptied by a release in any order stays below until the frames above it return, and
+    /// is then passed through with no arrival point and no change (its drop finds nothing to
+    /// release): the state key needs no more of them. A task's records are unique (a step
+    /// maps only a page the task does not hold), so a record names one frame.
     fn run_any_in_scope(
         &self,
         task: TaskId,
