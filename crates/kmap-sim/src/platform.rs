@@ -111,6 +111,15 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// The layout of a machine with `settings`.
+    pub(crate) fn of(settings: &crate::Settings) -> Layout {
+        Layout {
+            cpus: settings.cpus,
+            cells: settings.cells,
+            lowmem: settings.lowmem,
+        }
+    }
+
     /// The slot's place in the window (and in the page table).
     pub(crate) fn index(&self, slot: Slot) -> usize {
         slot.cpu.0 as usize * self.cells + slot.cell.0

@@ -170,14 +170,7 @@ impl<'p, P: Platform> Local<'p, P> {
 
     /// Map `page` in a slot even if it has a direct-map address (`kmap_local_pfn`).
     pub fn try_map_slot<'m>(&'m mut self, page: &'m mut Page) -> Result<Mapping<'m, P>, MapError> {
-        Mapping::new(
-            self.platform,
-            page,
-            Mode {
-                always_slot: true,
-                ..Mode::LOCAL
-            },
-        )
+        Mapping::new(self.platform, page, Mode::SLOT)
     }
 
     /// Run `f` with `page` mapped, and release the mapping when `f` returns.
@@ -217,6 +210,10 @@ impl Mode {
     };
     const ATOMIC: Mode = Mode {
         atomic: true,
+        ..Mode::LOCAL
+    };
+    const SLOT: Mode = Mode {
+        always_slot: true,
         ..Mode::LOCAL
     };
 }
@@ -297,14 +294,7 @@ impl<'m, P: Platform> Mapping<'m, P> {
 
     /// [`Local::try_map_slot`], nested on top of this mapping.
     pub fn try_map_slot<'c>(&'c mut self, page: &'c mut Page) -> Result<Mapping<'c, P>, MapError> {
-        Mapping::new(
-            self.platform,
-            page,
-            Mode {
-                always_slot: true,
-                ..Mode::LOCAL
-            },
-        )
+        Mapping::new(self.platform, page, Mode::SLOT)
     }
 
     /// The address the page is mapped at (a slot of the kmap window, or the direct map): the

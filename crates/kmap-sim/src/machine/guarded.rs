@@ -172,32 +172,25 @@ impl Machine {
         // The counts as the release of an atomic mapping found them (`None`: no release).
         let mut release_counts = None;
         guard.map(frame, kind, &mut |result, child| {
-            let before = self.view_after_call(caller);
-            match result {
-                Ok(addr) => {
-                    // The view is for a refusal's check, and owns memory: not kept while the
-                    // rest of the program runs (see `driver.rs`).
-                    drop(before);
-                    made = true;
-                    self.hold_new(task, frame, addr, kind, Some(base));
-                    self.end_op(task);
-                    let end = inside(child);
-                    if self.aborted() {
-                        // The execution is over: nothing more of it runs, the release neither
-                        // (guards own no memory, see `driver.rs`).
-                        self.suspend(Yield::Abort);
-                    }
-                    if end == End::Drop {
-                        self.outcome.borrow_mut().stats.kmap_ops += 1;
-                        release_counts = Some(self.atomic_counts());
-                    }
-                    end
-                }
-                Err(refused) => {
-                    self.map_refused(task, frame, refused, before);
-                    End::Drop
-                }
+            if self
+                .map_answered(task, caller, frame, kind, Some(base), result)
+                .is_none()
+            {
+                return End::Drop;
             }
+            made = true;
+            self.end_op(task);
+            let end = inside(child);
+            if self.aborted() {
+                // The execution is over: nothing more of it runs, the release neither (guards
+                // own no memory, see `driver.rs`).
+                self.suspend(Yield::Abort);
+            }
+            if end == End::Drop {
+                self.outcome.borrow_mut().stats.kmap_ops += 1;
+                release_counts = Some(self.atomic_counts());
+            }
+            end
         });
         if made {
             // Released (or forgotten) now, as a raw unmap's record goes once the crate returns:
@@ -269,30 +262,26 @@ impl Machine {
                     // The mapping, if the program's end is what releases it.
                     let mut dropped_at_end = None;
                     scope.map(frame, held, &mut |result, inner| {
-                        let before = self.view_after_call(caller);
-                        match result {
-                            Ok(addr) => {
-                                // Owns memory: not kept while the program runs (`driver.rs`).
-                                drop(before);
-                                made = true;
-                                let mapping = self.hold_new(task, frame, addr, MapKind::Page, None);
-                                self.end_op(task);
-                                self.next_pc(task);
-                                self.run_scoped(ops, at + 1, task, scope, inner);
-                                if self.aborted() {
-                                    // Over: nothing more runs (see `guarded_map`).
-                                    self.suspend(Yield::Abort);
-                                }
-                                // The program's end drops what is still held, most recent first.
-                                // Asked of the frame itself: two fast-path mappings of one
-                                // lowmem frame have equal records.
-                                if inner.holds() {
-                                    self.begin_op(Op::Unmap, task);
-                                    self.outcome.borrow_mut().stats.kmap_ops += 1;
-                                    dropped_at_end = Some(mapping);
-                                }
-                            }
-                            Err(refused) => self.map_refused(task, frame, refused, before),
+                        let answered =
+                            self.map_answered(task, caller, frame, MapKind::Page, None, result);
+                        let Some(mapping) = answered else {
+                            return;
+                        };
+                        made = true;
+                        self.end_op(task);
+                        self.next_pc(task);
+                        self.run_scoped(ops, at + 1, task, scope, inner);
+                        if self.aborted() {
+                            // Over: nothing more runs (see `guarded_map`).
+                            self.suspend(Yield::Abort);
+                        }
+                        // The program's end drops what is still held, most recent first. Asked
+                        // of the frame itself: two fast-path mappings of one lowmem frame have
+                        // equal records.
+                        if inner.holds() {
+                            self.begin_op(Op::Unmap, task);
+                            self.outcome.borrow_mut().stats.kmap_ops += 1;
+                            dropped_at_end = Some(mapping);
                         }
                     });
                     if let Some(mapping) = dropped_at_end {
@@ -391,24 +380,24 @@ impl Machine {
                     // The mapping made, once its frame has returned (released, or ended before).
                     let mut made = None;
                     scope.map(frame, held, &mut |result, inner| {
-                        let before = self.view_after_call(caller);
-                        match result {
-                            Ok(addr) => {
-                                // Owns memory: not kept while the program runs (`driver.rs`).
-                                drop(before);
-                                let mapping =
-                                    self.hold_new(Some(task), frame, addr, MapKind::Page, None);
-                                self.end_op(Some(task));
-                                if !self.run_any_in_scope(task, pages, alphabet, scope, inner, true)
-                                {
-                                    // Over: nothing more of it runs, the release neither (see
-                                    // `guarded_map`).
-                                    self.suspend(Yield::Abort);
-                                }
-                                made = Some(mapping);
-                            }
-                            Err(refused) => self.map_refused(Some(task), frame, refused, before),
+                        let answered = self.map_answered(
+                            Some(task),
+                            caller,
+                            frame,
+                            MapKind::Page,
+                            None,
+                            result,
+                        );
+                        let Some(mapping) = answered else {
+                            return;
+                        };
+                        self.end_op(Some(task));
+                        if !self.run_any_in_scope(task, pages, alphabet, scope, inner, true) {
+                            // Over: nothing more of it runs, the release neither (see
+                            // `guarded_map`).
+                            self.suspend(Yield::Abort);
                         }
+                        made = Some(mapping);
                     });
                     if self.aborted() {
                         return false;

@@ -361,12 +361,34 @@ impl Machine {
         self.outcome.borrow_mut().stats.kmap_ops += 1;
         let caller = self.view_before_call(task);
         let mapped = self.kmap.map(self, frame, kind);
+        self.map_answered(task, caller, frame, kind, None, mapped);
+    }
+
+    /// What the crate's answer to a map of `frame` (called with `caller`'s view taken before,
+    /// see [`view_before_call`](Self::view_before_call)) leaves, in any API: on success the
+    /// record of the mapping, returned (see [`hold_new`](Self::hold_new); `base` is a guard's
+    /// depth); on a refusal what [`map_refused`](Self::map_refused) does, and `None`. The view
+    /// is dropped here either way: it owns memory, and a safe API's map runs the rest of the
+    /// program inside the mapping (see `driver.rs`).
+    pub(super) fn map_answered(
+        &self,
+        task: Option<TaskId>,
+        caller: Caller,
+        frame: Frame,
+        kind: MapKind,
+        base: Option<usize>,
+        answer: Result<VirtAddr, MapError>,
+    ) -> Option<Held> {
         let before = self.view_after_call(caller);
-        match mapped {
+        match answer {
             Ok(addr) => {
-                self.hold_new(task, frame, addr, kind, None);
+                drop(before);
+                Some(self.hold_new(task, frame, addr, kind, base))
             }
-            Err(refused) => self.map_refused(task, frame, refused, before),
+            Err(refused) => {
+                self.map_refused(task, frame, refused, before);
+                None
+            }
         }
     }
 

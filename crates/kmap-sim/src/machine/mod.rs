@@ -214,12 +214,14 @@ impl Machine {
             tasks.push(state);
             cpus[task.cpu.0 as usize].enqueue(id);
         }
-        let layout = Layout {
-            cpus: m.cpus,
-            cells: m.cells,
-            lowmem: m.lowmem,
+        let layout = Layout::of(m);
+        // The classes are worked out only for runs whose keys use them: a stateless run (the
+        // most executions by far) takes no state key at all.
+        let symmetry = if options.symmetry || options.orbits {
+            Symmetry::of(config)
+        } else {
+            Symmetry::none(config)
         };
-        let symmetry = Symmetry::of(config);
         let isolated = options.reduce && arrival::isolated(config);
         Machine {
             config: config.clone(),

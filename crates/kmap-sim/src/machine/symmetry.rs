@@ -149,11 +149,20 @@ impl Symmetry {
             pages,
             rotations,
             cpus: m.cpus,
-            layout: Layout {
-                cpus: m.cpus,
-                cells: m.cells,
-                lowmem: m.lowmem,
-            },
+            layout: Layout::of(m),
+        }
+    }
+
+    /// No interchangeable tasks, and the identity alone as rotation (for runs whose keys are
+    /// not canonical).
+    pub(crate) fn none(config: &Config) -> Symmetry {
+        let m = &config.machine;
+        Symmetry {
+            classes: Vec::new(),
+            pages: Vec::new(),
+            rotations: 1,
+            cpus: m.cpus,
+            layout: Layout::of(m),
         }
     }
 
