@@ -17,6 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The explorer allocates and frees small blocks at every point of every execution (the views
+/// of the crate's calls, the places of handlers); mimalloc's thread-local free lists serve them
+/// in a fraction of the system allocator's time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kmap",
