@@ -67,6 +67,13 @@ pub enum TestError {
 pub fn run() -> Result<(), TestError> {
     let root = process::workspace_root();
     let kernel = root.join("kernel");
+    // Linux's mm/highmem.c, which `--impl linux` runs, comes from an installed kernel source;
+    // before the first build, whose build script extracts it.
+    process::ensure(
+        "test -n \"$KMAP_LINUX_SRC\" || ls /usr/src/linux-source-*.tar.xz",
+        "a Linux kernel source (for --impl linux)",
+        "linux-source-6.12",
+    )?;
     cargo(&root, &["fmt", "--all", "--", "--check"], &[])?;
     cargo(&kernel, &["fmt", "--all", "--", "--check"], &[])?;
     cargo(

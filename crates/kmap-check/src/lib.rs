@@ -40,6 +40,7 @@ pub fn resolve(name: &str) -> Result<Scenario, ScenarioError> {
             source: "built-in scope".into(),
             config: scope.config(),
             expect: kmap_sim::Verdict::Pass,
+            expect_linux: kmap_sim::Verdict::Pass,
             notes: Vec::new(),
         });
     }

@@ -125,6 +125,21 @@ impl Scope {
             .expect("a depth of at most 14 fits in 33 cells")
     }
 
+    /// The cells of this scope's stacks on `machine`: [`cells`](Self::cells), and under Linux's
+    /// code one more, which its push-then-check leaves unused (rule M-3:
+    /// `BUG_ON(idx >= KM_MAX_IDX)` after the push).
+    pub fn cells_on(&self, machine: &kmap_sim::Settings) -> usize {
+        let cells = self.cells(machine.guard_cells);
+        match machine.implementation {
+            kmap_sim::Implementation::Crate => cells,
+            kmap_sim::Implementation::Linux => SUPPORTED_CELLS
+                .iter()
+                .copied()
+                .find(|&c| c > cells)
+                .unwrap_or(cells),
+        }
+    }
+
     /// The configuration of this scope: with `h` handler pages, task `t` starts on CPU
     /// `t % cpus` and maps the pages `lowmem + 2h + t * depth + j` (and, with the lowmem
     /// addition, the lowmem frame `t`); the interrupt maps

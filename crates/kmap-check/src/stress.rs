@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 
 use kmap::{CpuId, Frame};
 use kmap_sim::{
-    Alphabet, Api, Bounds, Config, Op, Outcome, Program, Protocol, Release, RunOptions, Settings,
-    Stats, Task, Verdict,
+    Alphabet, Api, Bounds, Config, Implementation, Op, Outcome, Program, Protocol, Release,
+    RunOptions, Settings, Stats, Task, Verdict,
 };
 
 use crate::search::random::{RandomChooser, Rates};
@@ -28,12 +28,15 @@ const FRAMES_PER_TASK: u64 = 8;
 /// frames (some lowmem, some atomic), write and check them, yield, sleep, migrate and fork while
 /// holding them; interrupt and NMI handlers that map and check. One seed in four gives guard
 /// cells, one force-map, one release in any order (the tasks release a random mapping; half of
-/// those seeds with guard cells).
-pub fn workload(seed: u64, cpus: usize) -> Config {
+/// those seeds with guard cells). On Linux's code, which has neither release in any order nor
+/// the crate's safe API, every release is LIFO and every map goes through the raw entry points.
+pub fn workload(seed: u64, cpus: usize, implementation: Implementation) -> Config {
     let mut rng = SmallRng::seed_from_u64(seed);
+    let linux = implementation == Implementation::Linux;
     let (cells, guard_cells, force_map, release) = match seed % 4 {
         1 => (33, true, false, Release::Lifo),
         2 => (16, false, true, Release::Lifo),
+        3 if linux => (16, false, false, Release::Lifo),
         3 if (seed / 4).is_multiple_of(2) => (16, false, false, Release::Any),
         3 => (33, true, false, Release::Any),
         _ => (16, false, false, Release::Lifo),
@@ -58,7 +61,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
                 pinned: false,
                 alphabet: Alphabet::default(),
                 // Every other task maps through the safe API where its program can (LIFO).
-                api: if release == Release::Lifo && id % 2 == 1 {
+                api: if release == Release::Lifo && id % 2 == 1 && !linux {
                     Api::Guard
                 } else {
                     Api::Raw
@@ -71,6 +74,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
     let nmi_frame = Frame::new(FRAMES - 1);
     Config {
         machine: Settings {
+            implementation,
             cpus,
             frames: FRAMES,
             lowmem: LOWMEM,
@@ -97,7 +101,7 @@ pub fn workload(seed: u64, cpus: usize) -> Config {
             nmi: vec![Op::MapPfn(nmi_frame), Op::Check, Op::Unmap],
             irq_api: Api::Raw,
             // The NMI maps through the safe API: its `Local` and `Mapping` in a handler.
-            nmi_api: Api::Guard,
+            nmi_api: if linux { Api::Raw } else { Api::Guard },
         },
     }
 }
@@ -192,6 +196,8 @@ pub struct Options {
     pub time: Option<Duration>,
     /// How often events are injected.
     pub rates: Rates,
+    /// The code under test.
+    pub implementation: Implementation,
 }
 
 /// The first violation a stress run found.
@@ -226,7 +232,7 @@ pub fn execution_seed(seed: u64, n: u64) -> u64 {
 
 /// Run the execution with this seed, as a stress run with these options would.
 pub fn run_one(execution_seed: u64, options: &Options, run: RunOptions) -> Outcome {
-    let mut config = workload(execution_seed, options.cpus);
+    let mut config = workload(execution_seed, options.cpus, options.implementation);
     config.machine.switch = options.protocol;
     let chooser = RandomChooser::new(execution_seed ^ 0x0C40_1CE5, options.rates);
     kmap_sim::run_with(&config, chooser, run).expect("generated workloads are valid")

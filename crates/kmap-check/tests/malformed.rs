@@ -45,7 +45,7 @@ fn an_unknown_field_and_an_unknown_protocol() {
     assert!(
         e.starts_with(
             "bad.toml:2: field `machine.switches`: unknown field `switches`, expected one of \
-             `cpus`, `frames`, `lowmem`, `cells`, `switch`"
+             `impl`, `cpus`, `frames`, `lowmem`, `cells`, `switch`"
         ),
         "{e}"
     );

@@ -303,7 +303,7 @@ fn interrupt_and_nmi_nesting_is_counted_and_balanced() {
 
 #[test]
 fn the_same_choices_give_the_same_trace() {
-    let config = kmap_check::stress::workload(7, 2);
+    let config = kmap_check::stress::workload(7, 2, kmap_sim::Implementation::Crate);
     let runs: Vec<_> = (0..2)
         .map(|_| {
             let chooser = RandomChooser::new(99, Rates::default());

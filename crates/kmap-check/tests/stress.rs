@@ -12,6 +12,7 @@ fn options(protocol: Protocol, cpus: usize, kmap_ops: u64) -> Options {
         kmap_ops,
         time: None,
         rates: Rates::default(),
+        implementation: kmap_sim::Implementation::Crate,
     }
 }
 

@@ -84,6 +84,7 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
         kmap_ops: args.stress_ops,
         time: None,
         rates: Rates::default(),
+        implementation: kmap_sim::Implementation::Crate,
     };
     let report = stress(&options, |_, _| {});
     let seconds = report.elapsed.as_secs_f64().max(1e-9);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use kmap_check::search::{Bfs, Dfs, Pct, Random};
 use kmap_check::{Options, Scenario, Shard, Strategy, builtin};
-use kmap_sim::{Bounds, Changes, Settings};
+use kmap_sim::{Bounds, Changes, ConfigError, Settings};
 
 use crate::error::{CliError, note};
 use crate::report::{Checked, check_json, finish, print_checked, search, write_svg};
@@ -140,7 +140,7 @@ pub fn prepare(
         && settings.get("cells").is_none()
     {
         let machine = &mut scenario.config.machine;
-        machine.cells = scope.cells(machine.guard_cells);
+        machine.cells = scope.cells_on(machine);
     }
     scenario
         .config
@@ -175,7 +175,17 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
     }
     let mut scenarios = Vec::new();
     for name in &names {
-        let scenario = prepare(name, &args.settings, &args.bounds)?;
+        let scenario = match prepare(name, &args.settings, &args.bounds) {
+            // `--all` on another implementation runs what it can, and says what it cannot.
+            Err(CliError::Config {
+                scenario,
+                error: error @ ConfigError::Implementation { .. },
+            }) if args.all => {
+                println!("skip {scenario:<24} {error}");
+                continue;
+            }
+            prepared => prepared?,
+        };
         if scenario.config.program.tasks.iter().any(|t| t.is_any()) {
             return Err(CliError::Endless {
                 scenario: scenario.source,

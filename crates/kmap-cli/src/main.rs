@@ -60,6 +60,8 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // `--impl linux`: Linux's own mm/highmem.c, if this build found a kernel source.
+    kmap_linux::register();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Demo(demo::Args::default())) {
         Command::Check(args) => check::main(&args),

@@ -46,7 +46,7 @@ impl Checked {
 
     /// Whether the verdict is the expected one.
     pub fn ok(&self) -> bool {
-        self.exploration.verdict == self.scenario.expect
+        self.exploration.verdict == self.scenario.expected()
     }
 
     fn switch(&self) -> String {
@@ -159,7 +159,7 @@ pub fn print_checked(checked: &Checked, with_timeline: bool) {
         s.name,
         checked.switch(),
         e.verdict.name(),
-        s.expect.name(),
+        s.expected().name(),
         e.executions,
         e.stats.pruned,
         e.stats.probes,
@@ -344,7 +344,7 @@ pub fn check_json(checked: &Checked) -> Value {
         "machine": checked.scenario.config.machine,
         "bounds": checked.scenario.config.bounds,
         "verdict": e.verdict.name(),
-        "expected": checked.scenario.expect.name(),
+        "expected": checked.scenario.expected().name(),
         "ok": checked.ok(),
         "executions": e.executions,
         "engine": if e.states.is_some() { "stateful" } else { "stateless" },

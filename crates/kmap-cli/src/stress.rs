@@ -7,7 +7,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use kmap_check::search::random::Rates;
 use kmap_check::stress::{self, Options, Report};
-use kmap_sim::{Protocol, RunOptions, Verdict};
+use kmap_sim::{Implementation, Protocol, RunOptions, Verdict};
 
 use crate::error::CliError;
 
@@ -31,6 +31,9 @@ pub struct Args {
     /// Replay one execution, by the seed a violation report printed, with its full trace.
     #[arg(long, value_parser = parse_seed)]
     pub replay: Option<u64>,
+    /// The code under test: the crate, or Linux's mm/highmem.c.
+    #[arg(id = "impl", long = "impl", value_enum, default_value_t = Implementation::Crate)]
+    pub implementation: Implementation,
     /// Print a machine-readable result (the figures, and a violation with the seed and the
     /// schedule that replay it).
     #[arg(long)]
@@ -54,6 +57,7 @@ impl Args {
             kmap_ops: self.ops,
             time: self.time.map(Duration::from_secs_f64),
             rates: Rates::default(),
+            implementation: self.implementation,
         }
     }
 }
@@ -73,7 +77,8 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
         return Ok(report.found.is_none());
     }
     println!(
-        "kmap stress: switch {}, {} CPU(s), seed {}, up to {} kmap operations{}",
+        "kmap stress: impl {}, switch {}, {} CPU(s), seed {}, up to {} kmap operations{}",
+        options.implementation,
         options.protocol,
         options.cpus,
         options.seed,
@@ -131,13 +136,14 @@ pub fn json(report: &Report, options: &Options) -> serde_json::Value {
             "refusal": outcome.refusals.first().map(|r| r.message.clone()),
             "schedule": outcome.schedule.to_string(),
             "replay": format!(
-                "kmap stress --switch {} --cpus {} --replay {:#x}",
-                options.protocol, options.cpus, found.execution_seed
+                "kmap stress --impl {} --switch {} --cpus {} --replay {:#x}",
+                options.implementation, options.protocol, options.cpus, found.execution_seed
             ),
         })
     });
     serde_json::json!({
         "seed": options.seed,
+        "impl": options.implementation.to_string(),
         "switch": options.protocol.to_string(),
         "cpus": options.cpus,
         "executions": report.executions,
@@ -191,8 +197,8 @@ pub fn print_found(found: &stress::Found, options: &Options) {
         found.execution_seed, outcome.schedule
     );
     println!(
-        "replay it with its trace: kmap stress --switch {} --cpus {} --replay {:#x}",
-        options.protocol, options.cpus, found.execution_seed
+        "replay it with its trace: kmap stress --impl {} --switch {} --cpus {} --replay {:#x}",
+        options.implementation, options.protocol, options.cpus, found.execution_seed
     );
     let traced = stress::run_one(
         found.execution_seed,

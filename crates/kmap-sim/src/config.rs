@@ -159,6 +159,14 @@ pub enum ConfigError {
     /// There is no task.
     #[error("at least one task is needed")]
     NoTask,
+    /// The implementation cannot run this machine.
+    #[error("impl = \"{implementation}\": {reason}")]
+    Implementation {
+        /// The implementation.
+        implementation: crate::settings::Implementation,
+        /// Why.
+        reason: String,
+    },
     /// A task starts on a CPU the machine does not have.
     #[error("task {name}: cpu {} but the machine has {cpus} CPU(s)", cpu.0)]
     TaskCpu {
@@ -273,6 +281,7 @@ impl ConfigError {
             ConfigError::Settings(e) => Field::Machine(e.key().unwrap_or("").into()),
             ConfigError::NestingDepth { bound, .. } => Field::Bounds(bound),
             ConfigError::NoTask => Field::Tasks,
+            ConfigError::Implementation { .. } => Field::Machine("impl".into()),
             ConfigError::TaskCpu { task, .. } => Field::TaskCpu(*task),
             ConfigError::OpsAndAny { task, .. } => Field::TaskOps(*task),
             ConfigError::AnyDepth { task, .. } => Field::TaskAny(*task),
@@ -288,6 +297,35 @@ impl ConfigError {
 }
 
 impl Config {
+    /// Check that the implementation under test exists in this build and can run this
+    /// configuration: Linux's code has no release in any order and no guard or scope API.
+    fn validate_implementation(&self) -> Result<(), ConfigError> {
+        let m = &self.machine;
+        let refuse = |reason: String| ConfigError::Implementation {
+            implementation: m.implementation,
+            reason,
+        };
+        crate::implementation::ops(m).map_err(refuse)?;
+        if m.implementation == crate::settings::Implementation::Linux {
+            if m.any_order() {
+                return Err(refuse(
+                    "release in any order has no Linux counterpart: kunmap_local releases \
+                     the top mapping only"
+                        .into(),
+                ));
+            }
+            let p = &self.program;
+            let apis = p.tasks.iter().map(|t| t.api).chain([p.irq_api, p.nmi_api]);
+            if let Some(api) = apis.into_iter().find(|&api| api != Api::Raw) {
+                return Err(refuse(format!(
+                    "api = \"{api}\" is the crate's own; Linux's code is called as \
+                     kmap_local_page and kunmap_local are (api = \"raw\")"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Check that the configuration can run, naming the first problem and where it is.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.machine;
@@ -301,6 +339,7 @@ impl Config {
         if self.program.tasks.is_empty() {
             return Err(ConfigError::NoTask);
         }
+        self.validate_implementation()?;
         let check_op = |at: Field, op: Op, in_handler: bool, api: Api| -> Result<(), ConfigError> {
             let in_api = match api {
                 Api::Raw => op != Op::Leak,

@@ -54,6 +54,7 @@
 
 pub mod choice;
 pub mod config;
+pub mod implementation;
 mod machine;
 pub mod outcome;
 mod platform;
@@ -70,7 +71,10 @@ pub use machine::{ProbeMemo, RunOptions, run, run_with};
 pub use outcome::{
     ChoiceRecord, Hazard, Outcome, Refusal, Rule, Stats, Verdict, Violation, ViolationKind,
 };
-pub use platform::{DIRECT_MAP, MAX_CELLS, PAGE_SIZE, SUPPORTED_CELLS, WINDOW, pte_frame};
+pub use platform::{
+    DIRECT_MAP, FIXMAP_TOP, MAX_CELLS, PAGE_SIZE, PTE_PRESENT, PTE_WRITE, SUPPORTED_CELLS, WINDOW,
+    pte_frame,
+};
 pub use program::{Alphabet, AnyOp, Api, Op, OpError, Program, Task};
-pub use settings::{Changes, Mutation, Protocol, Release, Settings, SettingsError};
+pub use settings::{Changes, Implementation, Mutation, Protocol, Release, Settings, SettingsError};
 pub use trace::{Context, Event, Label, SlotName, What};

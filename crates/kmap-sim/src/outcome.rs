@@ -39,6 +39,8 @@ pub enum Rule {
     /// Rule A-1: `kmap_atomic` returned with preemption or page faults enabled, so the atomic
     /// section its caller relies on is not one.
     Atomic,
+    /// Foreign code's own warning (Linux's `WARN_ON_ONCE`, named by its file and line).
+    Warn,
 }
 
 impl fmt::Display for Rule {
@@ -55,6 +57,7 @@ impl fmt::Display for Rule {
             Rule::StrayWrite => "stray write",
             Rule::Stack => "KmapStack (cells at or above idx are empty)",
             Rule::Atomic => "A-1 (kmap_atomic disables preemption and page faults)",
+            Rule::Warn => "WARN_ON_ONCE",
         })
     }
 }

@@ -16,20 +16,24 @@ use kmap::{
 
 mod guards;
 
-pub(crate) use guards::{End, NoneHeld};
+pub use guards::End;
+pub(crate) use guards::NoneHeld;
 pub use guards::{Guard, Release, ScopeMap};
 
 /// A counter the platform keeps for the crate.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Counter {
+pub enum Counter {
+    /// The CPU's preemption count.
     Preempt,
+    /// The task's migration-disable count.
     Migrate,
+    /// The CPU's page-fault-disable count.
     Pagefault,
 }
 
 /// Which of the crate's map entry points a program's operation calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum MapKind {
+pub enum MapKind {
     /// `raw::map` (`kmap_local_page`).
     Page,
     /// `raw::map_pfn` (`kmap_local_pfn`): always a slot.
@@ -38,10 +42,11 @@ pub(crate) enum MapKind {
     Atomic,
 }
 
-/// What the crate's platform needs of the machine underneath: the hardware facts and actions of
-/// [`Platform`], in the crate's own types. The machine implements it; this module needs nothing
-/// else of the machine, so the machine depends on the crate's adapter and not the other way.
-pub(crate) trait Hardware {
+/// What an implementation needs of the machine underneath: the hardware facts and actions of
+/// [`Platform`], in the crate's own types, and for foreign code its arrival points and its
+/// verdicts. The machine implements it; this module needs nothing else of the machine, so the
+/// machine depends on the crate's adapter and not the other way.
+pub trait Hardware {
     /// The crate called this platform method (for the trace).
     fn call(&self, name: &'static str);
     /// The executing CPU, as the crate reads it.
@@ -70,6 +75,15 @@ pub(crate) trait Hardware {
     fn report(&self, report: Report);
     /// An arrival point of the crate.
     fn point(&self, point: Point);
+    /// An arrival point of foreign code.
+    fn foreign_point(&self, point: crate::implementation::ForeignPoint);
+    /// Foreign code warned (Linux's `WARN_ON_ONCE`): a hazard, a violation under strict
+    /// checking.
+    fn warn(&self, message: String);
+    /// Foreign code stopped the machine (Linux's `BUG_ON`): a crash. The context is suspended
+    /// for good; this returns only where nothing can be suspended (the scheduler's code on the
+    /// driver's own stack), and the caller must then not go on with the code that crashed.
+    fn bug(&self, message: String);
 }
 
 /// Stack sizes (cells per task) the simulator is built for.
@@ -90,8 +104,12 @@ const _: () = {
 pub const PAGE_SIZE: usize = 4096;
 /// Frame `f` of lowmem is at `DIRECT_MAP + f * PAGE_SIZE`.
 pub const DIRECT_MAP: usize = 0x1_0000_0000;
-/// The kmap window: CPU `c`'s cell `i` is at `WINDOW + (c * cells + i) * PAGE_SIZE`.
+/// The kmap window: CPU `c`'s cell `i` is at `WINDOW + (c * cells + i) * PAGE_SIZE` (or, for
+/// Linux's code, at `FIXMAP_TOP - (c * cells + i) * PAGE_SIZE`).
 pub const WINDOW: usize = 0x10_0000_0000;
+/// The top of the fixmap Linux's code maps into: `__fix_to_virt(FIX_KMAP_BEGIN)`, with room
+/// below it down to `WINDOW` for the most CPUs (8) times the most cells (33).
+pub const FIXMAP_TOP: usize = WINDOW + (8 * MAX_CELLS - 1) * PAGE_SIZE;
 /// PTE bit: present.
 pub const PTE_PRESENT: u64 = 1;
 /// PTE bit: writable.
@@ -101,13 +119,17 @@ pub const PTE_WRITE: u64 = 2;
 /// window of `cpus × cells` slots. The crate's platform and the MMU both read addresses
 /// through it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Layout {
+pub struct Layout {
     /// CPUs.
-    pub(crate) cpus: usize,
+    pub cpus: usize,
     /// Cells per stack (slots per CPU).
-    pub(crate) cells: usize,
+    pub cells: usize,
     /// Frames below this are direct-mapped.
-    pub(crate) lowmem: u64,
+    pub lowmem: u64,
+    /// The slots are laid out as Linux's fixmap, down from [`FIXMAP_TOP`] (slot `i` of the
+    /// window at `FIXMAP_TOP - i * PAGE_SIZE`), for Linux's code, which computes its addresses
+    /// itself; else up from [`WINDOW`].
+    pub fixmap: bool,
 }
 
 impl Layout {
@@ -117,6 +139,7 @@ impl Layout {
             cpus: settings.cpus,
             cells: settings.cells,
             lowmem: settings.lowmem,
+            fixmap: settings.implementation == crate::settings::Implementation::Linux,
         }
     }
 
@@ -134,13 +157,22 @@ impl Layout {
     }
 
     /// The virtual address of a slot.
-    pub(crate) fn slot_address(&self, slot: Slot) -> VirtAddr {
-        VirtAddr::new(WINDOW + self.index(slot) * PAGE_SIZE)
+    pub fn slot_address(&self, slot: Slot) -> VirtAddr {
+        if self.fixmap {
+            VirtAddr::new(FIXMAP_TOP - self.index(slot) * PAGE_SIZE)
+        } else {
+            VirtAddr::new(WINDOW + self.index(slot) * PAGE_SIZE)
+        }
     }
 
     /// The slot whose page holds `addr`, if it is in the window.
-    pub(crate) fn slot_of(&self, addr: VirtAddr) -> Option<Slot> {
-        let index = addr.as_usize().checked_sub(WINDOW)? / PAGE_SIZE;
+    pub fn slot_of(&self, addr: VirtAddr) -> Option<Slot> {
+        let index = if self.fixmap {
+            let page = addr.as_usize().checked_sub(WINDOW)? / PAGE_SIZE;
+            ((FIXMAP_TOP - WINDOW) / PAGE_SIZE).checked_sub(page)?
+        } else {
+            addr.as_usize().checked_sub(WINDOW)? / PAGE_SIZE
+        };
         (index < self.cpus * self.cells).then(|| self.slot(index))
     }
 
@@ -151,7 +183,7 @@ impl Layout {
     }
 
     /// The direct-map address of a lowmem frame.
-    pub(crate) fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
+    pub fn direct_map(&self, frame: Frame) -> Option<VirtAddr> {
         (frame.pfn() < self.lowmem)
             .then(|| VirtAddr::new(DIRECT_MAP + frame.pfn() as usize * PAGE_SIZE))
     }
@@ -177,7 +209,7 @@ pub trait DynStack: Any {
     fn cells(&self) -> usize;
     /// The CPU the live cells were mapped on, if there are any.
     fn home(&self) -> Option<CpuId>;
-    /// For [`SimPlatform::current_stack`].
+    /// The concrete stack, for the crate's platform to reach its own `KmapStack`.
     fn as_any(&self) -> &dyn Any;
     /// Everything the stack holds ([`kmap::StackState`]), to put back with [`restore`](Self::restore).
     fn save(&self) -> Box<dyn Any>;

@@ -90,7 +90,19 @@ macro_rules! display_by_name {
         }
     )*};
 }
-display_by_name!(Protocol, Release, Mutation);
+/// The implementation of kmap_local under test.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Implementation {
+    /// The `kmap` crate.
+    #[default]
+    Crate,
+    /// Linux's own `mm/highmem.c`, compiled with an arrival point before every memory access
+    /// (the `kmap-linux` crate; built into the `kmap` binary from an installed kernel source).
+    Linux,
+}
+
+display_by_name!(Protocol, Release, Mutation, Implementation);
 
 /// The machine, and how its oracle judges: every setting of a run besides its bounds and its
 /// programs. Scenario files read it from `[machine]` (a setting left out takes its default),
@@ -98,6 +110,10 @@ display_by_name!(Protocol, Release, Mutation);
 #[derive(Clone, PartialEq, Eq, Debug, Hash, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// The implementation under test: the crate, or Linux's mm/highmem.c.
+    #[arg(id = "impl", long = "impl", value_enum, default_value_t = Implementation::Crate)]
+    #[serde(rename = "impl")]
+    pub implementation: Implementation,
     /// CPUs (1 to 8).
     #[arg(long, default_value_t = 1)]
     pub cpus: usize,
@@ -482,6 +498,7 @@ mod tests {
         same::<Protocol>();
         same::<Release>();
         same::<Mutation>();
+        same::<Implementation>();
         assert_eq!(
             names::<Protocol>(),
             ["split", "rfc-v1", "swap-after-current"]

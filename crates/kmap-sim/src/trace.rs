@@ -11,6 +11,8 @@ use crate::program::Op;
 pub enum Label {
     /// A step of the crate's own code.
     Crate(Point),
+    /// Before a memory access, or a call of its shim, of foreign code (Linux's).
+    Foreign(crate::implementation::ForeignPoint),
     /// A task or handler is about to run an operation of its program.
     BeforeOp(Op),
     /// A task with a nondeterministic program is about to choose its next step.
@@ -35,6 +37,7 @@ impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Label::Crate(point) => f.write_str(point.label()),
+            Label::Foreign(point) => write!(f, "{point}"),
             Label::BeforeOp(op) => write!(f, "before `{op}`"),
             Label::BeforeStep => f.write_str("before the next step"),
             Label::SwapCleared(cell) => write!(f, "swap: cleared prev's cell {}", cell.0),

@@ -24,10 +24,23 @@ pub struct Scenario {
     pub source: String,
     /// Machine, bounds and programs.
     pub config: Config,
-    /// The verdict the scenario expects.
+    /// The verdict the scenario expects of the crate's code.
     pub expect: Verdict,
+    /// The verdict it expects of Linux's code (`[expect] linux`), where that differs: where
+    /// the crate refuses a misuse before any state changes, Linux BUGs or warns.
+    pub expect_linux: Verdict,
     /// Things worth knowing about how the file was read (old names of settings, say).
     pub notes: Vec<String>,
+}
+
+impl Scenario {
+    /// The verdict expected of the implementation the scenario runs.
+    pub fn expected(&self) -> Verdict {
+        match self.config.machine.implementation {
+            kmap_sim::Implementation::Crate => self.expect,
+            kmap_sim::Implementation::Linux => self.expect_linux,
+        }
+    }
 }
 
 /// What is wrong with a scenario.
@@ -211,6 +224,8 @@ struct ExpectSection {
     verdict: Verdict,
     #[serde(default)]
     strict: bool,
+    /// Linux's verdict, where it is not `verdict`.
+    linux: Option<Verdict>,
 }
 
 fn pass() -> Verdict {
@@ -222,6 +237,7 @@ impl Default for ExpectSection {
         ExpectSection {
             verdict: Verdict::Pass,
             strict: false,
+            linux: None,
         }
     }
 }
@@ -383,6 +399,7 @@ pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, Sce
         source: file.into(),
         config,
         expect: parsed.expect.verdict,
+        expect_linux: parsed.expect.linux.unwrap_or(parsed.expect.verdict),
         notes,
     })
 }

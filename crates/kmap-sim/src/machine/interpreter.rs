@@ -509,8 +509,10 @@ impl Machine {
     }
 
     fn fork(&self, parent: TaskId) {
-        let child = TaskId(self.tasks.borrow().len());
+        // The child's id after the fork: Linux's kmap_local_fork has arrival points, where
+        // another task may fork first.
         let stack = self.kmap.fork(self);
+        let child = TaskId(self.tasks.borrow().len());
         if holds_anything(&*stack) {
             self.hazard(
                 Rule::Fork,

@@ -64,7 +64,8 @@ use self::symmetry::Symmetry;
 use self::task::{Code, FORK_CHILD, Place, Read, Stacks, TaskState};
 use crate::choice::{Chooser, TaskId};
 use crate::config::Config;
-use crate::outcome::{Outcome, ViolationKind};
+use crate::implementation::ForeignPoint;
+use crate::outcome::{Outcome, Rule, ViolationKind};
 use crate::platform::{Counter, DynStack, Hardware, KmapOps, Layout};
 use crate::program::{Alphabet, Api, Op};
 use crate::trace::Label;
@@ -149,6 +150,8 @@ pub struct Machine {
     cpus: RefCell<Vec<Cpu>>,
     /// The CPU executing now.
     active: cell::Cell<CpuId>,
+    /// Arrival points are passed without stopping (see `Machine::finish_switch`).
+    quiet: cell::Cell<bool>,
     tasks: RefCell<Vec<TaskState>>,
     arrivals: RefCell<Arrivals>,
     /// What the oracle found.
@@ -186,8 +189,7 @@ impl Machine {
         options: RunOptions,
     ) -> Machine {
         let m = &config.machine;
-        let kmap = crate::platform::ops_for(m.cells, m.guard_cells, m.force_map, m.any_order())
-            .expect("validated layout");
+        let kmap = crate::implementation::ops(m).expect("validated implementation");
         let forks: usize = config
             .program
             .tasks
@@ -235,6 +237,7 @@ impl Machine {
             mmu: RefCell::new(Mmu::new(layout, m.tlb)),
             cpus: RefCell::new(cpus),
             active: cell::Cell::new(CpuId(0)),
+            quiet: cell::Cell::new(false),
             tasks: RefCell::new(tasks),
             arrivals: RefCell::new(Arrivals::default()),
             outcome: RefCell::new(Outcome::default()),
@@ -433,5 +436,15 @@ impl Hardware for Machine {
     }
     fn point(&self, point: Point) {
         self.arrive(Label::Crate(point))
+    }
+    fn foreign_point(&self, point: ForeignPoint) {
+        self.arrive(Label::Foreign(point))
+    }
+    fn warn(&self, message: String) {
+        self.hazard(Rule::Warn, message)
+    }
+    fn bug(&self, message: String) {
+        self.violate(ViolationKind::Crash, message);
+        self.suspend(Yield::Abort);
     }
 }

@@ -83,7 +83,16 @@ impl Machine {
             }
             cpus[cpu.0 as usize].dequeue().unwrap_or(idle)
         };
-        self.switch(prev, next);
+        // A migrating task is in its new CPU's run queue already: suspended in this switch, it
+        // would be resumed there in the middle of this CPU's switch. It holds no mapping (it
+        // migrates only once migration is enabled again), so the switch hooks have nothing to
+        // save, and Linux's sched_out only reads its `idx` (0): its points are passed without
+        // stopping, as the crate's sched_out has none for an empty stack.
+        if matches!(reason, Reason::Migrate(_)) {
+            self.quietly(|| self.switch(prev, next));
+        } else {
+            self.switch(prev, next);
+        }
         if next == idle {
             self.finish_switch();
             match reason {
@@ -124,6 +133,14 @@ impl Machine {
             }
             None => false,
         }
+    }
+
+    /// Run `f` passing every arrival point without stopping (nothing is chosen or probed there).
+    fn quietly<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.quiet.replace(true);
+        let r = f();
+        self.quiet.set(was);
+        r
     }
 
     /// Prepare-switch up to the stack switch: `current` = prev, then `current` = next.
@@ -195,7 +212,16 @@ impl Machine {
         // Read after the arrival point, so that nothing of the switch is kept in a local while
         // this context may be suspended there (see `machine::state`).
         let prev = self.this_cpu().take_prev();
+        // A task migrating away into the idle task runs this for a CPU whose run queue it has
+        // left: suspended here, it would be resumed by its new CPU in the middle of the old
+        // one's switch. So the idle task's sched_in passes its arrival points without stopping
+        // (Linux's code has some even for an empty stack; the crate's has none). Nothing is
+        // lost: the idle task holds no mapping, and its sched_in only reads its `idx` (0),
+        // which an interrupt arriving there would leave as it found it, as it does at the
+        // CPU's idle moment that follows, where one may arrive.
+        let quiet = next_is_idle && host.is_none();
         match self.config.machine.switch {
+            Protocol::Split if quiet => self.quietly(|| self.kmap.sched_in(self)),
             Protocol::Split => self.kmap.sched_in(self),
             Protocol::RfcV1 => {}
             Protocol::SwapAfterCurrent => {

@@ -9,7 +9,7 @@ use super::{Hardware, MapKind, SimPlatform};
 /// What a guard of the safe API was asked to do with the mapping it made, once the code that
 /// holds it is done with it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum End {
+pub enum End {
     /// Drop it: the mapping is released.
     Drop,
     /// Leak it (`mem::forget`): its cell stays until a guard below it, or the context's
