@@ -37,6 +37,11 @@ pub const PROVE: Section = Section {
     begin: "<!-- kmap prove against SPIN: cargo xtask bench --prove-only -->",
     end: "<!-- end of kmap prove against SPIN -->",
 };
+/// `cargo xtask bench --linux-only`.
+pub const LINUX: Section = Section {
+    begin: "<!-- Linux's code against the crate: cargo xtask bench --linux-only -->",
+    end: "<!-- end of Linux's code against the crate -->",
+};
 /// `cargo xtask mutants`.
 pub const MUTANTS: Section = Section {
     begin: "<!-- mutants: cargo xtask mutants -->",

@@ -85,6 +85,7 @@ pub fn workload(seed: u64, cpus: usize, implementation: Implementation) -> Confi
             release,
             tlb: true,
             mutation: None,
+            edit: None,
             strict: false,
         },
         bounds: Bounds::UNLIMITED,

@@ -160,6 +160,23 @@ pub fn main(args: &Args) -> Result<bool, CliError> {
         for (name, text) in builtin::BUILTINS {
             println!("{name:<24} {}", builtin::summary(text));
         }
+        // The scripted edits of Linux's code this build made (`--impl linux --edit NAME`).
+        let (made, failed) = kmap_linux::edits();
+        match kmap_linux::version() {
+            Some(version) => {
+                println!("\nedits of Linux {version}'s code (--impl linux --edit NAME):")
+            }
+            None => println!(
+                "\nno Linux code in this build: {}",
+                kmap_linux::unavailable().unwrap_or("")
+            ),
+        }
+        for (name, what) in made {
+            println!("{name:<24} {what}");
+        }
+        for (name, why) in failed {
+            println!("{name:<24} does not apply to this kernel: {why}");
+        }
         return Ok(true);
     }
     let names: Vec<String> = if args.all {

@@ -37,6 +37,9 @@ pub enum CliError {
         /// Why.
         error: ConfigError,
     },
+    /// This build has no Linux code, or Linux's code cannot run what was asked.
+    #[error("impl = \"linux\": {0}")]
+    Linux(String),
     /// A scope cannot be proved.
     #[error(transparent)]
     Scope(#[from] ScopeError),

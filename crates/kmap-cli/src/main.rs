@@ -6,6 +6,7 @@ mod bench;
 mod check;
 mod demo;
 mod error;
+mod linux;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod prove;
@@ -47,6 +48,10 @@ enum Command {
     Replay(replay::Args),
     /// Random runs with many tasks on several CPUs, and interrupts and NMIs that map.
     Stress(stress::Args),
+    /// Linux's own mm/highmem.c beside the crate: every built-in scenario on both, and each
+    /// scripted edit of Linux's history with its verdict (Markdown tables; exit status 1 when a
+    /// verdict is not the expected one).
+    Linux(linux::Args),
     /// Figures: the explorer on every built-in scenario, and the stress runner.
     Bench(bench::Args),
     /// The demonstration (what `kmap` with no command runs).
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Prove(args) => prove::main(&args),
         Command::Replay(args) => replay::main(&args),
         Command::Stress(args) => stress::main(&args),
+        Command::Linux(args) => linux::main(&args),
         Command::Bench(args) => bench::main(&args),
         Command::Demo(args) => demo::main(&args),
     };

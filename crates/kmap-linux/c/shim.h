@@ -52,6 +52,7 @@ typedef struct { pteval_t pgprot; } pgprot_t;
 #define FIX_KMAP_BEGIN 0
 #define FIX_KMAP_END (FIX_KMAP_BEGIN + (KM_MAX_IDX * NR_CPUS) - 1)
 #define __fix_to_virt(x) (KMAP_FIXADDR_TOP - ((unsigned long)(x) << PAGE_SHIFT))
+#define __virt_to_fix(x) ((KMAP_FIXADDR_TOP - ((x) & ~(PAGE_SIZE - 1))) >> PAGE_SHIFT)
 
 /* A task as kmap_local knows it (include/linux/sched.h). */
 struct kmap_ctrl {

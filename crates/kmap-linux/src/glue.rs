@@ -22,8 +22,10 @@ thread_local! {
     /// The machine the C on this thread runs on, set by every entry point before it calls
     /// the C (see [`enter`]).
     static MACHINE: Cell<Option<*const (dyn Hardware + 'static)>> = const { Cell::new(None) };
-    /// The child of a `kmap_local_fork` in progress on this thread.
-    static CHILD: Cell<usize> = const { Cell::new(0) };
+    /// The task other than `current` whose `kmap_ctrl` the C in progress works on: the child
+    /// of a `kmap_local_fork`, or next in the RFC's `kmap_switch_temporary` (for the labels
+    /// of its accesses only: `tsk->kmap_ctrl.idx`).
+    static OTHER: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Make `m` the machine of the C that runs on this thread from now on.
@@ -125,9 +127,10 @@ fn object(m: &dyn Hardware, addr: usize) -> Object {
             },
         };
     }
-    let child = CHILD.with(Cell::get);
+    let child = OTHER.with(Cell::get);
     if child != 0 {
-        // SAFETY: `CHILD` is set by `fork` to a stack alive for the whole C call.
+        // SAFETY: `OTHER` is set by `fork` and `switch_temporary` to a stack alive for the
+        // whole C call.
         let child = unsafe { &*(child as *const LinuxStack) };
         if let Some(field) = child.field_of(addr) {
             return match field {
@@ -138,6 +141,9 @@ fn object(m: &dyn Hardware, addr: usize) -> Object {
                 },
             };
         }
+    }
+    if let Some(slot) = slot_of_pte(m, addr as c_ulong) {
+        return Object::Pte(slot);
     }
     match SITES.get().and_then(|s| s.variables.get(&addr)) {
         Some(name) => Object::Named(name),
@@ -162,10 +168,19 @@ extern "C-unwind" fn kmap_linux_access(
     } else {
         Access::Read(object)
     };
-    m.foreign_point(ForeignPoint {
-        site: site(at),
-        access,
-    });
+    let site = site(at);
+    m.foreign_point(ForeignPoint { site, access });
+    // A slot's PTE read or written directly, not through the shim: the machine's page table is
+    // the truth, and a hook sees neither the value read nor the one written (the build script
+    // turns Linux 6.1's `*kmap_pte` into `ptep_get(kmap_pte)`, as later kernels read it).
+    if let Object::Pte(slot) = object {
+        m.bug(format!(
+            "{}:{}: a direct access to the PTE of slot {}.{} (not through ptep_get, set_pte_at \
+             or pte_clear), which the simulator cannot model",
+            site.file, site.line, slot.cpu.0, slot.cell.0
+        ));
+        resume_unwind(Box::new(Bugged))
+    }
 }
 
 /// The shim's calls, as `c/hooks.c` numbers them.
@@ -240,7 +255,10 @@ extern "C-unwind" fn kmap_linux_call(
         1 => {
             let cpu = m.read_cpu();
             // The CPU the mappings are made on (kmap_ctrl does not say; INV-4 needs it).
-            if !site.function.contains("sched_") && current(m).depth() > 0 {
+            if !site.function.contains("sched_")
+                && !site.function.contains("switch_temporary")
+                && current(m).depth() > 0
+            {
                 current(m).set_home(cpu);
             }
             cpu.0 as c_ulong
@@ -353,8 +371,12 @@ impl KmapOps for Layout {
         Ok(())
     }
 
-    fn unmap_any_order(&self, _: &dyn Hardware, _: VirtAddr) -> Result<(), UnmapError> {
-        unreachable!("Config::validate refuses release in any order with impl = \"linux\"")
+    fn unmap_any_order(&self, m: &dyn Hardware, addr: VirtAddr) -> Result<(), UnmapError> {
+        assert!(
+            self.any_order,
+            "the factory refuses release in any order but with the any-order edit"
+        );
+        self.unmap(m, addr, false)
     }
 
     fn sched_out(&self, m: &dyn Hardware) {
@@ -372,13 +394,33 @@ impl KmapOps for Layout {
         // It lives on this stack while the C runs (it owns no memory: see `driver.rs`), and
         // is boxed once the C is done.
         let child = LinuxStack::copy_of(current(m));
-        CHILD.with(|c| c.set(&child as *const LinuxStack as usize));
+        OTHER.with(|c| c.set(&child as *const LinuxStack as usize));
         // SAFETY: `child` is alive for the call; the C writes only its kmap_ctrl.
         run(m, (), || unsafe {
             (self.entries.fork)(child.as_task() as *mut c_void)
         });
-        CHILD.with(|c| c.set(0));
+        OTHER.with(|c| c.set(0));
         Box::new(child)
+    }
+
+    fn switch_temporary(&self, m: &dyn Hardware, prev: &dyn DynStack, next: &dyn DynStack) -> bool {
+        let stack = |s: &dyn DynStack| -> *const LinuxStack {
+            s.as_any()
+                .downcast_ref::<LinuxStack>()
+                .expect("every stack of a Linux run is a LinuxStack")
+        };
+        let (prev, next) = (stack(prev), stack(next));
+        OTHER.with(|o| o.set(next as usize));
+        // SAFETY: both stacks live in the machine for the whole run; the C reads and writes
+        // only their kmap_ctrl, and every machine state through the shim.
+        run(m, (), || unsafe {
+            (self.entries.switch_temporary)(
+                (*prev).as_task() as *mut c_void,
+                (*next).as_task() as *mut c_void,
+            )
+        });
+        OTHER.with(|o| o.set(0));
+        true
     }
 
     fn assert_no_mappings(&self, m: &dyn Hardware, at: Checkpoint) -> Result<(), MappingsHeld> {

@@ -46,6 +46,7 @@ pub(crate) struct Entries {
     sched_out: unsafe extern "C-unwind" fn(),
     sched_in: unsafe extern "C-unwind" fn(),
     fork: unsafe extern "C-unwind" fn(*mut c_void),
+    switch_temporary: unsafe extern "C-unwind" fn(*mut c_void, *mut c_void),
     boot: unsafe extern "C-unwind" fn(),
     kmap_pte_variable: unsafe extern "C-unwind" fn() -> *const c_void,
 }
@@ -56,6 +57,10 @@ pub(crate) struct Layout {
     cells: usize,
     guard: bool,
     force: bool,
+    /// The scripted edit this code was built with (`build/edits.rs`), if any.
+    edit: Option<&'static str>,
+    /// Whether this code releases in any order (the `any-order` edit).
+    any_order: bool,
     entries: Entries,
     /// The return address of each site's call (a table in the assembly).
     addresses: *const usize,
@@ -96,18 +101,74 @@ pub fn register() {
     kmap_sim::implementation::register_linux(factory);
 }
 
-/// Linux's code for `settings`' layout.
+/// A name, and what goes with it.
+pub type Named = (&'static str, &'static str);
+
+/// The edits this build made (name, what it changes), and those that did not apply to the
+/// kernel source (name, why).
+pub fn edits() -> (&'static [Named], &'static [Named]) {
+    (EDITS, EDIT_FAILURES)
+}
+
+/// Linux's code for `settings`' layout and edit.
 fn factory(settings: &kmap_sim::Settings) -> Result<&'static dyn KmapOps, String> {
     if let Some(why) = UNAVAILABLE {
         return Err(why.to_string());
     }
-    LAYOUTS
+    // The source is chosen when the binary is built: a `KMAP_LINUX_SRC` naming another one now
+    // would be silently ignored.
+    if let Some(asked) = std::env::var_os("KMAP_LINUX_SRC") {
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a == b
+                || a.canonicalize()
+                    .ok()
+                    .is_some_and(|a| b.canonicalize().ok() == Some(a))
+        };
+        if !same(std::path::Path::new(&asked), std::path::Path::new(SOURCE)) {
+            return Err(format!(
+                "this kmap was built from {SOURCE}, but KMAP_LINUX_SRC={}: the source is compiled \
+                 in, so build again with it (KMAP_LINUX_SRC={} cargo run --release -- …)",
+                asked.to_string_lossy(),
+                asked.to_string_lossy()
+            ));
+        }
+    }
+    let edit = settings.edit.as_deref();
+    if let Some(name) = edit {
+        if let Some((_, why)) = EDIT_FAILURES.iter().find(|(n, _)| *n == name) {
+            return Err(format!(
+                "the edit {name} does not apply to this kernel: {why}"
+            ));
+        }
+        if !LAYOUTS.iter().any(|l| l.edit == Some(name)) {
+            let names: Vec<&str> = EDITS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "no edit {name}: the edits are {}",
+                names.join(", ")
+            ));
+        }
+        if settings.guard_cells || settings.force_map {
+            return Err(format!(
+                "the edit {name} is built without guard cells and force-map only"
+            ));
+        }
+    }
+    let layout = LAYOUTS
         .iter()
         .find(|l| {
             l.cells == settings.cells
                 && l.guard == settings.guard_cells
                 && l.force == settings.force_map
+                && l.edit == edit
         })
-        .map(|l| l as &dyn KmapOps)
-        .ok_or_else(|| format!("Linux's code is not built for {} cells", settings.cells))
+        .ok_or_else(|| format!("Linux's code is not built for {} cells", settings.cells))?;
+    if settings.any_order() && !layout.any_order {
+        return Err(
+            "release in any order has no Linux counterpart: kunmap_local releases \
+                    the top mapping only (edit = \"any-order\" is the Oct 2023 proposal that \
+                    would release in any order)"
+                .into(),
+        );
+    }
+    Ok(layout)
 }

@@ -85,6 +85,9 @@ impl DynStack for LinuxStack {
     fn depth(&self) -> usize {
         self.ctrl().idx.clamp(0, MAX_CELLS as i32) as usize
     }
+    fn raw_idx(&self) -> i64 {
+        self.ctrl().idx as i64
+    }
     fn saved(&self, cell: KCell) -> Pte {
         Pte::from_raw(self.ctrl().pteval[cell.0])
     }

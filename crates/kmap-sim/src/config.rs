@@ -298,22 +298,22 @@ impl ConfigError {
 
 impl Config {
     /// Check that the implementation under test exists in this build and can run this
-    /// configuration: Linux's code has no release in any order and no guard or scope API.
+    /// configuration (Linux's code releases in any order only with the `any-order` edit, its
+    /// factory says) and that its programs call it as it can be called: Linux's code has no
+    /// guard or scope API.
     fn validate_implementation(&self) -> Result<(), ConfigError> {
         let m = &self.machine;
         let refuse = |reason: String| ConfigError::Implementation {
             implementation: m.implementation,
             reason,
         };
+        if m.edit.is_some() && m.implementation != crate::settings::Implementation::Linux {
+            return Err(refuse(
+                "edit is a scripted edit of Linux's code: it needs impl = \"linux\"".into(),
+            ));
+        }
         crate::implementation::ops(m).map_err(refuse)?;
         if m.implementation == crate::settings::Implementation::Linux {
-            if m.any_order() {
-                return Err(refuse(
-                    "release in any order has no Linux counterpart: kunmap_local releases \
-                     the top mapping only"
-                        .into(),
-                ));
-            }
             let p = &self.program;
             let apis = p.tasks.iter().map(|t| t.api).chain([p.irq_api, p.nmi_api]);
             if let Some(api) = apis.into_iter().find(|&api| api != Api::Raw) {

@@ -58,6 +58,9 @@ pub enum Object {
         /// The cell.
         cell: u8,
     },
+    /// The page-table entry of a slot, read directly (`*kmap_pte`, as Linux 6.1's check does)
+    /// rather than through `ptep_get`.
+    Pte(Slot),
     /// A variable of the code, by name.
     Named(&'static str),
     /// Memory the machine cannot name, by address.
@@ -81,6 +84,7 @@ impl fmt::Display for Object {
             Object::Pteval { current, cell } => {
                 write!(f, "{}->kmap_ctrl.pteval[{cell}]", owner(current))
             }
+            Object::Pte(slot) => write!(f, "PTE of slot {}.{}", slot.cpu.0, slot.cell.0),
             Object::Named(name) => f.write_str(name),
             Object::Other(address) => write!(f, "memory at {address:#x}"),
         }

@@ -203,6 +203,11 @@ pub(crate) fn pte_flags(pte: Pte) -> u64 {
 pub trait DynStack: Any {
     /// `idx`.
     fn depth(&self) -> usize;
+    /// `idx` as the stack holds it, even outside the stack (foreign code may leave any value:
+    /// [`depth`](Self::depth) is then clamped to the stack's bounds).
+    fn raw_idx(&self) -> i64 {
+        self.depth() as i64
+    }
     /// The saved PTE of a cell.
     fn saved(&self, cell: Cell) -> Pte;
     /// The number of cells.
@@ -280,6 +285,14 @@ pub trait KmapOps {
         body: &mut dyn FnMut(&dyn ScopeMap),
         between: &mut dyn FnMut(),
     );
+    /// The 2020 RFC's one-step switch (`rfc-v1`: prev's slots cleared, next's installed,
+    /// `current` still prev), if the implementation has its own: Linux's code runs its
+    /// `kmap_switch_temporary`; `false` (the crate, which has none) lets the machine run its
+    /// model of it.
+    fn switch_temporary(&self, m: &dyn Hardware, prev: &dyn DynStack, next: &dyn DynStack) -> bool {
+        let _ = (m, prev, next);
+        false
+    }
 }
 
 /// The machine as a `Platform` with `C` cells, guard cells `G`, force-map `F` and release in

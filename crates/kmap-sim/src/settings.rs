@@ -144,6 +144,11 @@ pub struct Settings {
     /// A deliberate fault of the machine.
     #[arg(long, value_enum)]
     pub mutation: Option<Mutation>,
+    /// A scripted edit of Linux's code (impl = "linux"), by name: what history did differently
+    /// (pop-before-clear, push-after-install, sched-out-without-flush) or a proposal
+    /// (any-order). `kmap check --list` lists those this build made.
+    #[arg(long)]
+    pub edit: Option<String>,
     /// Strict checking: a hazard (a rule broken with no consequence yet) is a violation. A
     /// scenario file says it as `strict` in its `[expect]` table.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",

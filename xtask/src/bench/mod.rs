@@ -8,13 +8,15 @@
 //!   global-pool `kmap()` over working sets, as SVG charts (`kernel`).
 //! - The explorer's and the stress runner's throughput (`kmap bench`).
 //! - `kmap prove` side by side with SPIN (`prove`).
+//! - Linux's own code against the crate under `kmap prove` (`linux`).
 //!
 //! Each part owns one section of BENCHMARKS.md (`crate::benchmarks_md`); `--instructions-only`,
-//! `--kernel-only` and `--prove-only` (at most one) rewrite that section alone.
+//! `--kernel-only`, `--prove-only` and `--linux-only` (at most one) rewrite that section alone.
 
 mod alphabet;
 mod instructions;
 mod kernel;
+mod linux;
 mod prove;
 mod scale;
 
@@ -66,6 +68,10 @@ pub struct Options {
     /// BENCHMARKS.md.
     #[arg(long)]
     instructions_only: bool,
+    /// Only Linux's own code against the crate under `kmap prove`, written into its section of
+    /// BENCHMARKS.md.
+    #[arg(long)]
+    linux_only: bool,
 }
 
 pub fn run(options: &Options) -> Result<(), BenchError> {
@@ -81,6 +87,10 @@ pub fn run(options: &Options) -> Result<(), BenchError> {
     if options.kernel_only {
         let section = kernel::section(&root)?;
         return Ok(benchmarks_md::KERNEL.write(&root, &section)?);
+    }
+    if options.linux_only {
+        let section = linux::section(&root)?;
+        return Ok(benchmarks_md::LINUX.write(&root, &section)?);
     }
     let mut report = String::new();
     let _ = writeln!(report, "# Benchmarks\n");
@@ -116,6 +126,11 @@ pub fn run(options: &Options) -> Result<(), BenchError> {
         report,
         "\n{}",
         section(benchmarks_md::PROVE, &prove::section(&root)?)
+    );
+    let _ = writeln!(
+        report,
+        "\n{}",
+        section(benchmarks_md::LINUX, &linux::section(&root)?)
     );
 
     // The mutation table is `cargo xtask mutants`'s (it takes far longer than the benchmarks):

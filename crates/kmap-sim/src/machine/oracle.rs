@@ -199,8 +199,8 @@ impl Machine {
     ///   use, and the stack cannot return to 0.
     pub(crate) fn broken_stack(&self) -> Option<(ViolationKind, String)> {
         let past_end = self.stacks.iter().find_map(|(task, stack)| {
-            let (depth, cells) = (stack.depth(), stack.cells());
-            (depth > cells).then(|| {
+            let (depth, cells) = (stack.raw_idx(), stack.cells());
+            (depth < 0 || depth > cells as i64).then(|| {
                 format!(
                     "task {}'s idx is {depth}, outside its stack of {cells} cells: the next map \
                      or unmap writes outside the array (Linux: pteval[idx] out of bounds)",

@@ -159,7 +159,12 @@ impl Machine {
             Protocol::Split => self.kmap.sched_out(self),
             Protocol::RfcV1 => {
                 self.this_cpu().set_irqs_off(false);
-                self.swap(prev, next);
+                if !self
+                    .kmap
+                    .switch_temporary(self, self.stack(prev), self.stack(next))
+                {
+                    self.swap(prev, next);
+                }
                 self.this_cpu().set_irqs_off(true);
             }
             Protocol::SwapAfterCurrent => {}
