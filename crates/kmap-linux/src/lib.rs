@@ -16,7 +16,18 @@
 //! access GCC emits for the C; what it does not see is refused by the build script: inline
 //! assembly (`#APP`), string instructions (`rep stos`, which `memset` can become: the shim
 //! makes `memset` a call, and `-fno-builtin` keeps GCC from emitting one of its own), and a
-//! call of anything the shim does not define.
+//! call of anything the shim does not define. A slot's PTE is read and written only through
+//! the shim (`ptep_get`, `set_pte_at`, `pte_clear`), so the machine's page table is the one
+//! that answers; the build reads Linux 6.1's `*kmap_pte` as `ptep_get(kmap_pte)`, as later
+//! kernels do, and a direct access the hooks meet anyway is a crash naming its site (the C's
+//! own array of PTEs is never the truth).
+//!
+//! One place passes the points without stopping: the switch of a task migrating away, and the
+//! idle task's sched_in that ends it (`Machine::schedule`). The migrating task is in its new
+//! CPU's run queue already, so it cannot be suspended in its old CPU's switch; it holds no
+//! mapping (it migrates only with migration enabled), so Linux's sched_out and the idle task's
+//! sched_in only read an `idx` of 0, which an interrupt arriving there would leave as it found
+//! it, as at the CPU's idle moment that follows, where one may arrive.
 //!
 //! # The state key
 //!

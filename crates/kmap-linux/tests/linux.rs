@@ -230,3 +230,81 @@ fn random_stress_of_linux_s_code_is_clean_under_split_and_catches_the_rfc() {
         rfc.stats.kmap_ops
     );
 }
+
+#[test]
+fn a_scenario_file_names_the_implementation_and_the_edit() {
+    linux();
+    let text = "[machine]\nimpl = \"linux\"\nedit = \"pop-before-clear\"\n\n\
+                [bounds]\npreemptions = 0\nirq_depth = 1\nnmi_depth = 0\n\n\
+                [[task]]\nname = \"A\"\nops = [\"map 20\", \"map 21\", \"check\", \"unmap\", \"unmap\"]\n\n\
+                [irq]\nops = [\"map 40\", \"check\", \"unmap\"]\n\n\
+                [expect]\nverdict = \"violation\"\n";
+    let scenario = kmap_check::scenario::parse("own.toml", "own", text).unwrap();
+    assert_eq!(
+        scenario.config.machine.implementation,
+        Implementation::Linux
+    );
+    let found = check(&scenario.config);
+    assert_eq!(found.verdict, scenario.expected());
+    let text: Vec<String> = found
+        .counterexample
+        .unwrap()
+        .outcome
+        .violations
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert!(names_a_highmem_line(&text.join("\n")), "{text:?}");
+    // A misspelt edit is refused when the file is read, naming the field.
+    let bad = kmap_check::scenario::parse("bad.toml", "bad", &text_with_edit("pop-before-cleer"));
+    let error = bad.unwrap_err().to_string();
+    assert!(
+        error.contains("bad.toml") && error.contains("no edit pop-before-cleer"),
+        "{error}"
+    );
+}
+
+/// A scenario of one task on Linux's code with `edit`.
+fn text_with_edit(edit: &str) -> String {
+    format!(
+        "[machine]\nimpl = \"linux\"\nedit = \"{edit}\"\n[[task]]\nname = \"A\"\nops = [\"map 20\", \"unmap\"]\n"
+    )
+}
+
+#[test]
+fn a_warn_on_once_is_a_hazard_and_under_strict_a_violation() {
+    linux();
+    let mut config = on_linux(resolve("out-of-order-unmap").unwrap().config);
+    let warned = |found: &kmap_check::search::Exploration| {
+        found.counterexample.as_ref().is_some_and(|c| {
+            c.outcome
+                .violations
+                .iter()
+                .map(|v| v.to_string())
+                .chain(c.outcome.hazards.iter().map(|h| h.to_string()))
+                .any(|t| t.contains("WARN_ON_ONCE(addr != ") && names_a_highmem_line(&t))
+        })
+    };
+    let lenient = check(&config);
+    let ce = lenient.counterexample.as_ref().unwrap();
+    assert!(
+        ce.outcome
+            .hazards
+            .iter()
+            .any(|h| h.rule == kmap_sim::Rule::Warn)
+            && warned(&lenient),
+        "{:?}",
+        ce.outcome.hazards
+    );
+    assert_eq!(
+        ce.outcome.violations[0].kind,
+        kmap_sim::ViolationKind::Fault
+    );
+    config.machine.strict = true;
+    let strict = check(&config);
+    let first = &strict.counterexample.as_ref().unwrap().outcome.violations[0];
+    assert!(
+        first.to_string().contains("WARN_ON_ONCE(addr != "),
+        "under --strict the warning is the violation: {first}"
+    );
+}

@@ -4,11 +4,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use serde::Deserialize;
 
-use super::prove::{ProveBenchError, Timed, timed};
+use super::prove::{ProveBenchError, best_proof};
 
 /// The alphabets measured, by their `--alphabet` argument (`None`: the default).
 const ALPHABETS: &[Option<&str>] = &[
@@ -47,31 +46,11 @@ pub fn section(kmap: &Path) -> Result<String, ProveBenchError> {
     let mut base = None;
     let mut rows = Vec::new();
     for alphabet in ALPHABETS {
-        let mut best: Option<(f64, Proof)> = None;
-        for _ in 0..RUNS {
-            let mut command = Command::new(kmap);
-            command.args(["prove", "--cpus", "1", "--tasks", "3", "--depth", "2"]);
-            command.args(["--threads", "1", "--json"]);
-            if let Some(a) = alphabet {
-                command.args(["--alphabet", a]);
-            }
-            let Timed {
-                stdout,
-                stderr,
-                cpu_seconds,
-                ..
-            } = timed(command)?;
-            let proof: Proof =
-                serde_json::from_str(&stdout).map_err(|source| ProveBenchError::NoJson {
-                    output: format!("{stdout}{stderr}"),
-                    source,
-                })?;
-            let cpu = cpu_seconds.unwrap_or(f64::NAN);
-            if best.as_ref().is_none_or(|(b, _)| cpu < *b) {
-                best = Some((cpu, proof));
-            }
+        let mut args = vec!["--cpus", "1", "--tasks", "3", "--depth", "2"];
+        if let Some(a) = alphabet {
+            args.extend(["--alphabet", a]);
         }
-        let (cpu, proof) = best.expect("at least one run");
+        let (cpu, proof): (f64, Proof) = best_proof(kmap, &args, RUNS)?;
         let base_cpu = *base.get_or_insert(cpu);
         rows.push((alphabet, proof, cpu, cpu / base_cpu));
     }

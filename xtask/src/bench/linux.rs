@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use super::prove::{ProveBenchError, Timed, timed};
+use super::prove::{ProveBenchError, best_proof};
 use crate::process;
 
 /// The scopes (CPUs, tasks, depth), each with an interrupt and an NMI that map.
@@ -28,34 +28,21 @@ struct Proof {
 /// One implementation's proof of one scope: the best of [`RUNS`].
 fn best(
     kmap: &Path,
-    scope: (u32, u32, u32),
+    (cpus, tasks, depth): (u32, u32, u32),
     implementation: &str,
 ) -> Result<(f64, Proof), ProveBenchError> {
-    let mut best: Option<(f64, Proof)> = None;
-    for _ in 0..RUNS {
-        let mut command = Command::new(kmap);
-        let (cpus, tasks, depth) = scope;
-        command.arg("prove");
-        command.args(["--cpus", &cpus.to_string(), "--tasks", &tasks.to_string()]);
-        command.args(["--depth", &depth.to_string(), "--threads", "1", "--json"]);
-        command.args(["--impl", implementation]);
-        let Timed {
-            stdout,
-            stderr,
-            cpu_seconds,
-            ..
-        } = timed(command)?;
-        let proof: Proof =
-            serde_json::from_str(&stdout).map_err(|source| ProveBenchError::NoJson {
-                output: format!("{stdout}{stderr}"),
-                source,
-            })?;
-        let cpu = cpu_seconds.unwrap_or(f64::NAN);
-        if best.as_ref().is_none_or(|(b, _)| cpu < *b) {
-            best = Some((cpu, proof));
-        }
-    }
-    Ok(best.expect("at least one run"))
+    let (cpus, tasks, depth) = (cpus.to_string(), tasks.to_string(), depth.to_string());
+    let args = [
+        "--cpus",
+        &cpus,
+        "--tasks",
+        &tasks,
+        "--depth",
+        &depth,
+        "--impl",
+        implementation,
+    ];
+    best_proof(kmap, &args, RUNS)
 }
 
 /// The section of BENCHMARKS.md.
