@@ -74,7 +74,7 @@ pub fn run() -> Result<(), TestError> {
     // Linux's mm/highmem.c, which `--impl linux` runs, comes from an installed kernel source;
     // before the first build, whose build script extracts it.
     process::ensure(
-        "test -n \"$KMAP_LINUX_SRC\" || ls /usr/src/linux-source-*.tar.xz",
+        "test -n \"$KMAP_LINUX_SRC\" || ls /usr/src/linux-source-6.12.tar.xz",
         "a Linux kernel source (for --impl linux)",
         "linux-source-6.12",
     )?;
@@ -248,12 +248,6 @@ impl Checked {
     }
 }
 
-/// The crate with its CPU read moved before `migrate_disable` (so a task preempted and migrated
-/// right after the read would write another CPU's slot), built from a copy of the workspace: the
-/// explorer must catch it by its consequence. Every check the project had before passed with
-/// this mutant; the simulated platform reports the read as `CONFIG_DEBUG_PREEMPT` would (a
-/// hazard) and lets a preemption and a migration come right after it, and `migrate-on-preempt`
-/// then ends in a crash on the CPU whose slot the migrated task wrote.
 /// The README's worked example, run as written: a tree with the 2010 bug as a real edit of
 /// mm/highmem.c, checked through `KMAP_LINUX_SRC`; the explorer must catch it at Linux's own
 /// `BUG_ON`.
@@ -288,6 +282,12 @@ fn own_tree(root: &Path) -> Result<(), TestError> {
     }
 }
 
+/// The crate with its CPU read moved before `migrate_disable` (so a task preempted and migrated
+/// right after the read would write another CPU's slot), built from a copy of the workspace: the
+/// explorer must catch it by its consequence. Every check the project had before passed with
+/// this mutant; the simulated platform reports the read as `CONFIG_DEBUG_PREEMPT` would (a
+/// hazard) and lets a preemption and a migration come right after it, and `migrate-on-preempt`
+/// then ends in a crash on the CPU whose slot the migrated task wrote.
 fn cpu_read_mutant(root: &Path) -> Result<(), TestError> {
     let copy = root.join("target/mutants/cpu-read-before-migrate-disable");
     let _ = std::fs::remove_dir_all(&copy);

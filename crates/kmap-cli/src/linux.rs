@@ -43,20 +43,20 @@ const HISTORY: &[Case] = &[
     },
     Case {
         edit: Some("push-after-install"),
-        what: "map installs the PTE before it pushes the index",
+        what: "not history: map installs the PTE before it pushes the index",
         scenario: "restore-race-split",
         settings: &[],
     },
     Case {
         edit: Some("sched-out-without-flush"),
-        what: "sched_out clears prev's PTEs without their TLB flush",
+        what: "not history: sched_out clears prev's PTEs without their TLB flush",
         scenario: "restore-race-split",
         settings: &[],
     },
     Case {
         edit: Some("any-order"),
-        what: "Oct 2023 proposal: unmap below the top, pop lazily over empty cells",
-        scenario: "hole-then-irq",
+        what: "Oct 2023 proposal: unmap the second-from-top cell too, pop lazily over empty cells",
+        scenario: "hole-across-switch",
         settings: &[("release", "any")],
     },
 ];

@@ -6,6 +6,14 @@ use std::fmt::Write as _;
 
 use crate::{ENTRY_NAMES, SHIM_CALLS};
 
+/// x86's string instructions in AT&T syntax (not `movsd`/`movss`, SSE moves): their accesses
+/// go by no hook.
+const STRING_INSTRUCTIONS: &[&str] = &[
+    "movs", "movsb", "movsw", "movsl", "movsq", "stos", "stosb", "stosw", "stosl", "stosq", "cmps",
+    "cmpsb", "cmpsw", "cmpsl", "cmpsq", "scas", "scasb", "scasw", "scasl", "scasq", "lods",
+    "lodsb", "lodsw", "lodsl", "lodsq",
+];
+
 /// A site: a call of a hook or of the shim in the compiled code.
 pub(crate) struct Site {
     file: String,
@@ -52,11 +60,7 @@ pub(crate) fn label_sites(
             return Err(format!(
                 "{prefix}: inline assembly in {function}: its accesses would go unseen"
             ));
-        } else if first.starts_with("rep")
-            || ["movs", "stos", "cmps", "scas", "lods"]
-                .iter()
-                .any(|s| first.starts_with(s) && first.len() <= 5)
-        {
+        } else if first.starts_with("rep") || STRING_INSTRUCTIONS.contains(&first) {
             return Err(format!(
                 "{prefix}: a string instruction `{trimmed}` in {function}: its accesses would go unseen"
             ));

@@ -44,23 +44,31 @@ pub(crate) struct Edit {
     pub(crate) steps: &'static [Step],
 }
 
-/// The edits, built beside the unedited code for the layouts without guard cells or force-map.
+/// The edits, built beside the unedited code for the layouts without guard cells or force-map:
+/// history (and near misses: orderings the code must not have) and a proposal.
 pub(crate) const EDITS: &[Edit] = &[
     Edit {
         name: "pop-before-clear",
-        what: "2010, reverted by \"mm: fix race in kunmap_atomic()\": kunmap_local_indexed pops \
-               the index before it clears the PTE",
+        what: "2010, fixed by \"mm: fix race in kunmap_atomic()\" (20273941f212): kunmap pops \
+               the index (here with its saved PTE's clearing) before it clears the PTE",
         any_order: false,
-        steps: &[Step::MoveBefore {
-            function: "kunmap_local_indexed",
-            statement: "kmap_local_idx_pop();",
-            before: "pte_clear(&init_mm, addr, kmap_pte);",
-        }],
+        steps: &[
+            Step::MoveBefore {
+                function: "kunmap_local_indexed",
+                statement: "current->kmap_ctrl.pteval[kmap_local_idx()] = __pte(0);",
+                before: "pte_clear(&init_mm, addr, kmap_pte);",
+            },
+            Step::MoveBefore {
+                function: "kunmap_local_indexed",
+                statement: "kmap_local_idx_pop();",
+                before: "pte_clear(&init_mm, addr, kmap_pte);",
+            },
+        ],
     },
     Edit {
         name: "push-after-install",
-        what: "__kmap_local_pfn_prot installs the PTE in the next free slot before it pushes \
-               the index",
+        what: "not history, an ordering the code must not have: __kmap_local_pfn_prot installs \
+               the PTE in the next free slot before it pushes the index",
         any_order: false,
         steps: &[
             Step::Replace {
@@ -78,7 +86,8 @@ pub(crate) const EDITS: &[Edit] = &[
     },
     Edit {
         name: "sched-out-without-flush",
-        what: "__kmap_local_sched_out clears prev's PTEs without flushing their TLB entries",
+        what: "not history, an ordering the code must not have: __kmap_local_sched_out clears \
+               prev's PTEs without flushing their TLB entries",
         any_order: false,
         steps: &[Step::Drop {
             function: "__kmap_local_sched_out",
@@ -87,26 +96,32 @@ pub(crate) const EDITS: &[Edit] = &[
     },
     Edit {
         name: "any-order",
-        what: "Oct 2023 proposal (Matthew Wilcox, untested, not merged): kunmap_local_indexed \
-               unmaps the cell of its address wherever it is, pops lazily over empty cells, and \
-               the switch drops its empty-value warnings",
+        what: "Oct 2023 proposal (Matthew Wilcox, untested, not merged), as the reference \
+               describes it: kunmap_local_indexed unmaps the second-from-top cell too, pops \
+               lazily over empty cells, and the switch drops its empty-value warnings",
         any_order: true,
         steps: &[
             Step::Replace {
                 function: "kunmap_local_indexed",
-                statement: "idx = arch_kmap_local_unmap_idx(kmap_local_idx(), addr);",
-                from: "arch_kmap_local_unmap_idx(kmap_local_idx(), addr)",
-                to: "__virt_to_fix(addr) - FIX_KMAP_BEGIN",
+                statement: "int idx;",
+                from: "int idx;",
+                to: "int idx, cell;",
             },
-            Step::Drop {
+            // The top cell, or the one below it when the address is that one's.
+            Step::Replace {
                 function: "kunmap_local_indexed",
-                statement: "WARN_ON_ONCE(addr != __fix_to_virt(FIX_KMAP_BEGIN + idx));",
+                statement: "idx = arch_kmap_local_unmap_idx(kmap_local_idx(), addr);",
+                from: "idx = arch_kmap_local_unmap_idx(kmap_local_idx(), addr);",
+                to: "cell = kmap_local_idx(); \
+                     if (addr != __fix_to_virt(FIX_KMAP_BEGIN + \
+                     arch_kmap_local_unmap_idx(cell, addr))) cell -= KM_INCR; \
+                     idx = arch_kmap_local_unmap_idx(cell, addr);",
             },
             Step::Replace {
                 function: "kunmap_local_indexed",
                 statement: "current->kmap_ctrl.pteval[kmap_local_idx()] = __pte(0);",
                 from: "kmap_local_idx()",
-                to: "idx - KM_MAX_IDX * smp_processor_id()",
+                to: "cell",
             },
             Step::Replace {
                 function: "kunmap_local_indexed",

@@ -28,7 +28,8 @@ use std::{env, fs};
 use asm::{emit_layout, label_sites};
 use source::{cut, find_source, read_files, version};
 
-/// The cells per stack the simulator supports (`kmap_sim::SUPPORTED_CELLS`, checked in lib.rs).
+/// The cells per stack the simulator supports (`kmap_sim::SUPPORTED_CELLS`: lib.rs checks that
+/// they are the same, from the `CELLS` this writes into linux.rs).
 const CELLS: &[usize] = &[1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 33];
 /// The simulator's most CPUs (`NR_CPUS`).
 const NR_CPUS: usize = 8;
@@ -109,6 +110,8 @@ fn main() {
                  /// The source the code came from.\npub(crate) const SOURCE: &str = \"\";\n\
                  /// Linux's version.\npub(crate) const VERSION: &str = \"\";\n\
                  /// The layouts compiled.\npub(crate) static LAYOUTS: &[Layout] = &[];\n\
+                 /// The cells per stack the build knows.\npub(crate) const CELLS: &[usize] = &{CELLS:?};\n\
+                 /// The tree the files were read from.\npub(crate) const TREE: &str = \"\";\n\
                  /// The edits that did not apply.\npub(crate) static EDIT_FAILURES: &[(&str, &str)] = &[];\n\
                  /// The edits made.\npub(crate) static EDITS: &[(&str, &str)] = &[];\n"
             )
@@ -121,7 +124,7 @@ fn main() {
 fn build(out: &Path) -> Result<String, String> {
     let source = find_source()?;
     let tree = out.join("tree");
-    let mut files = read_files(&source, &tree)?;
+    let (root, mut files) = read_files(&source, &tree)?;
     let version = version(&files["Makefile"])?;
     let unit = cut(&files)?;
     files.insert("c/switch_temporary.c", SWITCH_TEMPORARY.to_string());
@@ -142,8 +145,11 @@ fn build(out: &Path) -> Result<String, String> {
         rust,
         "/// Why this build has no Linux code.\npub(crate) const UNAVAILABLE: Option<&str> = None;\n\
          /// The source the code came from.\npub(crate) const SOURCE: &str = {:?};\n\
-         /// Linux's version.\npub(crate) const VERSION: &str = {version:?};",
-        source.display().to_string()
+         /// Linux's version.\npub(crate) const VERSION: &str = {version:?};\n\
+         /// The cells per stack the build knows.\npub(crate) const CELLS: &[usize] = &{CELLS:?};\n\
+         /// The tree the files were read from.\npub(crate) const TREE: &str = {:?};",
+        source.display().to_string(),
+        root.display().to_string()
     )
     .unwrap();
     let mut layouts =

@@ -13,6 +13,13 @@ use crate::{FILES, INLINE};
 pub(crate) fn find_source() -> Result<PathBuf, String> {
     if let Some(given) = env::var_os("KMAP_LINUX_SRC") {
         let given = PathBuf::from(given);
+        if given.is_relative() {
+            return Err(format!(
+                "KMAP_LINUX_SRC={} is relative: give an absolute path (cargo runs this build \
+                 script in another folder than yours)",
+                given.display()
+            ));
+        }
         if !given.exists() {
             return Err(format!("KMAP_LINUX_SRC={} does not exist", given.display()));
         }
@@ -40,12 +47,13 @@ pub(crate) fn missing() -> String {
         .into()
 }
 
-/// The files of [`FILES`], from a tree or extracted from a tarball into `tree` (once per
-/// tarball: the extraction is cached under a stamp of its path, size and time).
+/// The tree read, and the files of [`FILES`] in it: a tree given, or one extracted from a
+/// tarball into `tree` (once per tarball: the extraction is cached under a stamp of its path,
+/// size and time).
 pub(crate) fn read_files(
     source: &Path,
     tree: &Path,
-) -> Result<BTreeMap<&'static str, String>, String> {
+) -> Result<(PathBuf, BTreeMap<&'static str, String>), String> {
     // A developer's tree is read again when one of its files changes (an edited patch).
     let root = if source.is_dir() {
         for file in FILES {
@@ -80,7 +88,7 @@ pub(crate) fn read_files(
         })?;
         files.insert(file, text);
     }
-    Ok(files)
+    Ok((root, files))
 }
 
 /// Extract [`FILES`] from a kernel tarball into `tree`.

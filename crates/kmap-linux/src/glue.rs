@@ -16,7 +16,7 @@ use kmap_sim::{PAGE_SIZE, WINDOW};
 use rustc_hash::FxHashMap;
 
 use crate::Layout;
-use crate::stack::{KmapCtrl, LinuxStack};
+use crate::stack::{KmapCtrl, LinuxStack, field_at};
 
 thread_local! {
     /// The machine the C on this thread runs on, set by every entry point before it calls
@@ -25,7 +25,9 @@ thread_local! {
     /// The task other than `current` whose `kmap_ctrl` the C in progress works on: the child
     /// of a `kmap_local_fork`, or next in the RFC's `kmap_switch_temporary` (for the labels
     /// of its accesses only: `tsk->kmap_ctrl.idx`).
-    static OTHER: Cell<usize> = const { Cell::new(0) };
+    /// Its block's address and cells, arithmetic only (nothing is read through it, so a value
+    /// left by a context that never came back, a crash, can only mislabel an access).
+    static OTHER: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
 /// Make `m` the machine of the C that runs on this thread from now on.
@@ -127,27 +129,22 @@ fn object(m: &dyn Hardware, addr: usize) -> Object {
             },
         };
     }
-    let child = OTHER.with(Cell::get);
-    if child != 0 {
-        // SAFETY: `OTHER` is set by `fork` and `switch_temporary` to a stack alive for the
-        // whole C call.
-        let child = unsafe { &*(child as *const LinuxStack) };
-        if let Some(field) = child.field_of(addr) {
-            return match field {
-                None => Object::Idx { current: false },
-                Some(cell) => Object::Pteval {
-                    current: false,
-                    cell,
-                },
-            };
-        }
+    let (base, cells) = OTHER.with(Cell::get);
+    if let Some(field) = (base != 0).then(|| field_at(base, cells, addr)).flatten() {
+        return match field {
+            None => Object::Idx { current: false },
+            Some(cell) => Object::Pteval {
+                current: false,
+                cell,
+            },
+        };
     }
     if let Some(slot) = slot_of_pte(m, addr as c_ulong) {
         return Object::Pte(slot);
     }
     match SITES.get().and_then(|s| s.variables.get(&addr)) {
         Some(name) => Object::Named(name),
-        None => Object::Other(addr),
+        None => Object::Other,
     }
 }
 
@@ -173,6 +170,15 @@ extern "C-unwind" fn kmap_linux_access(
     // A slot's PTE read or written directly, not through the shim: the machine's page table is
     // the truth, and a hook sees neither the value read nor the one written (the build script
     // turns Linux 6.1's `*kmap_pte` into `ptep_get(kmap_pte)`, as later kernels read it).
+    // A store the machine cannot place would land in the simulator's own memory: a crash at
+    // its site, before it happens.
+    if object == Object::Other && flags & ACCESS_WRITE != 0 {
+        m.bug(format!(
+            "{}:{}: a write outside every kmap_ctrl (out of bounds), which would corrupt memory",
+            site.file, site.line
+        ));
+        resume_unwind(Box::new(Bugged))
+    }
     if let Object::Pte(slot) = object {
         m.bug(format!(
             "{}:{}: a direct access to the PTE of slot {}.{} (not through ptep_get, set_pte_at \
@@ -394,12 +400,12 @@ impl KmapOps for Layout {
         // It lives on this stack while the C runs (it owns no memory: see `driver.rs`), and
         // is boxed once the C is done.
         let child = LinuxStack::copy_of(current(m));
-        OTHER.with(|c| c.set(&child as *const LinuxStack as usize));
+        let outer = OTHER.with(|o| o.replace(child.extent()));
         // SAFETY: `child` is alive for the call; the C writes only its kmap_ctrl.
         run(m, (), || unsafe {
             (self.entries.fork)(child.as_task() as *mut c_void)
         });
-        OTHER.with(|c| c.set(0));
+        OTHER.with(|o| o.set(outer));
         Box::new(child)
     }
 
@@ -410,7 +416,8 @@ impl KmapOps for Layout {
                 .expect("every stack of a Linux run is a LinuxStack")
         };
         let (prev, next) = (stack(prev), stack(next));
-        OTHER.with(|o| o.set(next as usize));
+        // SAFETY: `next` is a stack of the machine, alive for the whole run.
+        let outer = OTHER.with(|o| o.replace(unsafe { (*next).extent() }));
         // SAFETY: both stacks live in the machine for the whole run; the C reads and writes
         // only their kmap_ctrl, and every machine state through the shim.
         run(m, (), || unsafe {
@@ -419,7 +426,7 @@ impl KmapOps for Layout {
                 (*next).as_task() as *mut c_void,
             )
         });
-        OTHER.with(|o| o.set(0));
+        OTHER.with(|o| o.set(outer));
         true
     }
 

@@ -34,7 +34,8 @@
 //! A stateful search keys a suspended call by its stack, what the machine answered it, and
 //! its stack wherever something else changed it under the code (`Machine::arrive`). That
 //! holds for the C as for the crate: all the C reads is `current`'s `kmap_ctrl` (its stack),
-//! a forked child's (nobody else's yet), `__kmap_pte` (set at boot, constant after) and the
+//! a forked child's (nobody else's yet), next's in the RFC's `kmap_switch_temporary` (a
+//! stack of the machine, in the key), `__kmap_pte` (set at boot, constant after) and the
 //! shim's answers (recorded by the machine), so its registers are a function of those.
 
 mod glue;
@@ -86,6 +87,13 @@ unsafe impl Sync for Layout {}
 include!(concat!(env!("OUT_DIR"), "/linux.rs"));
 
 const _: () = {
+    // The build compiles a layout for every size of stack the simulator supports.
+    assert!(CELLS.len() == kmap_sim::SUPPORTED_CELLS.len());
+    let mut i = 0;
+    while i < CELLS.len() {
+        assert!(CELLS[i] == kmap_sim::SUPPORTED_CELLS[i]);
+        i += 1;
+    }
     assert!(kmap_sim::FIXMAP_TOP == 0x10_0000_0000 + (8 * 33 - 1) * 4096);
     assert!(kmap_sim::WINDOW == 0x10_0000_0000 && kmap_sim::DIRECT_MAP == 0x1_0000_0000);
     assert!(kmap_sim::MAX_CELLS == 33);
@@ -99,6 +107,12 @@ pub fn version() -> Option<&'static str> {
 /// The kernel source the code was extracted from, if it was.
 pub fn source() -> Option<&'static str> {
     UNAVAILABLE.is_none().then_some(SOURCE)
+}
+
+/// The kernel tree the code was read from (the extracted files of a tarball, or the tree
+/// given), if it was.
+pub fn tree() -> Option<&'static str> {
+    UNAVAILABLE.is_none().then_some(TREE)
 }
 
 /// Why this build has no Linux code, if it has none.
@@ -121,28 +135,35 @@ pub fn edits() -> (&'static [Named], &'static [Named]) {
     (EDITS, EDIT_FAILURES)
 }
 
+/// The source is chosen when the binary is built: a `KMAP_LINUX_SRC` naming another one now
+/// would be silently ignored, so it is an error (looked at once).
+fn source_mismatch() -> &'static Option<String> {
+    static MISMATCH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    MISMATCH.get_or_init(|| {
+        let asked = std::env::var_os("KMAP_LINUX_SRC")?;
+        let (a, b) = (std::path::Path::new(&asked), std::path::Path::new(SOURCE));
+        let same = a == b
+            || a.canonicalize()
+                .ok()
+                .is_some_and(|a| b.canonicalize().ok() == Some(a));
+        (!same).then(|| {
+            format!(
+                "this kmap was built from {SOURCE}, but KMAP_LINUX_SRC={}: the source is compiled \
+                 in, so build again with it (KMAP_LINUX_SRC={} cargo run --release -- …)",
+                a.display(),
+                a.display()
+            )
+        })
+    })
+}
+
 /// Linux's code for `settings`' layout and edit.
 fn factory(settings: &kmap_sim::Settings) -> Result<&'static dyn KmapOps, String> {
     if let Some(why) = UNAVAILABLE {
         return Err(why.to_string());
     }
-    // The source is chosen when the binary is built: a `KMAP_LINUX_SRC` naming another one now
-    // would be silently ignored.
-    if let Some(asked) = std::env::var_os("KMAP_LINUX_SRC") {
-        let same = |a: &std::path::Path, b: &std::path::Path| {
-            a == b
-                || a.canonicalize()
-                    .ok()
-                    .is_some_and(|a| b.canonicalize().ok() == Some(a))
-        };
-        if !same(std::path::Path::new(&asked), std::path::Path::new(SOURCE)) {
-            return Err(format!(
-                "this kmap was built from {SOURCE}, but KMAP_LINUX_SRC={}: the source is compiled \
-                 in, so build again with it (KMAP_LINUX_SRC={} cargo run --release -- …)",
-                asked.to_string_lossy(),
-                asked.to_string_lossy()
-            ));
-        }
+    if let Some(why) = source_mismatch() {
+        return Err(why.clone());
     }
     let edit = settings.edit.as_deref();
     if let Some(name) = edit {

@@ -65,25 +65,20 @@ impl LinuxStack {
         self.home.set(Some(cpu));
     }
 
-    /// Where the byte at `addr` is in the control block: `Some(None)` for `idx`,
-    /// `Some(Some(cell))` for `pteval[cell]`.
+    /// Where the byte at `addr` is in the control block (see [`field_at`]).
     pub(crate) fn field_of(&self, addr: usize) -> Option<Option<u8>> {
-        let base = self.ctrl.get() as usize;
-        let offset = addr.checked_sub(base)?;
-        let pteval = std::mem::offset_of!(KmapCtrl, pteval);
-        if offset < 4 {
-            Some(None)
-        } else if offset >= pteval && offset < pteval + 8 * self.cells {
-            Some(Some(((offset - pteval) / 8) as u8))
-        } else {
-            None
-        }
+        field_at(self.ctrl.get() as usize, self.cells, addr)
+    }
+
+    /// The block's address and the stack's cells, for [`field_at`].
+    pub(crate) fn extent(&self) -> (usize, usize) {
+        (self.ctrl.get() as usize, self.cells)
     }
 }
 
 impl DynStack for LinuxStack {
     fn depth(&self) -> usize {
-        self.ctrl().idx.clamp(0, MAX_CELLS as i32) as usize
+        self.ctrl().idx.clamp(0, self.cells as i32) as usize
     }
     fn raw_idx(&self) -> i64 {
         self.ctrl().idx as i64
@@ -112,5 +107,20 @@ impl DynStack for LinuxStack {
         // at an arrival point, as when it was saved.
         unsafe { *self.ctrl.get() = ctrl };
         self.home.set(home);
+    }
+}
+
+/// Where the byte at `addr` is in a control block at `base` of a stack of `cells`: `Some(None)`
+/// for `idx`, `Some(Some(cell))` for `pteval[cell]`, `None` outside (arithmetic only: nothing
+/// is read).
+pub(crate) fn field_at(base: usize, cells: usize, addr: usize) -> Option<Option<u8>> {
+    let offset = addr.checked_sub(base)?;
+    let pteval = std::mem::offset_of!(KmapCtrl, pteval);
+    if offset < 4 {
+        Some(None)
+    } else if offset >= pteval && offset < pteval + 8 * cells {
+        Some(Some(((offset - pteval) / 8) as u8))
+    } else {
+        None
     }
 }

@@ -37,8 +37,9 @@ fn scope(settings: &str) -> Config {
 }
 
 /// `kmap check` of `config` finds a violation whose first consequence contains `expected`, and
-/// which replays from its printed string; `kmap prove` of `proved` is refuted too.
-fn caught(name: &str, config: &Config, expected: &str, proved: &Config) {
+/// which replays; `kmap prove` of `proved` is refuted with a first consequence that contains
+/// `proved_expected`.
+fn caught(name: &str, config: &Config, expected: &str, proved: &Config, proved_expected: &str) {
     let found = check(config);
     assert_eq!(found.verdict, Verdict::Violation, "{name}");
     let ce = found.counterexample.expect("a counterexample");
@@ -48,6 +49,11 @@ fn caught(name: &str, config: &Config, expected: &str, proved: &Config) {
     assert_eq!(again.violations, ce.outcome.violations, "{name} replays");
     let proof = prove(proved);
     assert_eq!(proof.verdict, Verdict::Violation, "{name}: prove 1/2/2");
+    let first = proof.counterexample.unwrap().outcome.violations[0].to_string();
+    assert!(
+        first.contains(proved_expected),
+        "{name}: prove 1/2/2: {first}"
+    );
 }
 
 /// Linux's `BUG_ON(!pte_none(ptep_get(kmap_pte)))` in `__kmap_local_pfn_prot`.
@@ -71,7 +77,13 @@ fn the_unedited_code_passes_what_each_edit_fails() {
 fn the_2020_rfc_s_switch_in_c_is_caught_at_linux_s_bug_on() {
     linux();
     let config = scenario("restore-race", "switch=rfc-v1");
-    caught("rfc", &config, SLOT_IN_USE, &scope("switch=rfc-v1"));
+    caught(
+        "rfc",
+        &config,
+        SLOT_IN_USE,
+        &scope("switch=rfc-v1"),
+        SLOT_IN_USE,
+    );
     // The switch that ran is the C one: its accesses are in the timeline.
     let ce = check(&config).counterexample.unwrap();
     assert!(
@@ -103,6 +115,7 @@ fn each_edit_of_history_is_caught_with_its_consequence() {
             &scenario("restore-race-split", edit),
             expected,
             &scope(edit),
+            expected,
         );
     }
 }
@@ -111,16 +124,33 @@ fn each_edit_of_history_is_caught_with_its_consequence() {
 fn the_2023_any_order_proposal_lets_an_interrupt_pop_a_cell_not_yet_recorded() {
     linux();
     let edit = "edit=any-order,release=any";
-    // The interrupt's lazy pop runs over the task's cell, pushed but not yet recorded, and the
-    // task then records its PTE at pteval[-1]: over its own idx.
+    // An interrupt that unmaps pops lazily over a cell the interrupted map has pushed but not
+    // yet recorded: in hole-across-switch B's second cell, which stays mapped above B's idx
+    // until A's is installed over it; in the proof an NMI over an interrupt, which then
+    // records its PTE at pteval[-1], over its task's idx.
     caught(
         edit,
-        &scenario("hole-then-irq", edit),
-        "outside its stack",
+        &scenario("hole-across-switch", edit),
+        "while it still maps",
         &scope(edit),
+        "outside its stack",
+    );
+    let proof = prove(&scope(edit)).counterexample.unwrap();
+    let trace: Vec<String> = proof.outcome.trace.iter().map(|e| e.to_string()).collect();
+    for entered in ["IRQ enters", "NMI enters"] {
+        assert!(trace.iter().any(|t| t.contains(entered)), "{trace:#?}");
+    }
+    assert!(
+        proof
+            .outcome
+            .hazards
+            .iter()
+            .any(|h| h.rule == kmap_sim::Rule::Inv3),
+        "the NMI leaves the interrupt's idx changed: {:?}",
+        proof.outcome.hazards
     );
     // Without the edit, release in any order is refused: Linux has no counterpart.
-    let refused = scenario("hole-then-irq", "release=any");
+    let refused = scenario("hole-across-switch", "release=any");
     assert!(refused.validate().is_err());
 }
 
@@ -137,4 +167,114 @@ fn an_edit_is_refused_without_linux_s_code_and_by_an_unknown_name() {
     config.machine.edit = Some("pop-before-clear".into());
     let error = config.validate().unwrap_err().to_string();
     assert!(error.contains("needs impl = \"linux\""), "{error}");
+}
+
+/// What the text of Linux's line must show for an access labelled `access` (the label after
+/// the function: `read current->kmap_ctrl.idx`, `ptep_get(PTE of slot 0.1)`, …): the field or
+/// the call, or the macro of Linux's that stands for the call on that line.
+fn shows(access: &str) -> &'static [&'static str] {
+    let call = access.split('(').next().unwrap_or("");
+    if access.contains("kmap_ctrl.idx") {
+        &["kmap_ctrl.idx", "kmap_local_idx"]
+    } else if access.contains("kmap_ctrl.pteval") {
+        &["pteval"]
+    } else if access.contains("__kmap_pte") {
+        &["__kmap_pte"]
+    } else {
+        match call {
+            "current" => &["current", "tsk"],
+            "set_pte_at" => &["set_pte"],
+            "flush_tlb_one_kernel" => &["post_unmap", "flush_tlb"],
+            "ptep_get" => &["ptep_get", "*kmap_pte"],
+            "in_hardirq" | "irqs_disabled" => &["in_hardirq() && !irqs_disabled()"],
+            "preempt_disable" => &["preempt_disable"],
+            "preempt_enable" => &["preempt_enable"],
+            "migrate_disable" => &["migrate_disable"],
+            "migrate_enable" => &["migrate_enable"],
+            "pagefault_disable" => &["pagefault_disable"],
+            "pagefault_enable" => &["pagefault_enable"],
+            "smp_processor_id" => &["smp_processor_id"],
+            "pte_clear" => &["pte_clear"],
+            "PageHighMem" => &["PageHighMem"],
+            "page_address" => &["page_address"],
+            "memset" => &["memset"],
+            _ => &[],
+        }
+    }
+}
+
+#[test]
+fn every_point_of_the_edited_code_names_linux_s_own_line() {
+    linux();
+    let tree = std::path::Path::new(kmap_linux::tree().unwrap());
+    let ours = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Each run, and the lines its edit rewrites (whose text is then not Linux's: an edited
+    // statement, or the line an inserted statement is labelled with).
+    let runs: [(&str, &str, &[&str]); 8] = [
+        ("restore-race-split", "switch=split", &[]),
+        ("restore-race-split", "edit=pop-before-clear", &[]),
+        (
+            "restore-race-split",
+            "edit=push-after-install",
+            &["arch_kmap_local_set_pte(&init_mm, vaddr, kmap_pte, pteval);"],
+        ),
+        ("restore-race-split", "edit=sched-out-without-flush", &[]),
+        (
+            "hole-across-switch",
+            "edit=any-order,release=any",
+            &[
+                "idx = arch_kmap_local_unmap_idx(kmap_local_idx(), addr);",
+                "current->kmap_ctrl.pteval[kmap_local_idx()] = __pte(0);",
+                "kmap_local_idx_pop();",
+            ],
+        ),
+        ("restore-race", "switch=rfc-v1", &[]),
+        ("fork", "switch=split", &[]),
+        ("atomic-inside-local", "switch=split", &[]),
+    ];
+    let mut checked = 0;
+    for (name, settings, rewritten) in runs {
+        let config = scenario(name, settings);
+        // The first execution's trace (the counterexample's when there is one).
+        let trace = match check(&config).counterexample {
+            Some(ce) => ce.outcome.trace,
+            None => replay(&config, &Default::default()).trace,
+        };
+        for event in trace.iter().map(|e| e.what.to_string()) {
+            // `file:line function: access`, the label of a point of Linux's code.
+            let Some((place, access)) = event.split_once(": ") else {
+                continue;
+            };
+            let Some((file_line, _function)) = place.rsplit_once(' ') else {
+                continue;
+            };
+            let Some((file, line)) = file_line.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(line) = line.parse::<usize>() else {
+                continue;
+            };
+            let path = if file.starts_with("c/") {
+                ours.join(file)
+            } else {
+                tree.join(file)
+            };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let source_line = text.lines().nth(line - 1).unwrap_or("");
+            let want = shows(access);
+            assert!(
+                !want.is_empty(),
+                "{name} {settings}: an access not known here: {event}"
+            );
+            assert!(
+                want.iter().any(|w| source_line.contains(w))
+                    || rewritten.contains(&source_line.trim()),
+                "{name} {settings}: `{event}` but {file}:{line} is `{source_line}`"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 500, "only {checked} points checked");
 }

@@ -312,7 +312,6 @@ impl Config {
                 "edit is a scripted edit of Linux's code: it needs impl = \"linux\"".into(),
             ));
         }
-        crate::implementation::ops(m).map_err(refuse)?;
         if m.implementation == crate::settings::Implementation::Linux {
             let p = &self.program;
             let apis = p.tasks.iter().map(|t| t.api).chain([p.irq_api, p.nmi_api]);
@@ -323,6 +322,7 @@ impl Config {
                 )));
             }
         }
+        crate::implementation::ops(m).map_err(refuse)?;
         Ok(())
     }
 

@@ -63,8 +63,9 @@ pub enum Object {
     Pte(Slot),
     /// A variable of the code, by name.
     Named(&'static str),
-    /// Memory the machine cannot name, by address.
-    Other(usize),
+    /// Memory the machine cannot name (no address: labels are part of the state key, and an
+    /// address is not the same from one run to the next).
+    Other,
 }
 
 /// An arrival point of foreign code: before the access (or call) at a site.
@@ -86,7 +87,7 @@ impl fmt::Display for Object {
             }
             Object::Pte(slot) => write!(f, "PTE of slot {}.{}", slot.cpu.0, slot.cell.0),
             Object::Named(name) => f.write_str(name),
-            Object::Other(address) => write!(f, "memory at {address:#x}"),
+            Object::Other => f.write_str("memory outside every kmap_ctrl"),
         }
     }
 }

@@ -75,23 +75,21 @@ impl Machine {
                 }
                 Reason::Sleep => tasks[prev.0].status = Status::Sleeping,
                 Reason::Exit => tasks[prev.0].status = Status::Exited,
+                // Enqueued on its new CPU once this CPU's switch is done (below).
                 Reason::Migrate(to) => {
                     tasks[prev.0].cpu = to;
                     tasks[prev.0].status = Status::Runnable;
-                    cpus[to.0 as usize].enqueue(prev);
                 }
             }
             cpus[cpu.0 as usize].dequeue().unwrap_or(idle)
         };
-        // A migrating task is in its new CPU's run queue already: suspended in this switch, it
-        // would be resumed there in the middle of this CPU's switch. It holds no mapping (it
-        // migrates only once migration is enabled again), so the switch hooks have nothing to
-        // save, and Linux's sched_out only reads its `idx` (0): its points are passed without
-        // stopping, as the crate's sched_out has none for an empty stack.
-        if matches!(reason, Reason::Migrate(_)) {
-            self.quietly(|| self.switch(prev, next));
-        } else {
-            self.switch(prev, next);
+        self.switch(prev, next);
+        // A migrating task joins its new CPU's run queue only now: suspended at a point of the
+        // switch above while in it, it would be resumed there in the middle of this CPU's
+        // switch. (The idle task's sched_in that follows, run by this task for this CPU,
+        // passes its points without stopping: see `finish_switch`.)
+        if let Reason::Migrate(to) = reason {
+            self.cpus.borrow_mut()[to.0 as usize].enqueue(prev);
         }
         if next == idle {
             self.finish_switch();
