@@ -258,17 +258,7 @@ extern "C-unwind" fn kmap_linux_call(
     };
     match call {
         0 => current(m).as_task() as c_ulong,
-        1 => {
-            let cpu = m.read_cpu();
-            // The CPU the mappings are made on (kmap_ctrl does not say; INV-4 needs it).
-            if !site.function.contains("sched_")
-                && !site.function.contains("switch_temporary")
-                && current(m).depth() > 0
-            {
-                current(m).set_home(cpu);
-            }
-            cpu.0 as c_ulong
-        }
+        1 => m.read_cpu().0 as c_ulong,
         2 => counter(m, Counter::Preempt, 1),
         3 => counter(m, Counter::Preempt, -1),
         4 => counter(m, Counter::Migrate, 1),
@@ -285,6 +275,13 @@ extern "C-unwind" fn kmap_linux_call(
         },
         11 => match slot {
             Some(slot) => {
+                // The CPU a map installs on is the one its task's mappings live on (kmap_ctrl
+                // does not say; INV-4 needs it). The switch installs a task's slots where it
+                // runs, which is what INV-4 compares with.
+                if !site.function.contains("sched_") && !site.function.contains("switch_temporary")
+                {
+                    current(m).set_home(slot.cpu);
+                }
                 m.install_pte(slot, Pte::from_raw(b));
                 0
             }
@@ -336,9 +333,14 @@ extern "C-unwind" fn kmap_linux_warn(
     file: *const c_char,
     line: c_int,
     condition: *const c_char,
-    _at: *const c_void,
+    at: *const c_void,
 ) {
-    machine().warn(message("WARN_ON_ONCE", file, line, condition));
+    let m = machine();
+    m.foreign_point(ForeignPoint {
+        site: site(at),
+        access: Access::Call("WARN_ON_ONCE", None),
+    });
+    m.warn(message("WARN_ON_ONCE", file, line, condition));
 }
 
 /// Linux's `BUG_ON`: a crash; the context never goes on.
@@ -347,9 +349,14 @@ extern "C-unwind" fn kmap_linux_bug(
     file: *const c_char,
     line: c_int,
     condition: *const c_char,
-    _at: *const c_void,
+    at: *const c_void,
 ) -> ! {
-    machine().bug(message("BUG_ON", file, line, condition));
+    let m = machine();
+    m.foreign_point(ForeignPoint {
+        site: site(at),
+        access: Access::Call("BUG_ON", None),
+    });
+    m.bug(message("BUG_ON", file, line, condition));
     resume_unwind(Box::new(Bugged))
 }
 

@@ -22,13 +22,6 @@
 //! kernels do, and a direct access the hooks meet anyway is a crash naming its site (the C's
 //! own array of PTEs is never the truth).
 //!
-//! One place passes the points without stopping: the switch of a task migrating away, and the
-//! idle task's sched_in that ends it (`Machine::schedule`). The migrating task is in its new
-//! CPU's run queue already, so it cannot be suspended in its old CPU's switch; it holds no
-//! mapping (it migrates only with migration enabled), so Linux's sched_out and the idle task's
-//! sched_in only read an `idx` of 0, which an interrupt arriving there would leave as it found
-//! it, as at the CPU's idle moment that follows, where one may arrive.
-//!
 //! # The state key
 //!
 //! A stateful search keys a suspended call by its stack, what the machine answered it, and

@@ -198,6 +198,8 @@ fn shows(access: &str) -> &'static [&'static str] {
             "PageHighMem" => &["PageHighMem"],
             "page_address" => &["page_address"],
             "memset" => &["memset"],
+            "WARN_ON_ONCE" => &["WARN_ON_ONCE"],
+            "BUG_ON" => &["BUG_ON"],
             _ => &[],
         }
     }

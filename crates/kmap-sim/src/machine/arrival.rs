@@ -206,9 +206,6 @@ impl Machine {
     /// key tells apart suspended calls whose locals differ because their stacks were changed
     /// under them.
     pub(crate) fn arrive(&self, label: Label) {
-        if self.quiet.get() {
-            return;
-        }
         // Between two operations the code keeps nothing read from the stack.
         let between = matches!(label, Label::BeforeOp(_) | Label::BeforeStep | Label::Idle);
         if !self.options.stateful || between {

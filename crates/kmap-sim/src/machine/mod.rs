@@ -150,8 +150,6 @@ pub struct Machine {
     cpus: RefCell<Vec<Cpu>>,
     /// The CPU executing now.
     active: cell::Cell<CpuId>,
-    /// Arrival points are passed without stopping (see `Machine::finish_switch`).
-    quiet: cell::Cell<bool>,
     tasks: RefCell<Vec<TaskState>>,
     arrivals: RefCell<Arrivals>,
     /// What the oracle found.
@@ -237,7 +235,6 @@ impl Machine {
             mmu: RefCell::new(Mmu::new(layout, m.tlb)),
             cpus: RefCell::new(cpus),
             active: cell::Cell::new(CpuId(0)),
-            quiet: cell::Cell::new(false),
             tasks: RefCell::new(tasks),
             arrivals: RefCell::new(Arrivals::default()),
             outcome: RefCell::new(Outcome::default()),

@@ -84,15 +84,16 @@ impl Machine {
             cpus[cpu.0 as usize].dequeue().unwrap_or(idle)
         };
         self.switch(prev, next);
-        // A migrating task joins its new CPU's run queue only now: suspended at a point of the
-        // switch above while in it, it would be resumed there in the middle of this CPU's
-        // switch. (The idle task's sched_in that follows, run by this task for this CPU,
-        // passes its points without stopping: see `finish_switch`.)
-        if let Reason::Migrate(to) = reason {
-            self.cpus.borrow_mut()[to.0 as usize].enqueue(prev);
-        }
+        // A migrating task joins its new CPU's run queue only once this CPU's switch is done:
+        // suspended at one of its points while in that queue, it would be resumed there in the
+        // middle of this CPU's switch. Into the idle task, it runs the switch's second half
+        // for this CPU, hosting it (see `finish_switch`).
+        let migrate = |to: CpuId| self.cpus.borrow_mut()[to.0 as usize].enqueue(prev);
         if next == idle {
             self.finish_switch();
+            if let Reason::Migrate(to) = reason {
+                migrate(to);
+            }
             match reason {
                 Reason::Sleep => {
                     // Nothing else to run: the CPU idles (interrupts may arrive), then the
@@ -113,6 +114,8 @@ impl Machine {
             }
         } else if reason == Reason::Exit {
             return;
+        } else if let Reason::Migrate(to) = reason {
+            migrate(to);
         }
         self.suspend(Yield::Switched);
         // Switched back in (perhaps on another CPU): finish the switch on our own stack.
@@ -131,14 +134,6 @@ impl Machine {
             }
             None => false,
         }
-    }
-
-    /// Run `f` passing every arrival point without stopping (nothing is chosen or probed there).
-    fn quietly<R>(&self, f: impl FnOnce() -> R) -> R {
-        let was = self.quiet.replace(true);
-        let r = f();
-        self.quiet.set(was);
-        r
     }
 
     /// Prepare-switch up to the stack switch: `current` = prev, then `current` = next.
@@ -193,38 +188,35 @@ impl Machine {
         // Interrupts are on again: one may arrive before the protocol's second half (under
         // `swap-after-current`, all of prev's slots are still live here, with `current` = next).
         // When next is the idle task, the coroutine executing this (a task that went to sleep
-        // or exited) hosts the CPU's idle moment, so that the driver resumes it for this CPU.
-        // A task migrating away cannot host it (it is in another CPU's run queue), and needs
-        // no point here: it migrates only holding no mapping, so it leaves no slot behind.
-        let (next_is_idle, host) = {
+        // or exited, or one migrating away, which joins its new CPU's run queue only once this
+        // is done) hosts the CPU's idle moment, so that the driver resumes it for this CPU.
+        // (A migrating task needs no point of its own here, before the second half: it holds
+        // no mapping, and an interrupt arriving on the idle CPU meets what it meets at the
+        // CPU's idle moment that follows; the second half's own points, Linux's, are kept.)
+        let (next_is_idle, host, migrating) = {
             let tasks = self.tasks.borrow();
-            let host = self
-                .driver
-                .borrow()
-                .executing
-                .filter(|&t| matches!(tasks[t.0].status, Status::Sleeping | Status::Exited));
-            (tasks[next.0].idle, host)
+            let executing = self.driver.borrow().executing;
+            // Migrating: runnable, and already another CPU's.
+            let migrating = executing
+                .is_some_and(|t| tasks[t.0].status == Status::Runnable && tasks[t.0].cpu != cpu);
+            let host = executing.filter(|&t| {
+                matches!(tasks[t.0].status, Status::Sleeping | Status::Exited) || migrating
+            });
+            (tasks[next.0].idle, host, migrating)
         };
         // The host stays set to the end of this function: the protocol's second half below has
         // arrival points too, and the driver must find this CPU's work there.
         let hosted = host.filter(|_| next_is_idle);
         if !next_is_idle || host.is_some() {
             self.this_cpu().set_idle_host(hosted);
+        }
+        if !next_is_idle || (host.is_some() && !migrating) {
             self.arrive(Label::FinishSwitch);
         }
         // Read after the arrival point, so that nothing of the switch is kept in a local while
         // this context may be suspended there (see `machine::state`).
         let prev = self.this_cpu().take_prev();
-        // A task migrating away into the idle task runs this for a CPU whose run queue it has
-        // left: suspended here, it would be resumed by its new CPU in the middle of the old
-        // one's switch. So the idle task's sched_in passes its arrival points without stopping
-        // (Linux's code has some even for an empty stack; the crate's has none). Nothing is
-        // lost: the idle task holds no mapping, and its sched_in only reads its `idx` (0),
-        // which an interrupt arriving there would leave as it found it, as it does at the
-        // CPU's idle moment that follows, where one may arrive.
-        let quiet = next_is_idle && host.is_none();
         match self.config.machine.switch {
-            Protocol::Split if quiet => self.quietly(|| self.kmap.sched_in(self)),
             Protocol::Split => self.kmap.sched_in(self),
             Protocol::RfcV1 => {}
             Protocol::SwapAfterCurrent => {
