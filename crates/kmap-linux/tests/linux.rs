@@ -41,6 +41,12 @@ fn names_a_highmem_line(text: &str) -> bool {
     })
 }
 
+/// The violations of `outcome`, a line each.
+fn violations(outcome: &kmap_sim::Outcome) -> String {
+    let lines: Vec<String> = outcome.violations.iter().map(|v| v.to_string()).collect();
+    lines.join("\n")
+}
+
 /// The built-ins Linux's code cannot run: the crate's own APIs and release in any order.
 const REFUSED: &[&str] = &[
     "guard-api",
@@ -126,13 +132,7 @@ fn the_restore_race_crashes_at_linux_s_own_bug_on_and_replays() {
     let found = check(&config);
     assert_eq!(found.verdict, Verdict::Violation);
     let ce = found.counterexample.unwrap();
-    let text: Vec<String> = ce
-        .outcome
-        .violations
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
-    let text = text.join("\n");
+    let text = violations(&ce.outcome);
     assert!(
         text.contains("BUG_ON(!pte_none(ptep_get(kmap_pte)))") && names_a_highmem_line(&text),
         "{text}"
@@ -180,16 +180,8 @@ fn small_scopes_are_proved_under_split_and_refuted_under_the_rfc_designs() {
             again.violations, ce.outcome.violations,
             "{protocol} replays"
         );
-        let text: Vec<String> = ce
-            .outcome
-            .violations
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
-        assert!(
-            names_a_highmem_line(&text.join("\n")),
-            "{protocol}: {text:?}"
-        );
+        let text = violations(&ce.outcome);
+        assert!(names_a_highmem_line(&text), "{protocol}: {text:?}");
     }
 }
 

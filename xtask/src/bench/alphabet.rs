@@ -5,9 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Deserialize;
-
-use super::prove::{ProveBenchError, best_proof};
+use super::prove::{BEST_OF, ProveBenchError, ScopeProof, best_proof};
 
 /// The alphabets measured, by their `--alphabet` argument (`None`: the default).
 const ALPHABETS: &[Option<&str>] = &[
@@ -20,17 +18,6 @@ const ALPHABETS: &[Option<&str>] = &[
     None,
     Some("atomic,write,irq-off,sleep,lowmem"),
 ];
-
-/// Runs of each alphabet; the cheapest counts (the machine is shared).
-const RUNS: usize = 3;
-
-/// What `kmap prove --json` prints (the fields read).
-#[derive(Deserialize)]
-struct Proof {
-    scope: String,
-    verdict: String,
-    states: u64,
-}
 
 /// The section of BENCHMARKS.md.
 pub fn section(kmap: &Path) -> Result<String, ProveBenchError> {
@@ -50,7 +37,7 @@ pub fn section(kmap: &Path) -> Result<String, ProveBenchError> {
         if let Some(a) = alphabet {
             args.extend(["--alphabet", a]);
         }
-        let (cpu, proof): (f64, Proof) = best_proof(kmap, &args, RUNS)?;
+        let (cpu, proof): (f64, ScopeProof) = best_proof(kmap, &args, BEST_OF)?;
         let base_cpu = *base.get_or_insert(cpu);
         rows.push((alphabet, proof, cpu, cpu / base_cpu));
     }

@@ -6,31 +6,18 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use serde::Deserialize;
-
-use super::prove::{ProveBenchError, best_proof};
+use super::prove::{BEST_OF, ProveBenchError, ScopeProof, best_proof};
 use crate::process;
 
 /// The scopes (CPUs, tasks, depth), each with an interrupt and an NMI that map.
 const SCOPES: &[(u32, u32, u32)] = &[(1, 2, 2), (1, 3, 2), (2, 3, 1)];
 
-/// Runs of each row; the cheapest counts (the machine is shared).
-const RUNS: usize = 3;
-
-/// What `kmap prove --json` prints (the fields read).
-#[derive(Deserialize)]
-struct Proof {
-    scope: String,
-    verdict: String,
-    states: u64,
-}
-
-/// One implementation's proof of one scope: the best of [`RUNS`].
+/// One implementation's proof of one scope: the best of [`BEST_OF`].
 fn best(
     kmap: &Path,
     (cpus, tasks, depth): (u32, u32, u32),
     implementation: &str,
-) -> Result<(f64, Proof), ProveBenchError> {
+) -> Result<(f64, ScopeProof), ProveBenchError> {
     let (cpus, tasks, depth) = (cpus.to_string(), tasks.to_string(), depth.to_string());
     let args = [
         "--cpus",
@@ -42,7 +29,7 @@ fn best(
         "--impl",
         implementation,
     ];
-    best_proof(kmap, &args, RUNS)
+    best_proof(kmap, &args, BEST_OF)
 }
 
 /// The section of BENCHMARKS.md.

@@ -369,6 +369,17 @@ pub(super) fn seconds_text(seconds: f64) -> String {
     }
 }
 
+/// What `kmap prove --json` prints of a scope's proof (the fields the sections read).
+#[derive(Deserialize)]
+pub(super) struct ScopeProof {
+    pub(super) scope: String,
+    pub(super) verdict: String,
+    pub(super) states: u64,
+}
+
+/// Runs of each timed proof; the cheapest counts (the machine is shared).
+pub(super) const BEST_OF: usize = 3;
+
 /// The cheapest of `runs` runs of `kmap prove ARGS --threads 1 --json` by CPU time (the machine
 /// is shared): that CPU time, and what the proof printed.
 pub(super) fn best_proof<P: serde::de::DeserializeOwned>(
