@@ -7,9 +7,10 @@
 //! Every field is written only by the map and unmap paths of contexts running on the task's CPU
 //! while the task is current: the task itself, and interrupts and NMIs that nest on top of it
 //! and restore `idx` before they return (rule N-2). The switch hooks only read it (INV-2). The
-//! fields are atomics with relaxed ordering, which on every kernel architecture are plain loads
-//! and stores; they are atomics only so that the type is honestly `Sync` (a task struct is
-//! shared) and no access can tear.
+//! fields are atomics with relaxed ordering, which on 64-bit kernel architectures are plain
+//! loads and stores (the saved PTEs are `AtomicU64`, which several 32-bit targets do not have);
+//! they are atomics only so that the type is honestly `Sync` (a task struct is shared) and no
+//! access can tear.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 

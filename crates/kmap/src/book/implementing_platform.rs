@@ -19,7 +19,7 @@
 //! pages through slots too), `PAGE_SIZE`, `KERNEL_PROT`.
 //!
 //! A complete, working implementation is the demo kernel's, in the repository at
-//! `kernel/src/platform.rs` (about a hundred lines with its comments): it boots under QEMU on two
+//! `kernel/src/platform.rs` (about two hundred lines with its comments): it boots under QEMU on two
 //! CPUs, maps highmem frames that have no other kernel address from tasks, interrupts and NMIs,
 //! and `kernel/src/sched.rs` shows where the switch hooks go. `cargo xtask kernel` runs it.
 //!

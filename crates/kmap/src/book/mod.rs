@@ -1,6 +1,7 @@
 //! # The kmap book
 //!
-//! A short book in six chapters; every example in it is compiled and run by `cargo test`.
+//! A short book in six chapters; every example in it is compiled by `cargo test`, and run
+//! unless it says why not (the x86_64 platform of "Implementing Platform" needs ring 0).
 //!
 //! 1. [The problem](problem): what a temporary kernel mapping is, and the race that hid in the
 //!    first design of Linux's preemptible one.
