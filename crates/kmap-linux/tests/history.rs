@@ -149,6 +149,24 @@ fn the_2023_any_order_proposal_lets_an_interrupt_pop_a_cell_not_yet_recorded() {
         "the NMI leaves the interrupt's idx changed: {:?}",
         proof.outcome.hazards
     );
+    // The store of the PTE's record (`pteval[kmap_local_idx()] = pteval`) lands on `idx`.
+    let highmem = std::fs::read_to_string(
+        std::path::Path::new(kmap_linux::tree().unwrap()).join("mm/highmem.c"),
+    )
+    .unwrap();
+    let record_on_idx = proof.outcome.trace.iter().any(|e| {
+        let what = e.what.to_string();
+        let Some(rest) = what.strip_prefix("mm/highmem.c:") else {
+            return false;
+        };
+        let line: usize = rest.split(' ').next().unwrap_or("").parse().unwrap_or(0);
+        what.ends_with("write current->kmap_ctrl.idx")
+            && highmem
+                .lines()
+                .nth(line.saturating_sub(1))
+                .is_some_and(|l| l.contains("pteval[kmap_local_idx()] = pteval"))
+    });
+    assert!(record_on_idx, "{trace:#?}");
     // Without the edit, release in any order is refused: Linux has no counterpart.
     let refused = scenario("hole-across-switch", "release=any");
     assert!(refused.validate().is_err());
