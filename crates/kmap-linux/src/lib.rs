@@ -41,7 +41,6 @@ use kmap_sim::implementation::{KmapOps, Site};
 pub use stack::LinuxStack;
 
 /// The C entry points of one layout.
-#[allow(dead_code)]
 pub(crate) struct Entries {
     map_page: unsafe extern "C-unwind" fn(c_ulong) -> *mut c_void,
     map_pfn: unsafe extern "C-unwind" fn(c_ulong) -> *mut c_void,

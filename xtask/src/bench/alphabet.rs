@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::prove::{BEST_OF, ProveBenchError, ScopeProof, best_proof};
+use super::prove::ProveBenchError;
+use super::timed::{BEST_OF, ScopeProof, best_proof};
 
 /// The alphabets measured, by their `--alphabet` argument (`None`: the default).
 const ALPHABETS: &[Option<&str>] = &[

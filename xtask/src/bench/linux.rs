@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use super::prove::{BEST_OF, ProveBenchError, ScopeProof, best_proof};
+use super::prove::ProveBenchError;
+use super::timed::{BEST_OF, ScopeProof, best_proof};
 use crate::process;
 
 /// The scopes (CPUs, tasks, depth), each with an interrupt and an NMI that map.

@@ -19,6 +19,7 @@ mod kernel;
 mod linux;
 mod prove;
 mod scale;
+mod timed;
 
 use std::fmt::Write as _;
 use std::process::Command;

@@ -8,7 +8,8 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use super::prove::{ProveBenchError, Timed, timed};
+use super::prove::ProveBenchError;
+use super::timed::{Timed, timed};
 
 /// The stateless engine's runs are cut off after this long (it is the slow one).
 const STATELESS_LIMIT: &str = "120";
