@@ -479,3 +479,25 @@ fn kmap_linux_catches_all_history_and_prints_the_readme_s_tables() {
         "README.md's tables are not what `kmap linux` prints: paste its output between the markers"
     );
 }
+
+#[test]
+fn a_kmap_built_from_one_source_refuses_a_kmap_linux_src_naming_another() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmap"))
+        .env("KMAP_LINUX_SRC", "/nonexistent/linux")
+        .args(["check", "restore-race", "--impl", "linux"])
+        .output()
+        .expect("kmap runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("this kmap was built from") && stderr.contains("build again"),
+        "{stderr}"
+    );
+    // The crate's own code does not care.
+    let out = Command::new(env!("CARGO_BIN_EXE_kmap"))
+        .env("KMAP_LINUX_SRC", "/nonexistent/linux")
+        .args(["check", "restore-race-split"])
+        .output()
+        .expect("kmap runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
